@@ -1,0 +1,144 @@
+//! One error type for every AWS call, named the way the retry policy names errors.
+
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use std::error::Error as StdError;
+use std::fmt;
+
+/// Error names for failures that carry no AWS error code. They can be used in a retry policy's
+/// `ErrorEquals` like any AWS code.
+pub mod transport {
+    /// The connection could not be made, or broke before a response arrived.
+    pub const CONNECTION_ERROR: &str = "Enforcer.ConnectionError";
+    /// Connecting or waiting for the response took longer than the client allows.
+    pub const TIMEOUT: &str = "Enforcer.Timeout";
+    /// A response arrived but could not be read or parsed.
+    pub const RESPONSE_ERROR: &str = "Enforcer.ResponseError";
+    /// An HTTP 5xx answer without an AWS error code.
+    pub const SERVER_ERROR: &str = "Enforcer.ServerError";
+    /// An HTTP 4xx answer without an AWS error code.
+    pub const UNKNOWN_ERROR: &str = "Enforcer.UnknownError";
+    /// The request could not be built (a bad value reached the SDK); never transient.
+    pub const REQUEST_ERROR: &str = "Enforcer.RequestError";
+}
+
+/// A failed AWS call: the AWS error code (or a [`transport`] name), the message and the SDK
+/// error it came from.
+#[derive(Debug)]
+pub struct AwsError {
+    code: String,
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl AwsError {
+    /// An error with a code and message and no underlying SDK error (used by fakes and for
+    /// conditions the enforcer detects itself).
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The AWS error code (`ResourceInUseException`, ...) or a [`transport`] name.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The message AWS (or the transport) gave.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Classifies an SDK error of any AWS service.
+    pub fn from_sdk<E, R>(err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+        R: fmt::Debug + Send + Sync + 'static,
+        SdkError<E, R>: HttpStatus,
+    {
+        let status = err.http_status();
+        let (code, message) = match &err {
+            SdkError::ServiceError(service) => {
+                let inner = service.err();
+                match inner.code() {
+                    Some(code) => (
+                        code.to_owned(),
+                        inner.message().unwrap_or_default().to_owned(),
+                    ),
+                    None => {
+                        let code = match status {
+                            Some(s) if s >= 500 => transport::SERVER_ERROR,
+                            _ => transport::UNKNOWN_ERROR,
+                        };
+                        let status =
+                            status.map_or_else(|| "no status".to_owned(), |s| format!("HTTP {s}"));
+                        (
+                            code.to_owned(),
+                            format!("{status} without an AWS error code"),
+                        )
+                    }
+                }
+            }
+            SdkError::TimeoutError(_) => (
+                transport::TIMEOUT.to_owned(),
+                "the call timed out".to_owned(),
+            ),
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => (
+                transport::TIMEOUT.to_owned(),
+                "timed out while connecting or sending".to_owned(),
+            ),
+            SdkError::DispatchFailure(_) => (
+                transport::CONNECTION_ERROR.to_owned(),
+                "the request could not be sent".to_owned(),
+            ),
+            SdkError::ResponseError(_) => (
+                transport::RESPONSE_ERROR.to_owned(),
+                "the response could not be read".to_owned(),
+            ),
+            SdkError::ConstructionFailure(_) => (
+                transport::REQUEST_ERROR.to_owned(),
+                "the request could not be built".to_owned(),
+            ),
+            _ => (
+                transport::UNKNOWN_ERROR.to_owned(),
+                "unclassified SDK error".to_owned(),
+            ),
+        };
+        // DisplayErrorContext walks the whole chain: the SDK's own Display says only "service error".
+        let detail = aws_sdk_kinesis::error::DisplayErrorContext(&err).to_string();
+        let message = if message.is_empty() { detail } else { message };
+        Self {
+            code,
+            message,
+            source: Some(Box::new(err)),
+        }
+    }
+}
+
+/// The HTTP status of an SDK error's response, where there was one.
+pub trait HttpStatus {
+    /// The status code, or `None` when no response was received.
+    fn http_status(&self) -> Option<u16>;
+}
+
+impl<E> HttpStatus for SdkError<E, aws_smithy_runtime_api::http::Response> {
+    fn http_status(&self) -> Option<u16> {
+        self.raw_response().map(|r| r.status().as_u16())
+    }
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl StdError for AwsError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}

@@ -1,0 +1,26 @@
+//! The Lambda function: configuration and clients once per container, then one event at a time.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use stream_encryption_enforcer::clients::AwsClients;
+use stream_encryption_enforcer::config::Config;
+use stream_encryption_enforcer::enforcer::Enforcer;
+use stream_encryption_enforcer::handler::{init_tracing, lambda_handler};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let config = Config::from_env();
+    init_tracing(
+        config
+            .as_ref()
+            .map_or(tracing::Level::INFO, |c| c.log_level),
+        true,
+        false,
+    );
+    let config = config.inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let clients = AwsClients::from_env().await;
+    let enforcer = Enforcer::new(clients.kinesis, clients.firehose, clients.kms, &config);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+        lambda_handler(&enforcer, event)
+    }))
+    .await
+}

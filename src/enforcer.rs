@@ -1,0 +1,544 @@
+//! The decision for one event: inspect, decide, apply under the retry policy, confirm, report.
+
+use crate::aws_error::AwsError;
+use crate::config::Config;
+use crate::event::{self, InvalidEvent, Parsed, Trigger};
+use crate::firehose::{
+    DeliveryStatus, DeliverySummary, EncryptionStatus, FirehoseApi, FirehoseKey,
+};
+use crate::key::{KeyForm, KeyInfo, KeyMatch, MandatedKey, compare};
+use crate::kinesis::{KinesisApi, StreamStatus, StreamSummary};
+use crate::kms::KmsApi;
+use crate::outcome::{Outcome, Report};
+use crate::resource::{Location, Resource, Service};
+use crate::retry::{self, CallError, RandomSource, RetryPolicy};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Error names the enforcer gives to failures it detects itself.
+pub mod codes {
+    /// The confirm step saw a key other than the mandated one, or no encryption, after Start.
+    pub const KEY_MISMATCH: &str = "Enforcer.KeyMismatch";
+    /// The resource was still changing when the invocation's deadline came.
+    pub const DEADLINE: &str = "Enforcer.DeadlineExceeded";
+    /// Firehose reported `ENABLING_FAILED` without a failure type.
+    pub const ENABLING_FAILED: &str = "ENABLING_FAILED";
+}
+
+const NOT_FOUND: &str = "ResourceNotFoundException";
+const KMS_NOT_FOUND: &str = "NotFoundException";
+/// Resolved foreign keys kept per container; a bound so that a long-lived container cannot grow.
+const KEY_CACHE_LIMIT: usize = 256;
+
+/// How often the confirm step polls while a resource is UPDATING / ENABLING: the delay starts at
+/// `first`, grows by `factor` and stops growing at `max`. Always bounded by the deadline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConfirmPolling {
+    /// First delay.
+    pub first: Duration,
+    /// Growth per poll.
+    pub factor: f64,
+    /// Largest delay.
+    pub max: Duration,
+}
+
+impl Default for ConfirmPolling {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_millis(500),
+            factor: 1.5,
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The enforcer: the AWS capabilities it needs, the mandated key and the retry policy. Built once
+/// per container; the mandated key's resolution is cached in it.
+pub struct Enforcer<K, F, M> {
+    kinesis: K,
+    firehose: F,
+    kms: M,
+    key: MandatedKey,
+    policy: RetryPolicy,
+    polling: ConfirmPolling,
+    resolved: Mutex<Option<KeyInfo>>,
+    foreign_keys: Mutex<HashMap<String, KeyInfo>>,
+}
+
+/// Why enforcement stopped short of a positive outcome.
+enum Stop {
+    Gone { reason: String, code: String },
+    Failed { reason: String, code: String },
+}
+
+impl Stop {
+    fn failed(code: &str, reason: String) -> Self {
+        Self::Failed {
+            reason,
+            code: code.to_owned(),
+        }
+    }
+
+    fn from_call(what: &str, err: CallError) -> Self {
+        let code = err.aws().code().to_owned();
+        if code == NOT_FOUND {
+            return Self::Gone {
+                reason: format!("{what}: {}", err.aws().message()),
+                code,
+            };
+        }
+        Self::Failed {
+            reason: format!("{what} failed: {err}"),
+            code,
+        }
+    }
+}
+
+/// A positive outcome and its reason.
+struct Done(Outcome, String);
+
+/// Per-event state: the deadline, the random source for jitter, and the write calls made.
+struct Run<'a> {
+    deadline: Instant,
+    random: &'a mut (dyn RandomSource + Send),
+    writes: u32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave these caches inconsistent: every write is one assignment.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
+    /// An enforcer over the given adapters with the configured key and policy.
+    pub fn new(kinesis: K, firehose: F, kms: M, config: &Config) -> Self {
+        Self {
+            kinesis,
+            firehose,
+            kms,
+            key: config.mandated_key.clone(),
+            policy: config.retry_policy.clone(),
+            polling: ConfirmPolling::default(),
+            resolved: Mutex::new(None),
+            foreign_keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replaces the confirm step's polling schedule.
+    pub fn with_confirm_polling(mut self, polling: ConfirmPolling) -> Self {
+        self.polling = polling;
+        self
+    }
+
+    /// Handles one event: parse, then enforce. `Err` only for an event that cannot be used;
+    /// every AWS outcome, `failed` included, is a [`Report`].
+    pub async fn handle(
+        &self,
+        event: serde_json::Value,
+        deadline: Instant,
+        random: &mut (dyn RandomSource + Send),
+    ) -> Result<Report, InvalidEvent> {
+        Ok(match event::parse(event)? {
+            Parsed::Ignored {
+                event_id,
+                service,
+                event_name,
+                reason,
+            } => Report {
+                outcome: Outcome::Ignored,
+                service,
+                resource: None,
+                event_id,
+                event_name,
+                key: None,
+                attempts: 0,
+                reason: Some(reason),
+                error_code: None,
+            },
+            Parsed::Trigger(trigger) => self.enforce(&trigger, deadline, random).await,
+        })
+    }
+
+    /// Enforces the mandated key on the resource an event names.
+    pub async fn enforce(
+        &self,
+        trigger: &Trigger,
+        deadline: Instant,
+        random: &mut (dyn RandomSource + Send),
+    ) -> Report {
+        let mut run = Run {
+            deadline,
+            random,
+            writes: 0,
+        };
+        let result = match trigger.resource.service {
+            Service::Kinesis => self.enforce_stream(&trigger.resource, &mut run).await,
+            Service::Firehose => {
+                self.enforce_delivery_stream(&trigger.resource, &mut run)
+                    .await
+            }
+        };
+        let (outcome, reason, error_code) = match result {
+            Ok(Done(outcome, reason)) => (outcome, reason, None),
+            Err(Stop::Gone { reason, code }) => (Outcome::Gone, reason, Some(code)),
+            Err(Stop::Failed { reason, code }) => (Outcome::Failed, reason, Some(code)),
+        };
+        let key = lock(&self.resolved)
+            .as_ref()
+            .map_or_else(|| self.key.configured().to_owned(), |k| k.arn.clone());
+        Report {
+            outcome,
+            service: Some(trigger.resource.service),
+            resource: Some(trigger.resource.arn()),
+            event_id: trigger.event_id.clone(),
+            event_name: Some(trigger.event_name.clone()),
+            key: Some(key),
+            attempts: run.writes,
+            reason: Some(reason),
+            error_code,
+        }
+    }
+
+    /// One AWS call under the retry policy. Write calls are counted in `run.writes`.
+    async fn call<T, Fut>(
+        &self,
+        run: &mut Run<'_>,
+        what: &str,
+        write: bool,
+        call: impl FnMut() -> Fut,
+    ) -> Result<T, Stop>
+    where
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        let result = retry::run(&self.policy, run.deadline, &mut *run.random, what, call).await;
+        let attempts = match &result {
+            Ok((_, n)) => *n,
+            Err(e) => e.attempts(),
+        };
+        if write {
+            run.writes = run.writes.saturating_add(attempts);
+        }
+        result
+            .map(|(value, _)| value)
+            .map_err(|e| Stop::from_call(what, e))
+    }
+
+    /// Sleeps for the next confirm poll, or stops when it would pass the deadline.
+    async fn wait_to_confirm(
+        &self,
+        delay: &mut Duration,
+        run: &Run<'_>,
+        state: &str,
+    ) -> Result<(), Stop> {
+        if Instant::now() + *delay > run.deadline {
+            return Err(Stop::failed(
+                codes::DEADLINE,
+                format!(
+                    "still {state} when the invocation's deadline came; a retry of the event will confirm"
+                ),
+            ));
+        }
+        tokio::time::sleep(*delay).await;
+        *delay = delay.mul_f64(self.polling.factor).min(self.polling.max);
+        Ok(())
+    }
+
+    /// The mandated key resolved with kms:DescribeKey, once per container. `None` only for an
+    /// AWS managed alias (`alias/aws/...`) that does not exist yet: AWS creates it on first use.
+    async fn mandated_key(&self, run: &mut Run<'_>) -> Result<Option<KeyInfo>, Stop> {
+        if let Some(info) = lock(&self.resolved).clone() {
+            return Ok(Some(info));
+        }
+        let configured = self.key.configured();
+        match retry::run(
+            &self.policy,
+            run.deadline,
+            &mut *run.random,
+            "kms:DescribeKey",
+            || self.kms.describe_key(configured),
+        )
+        .await
+        {
+            Ok((info, _)) => {
+                *lock(&self.resolved) = Some(info.clone());
+                Ok(Some(info))
+            }
+            Err(e) if e.aws().code() == KMS_NOT_FOUND && self.key.form().is_aws_managed_alias() => {
+                tracing::info!(
+                    key = configured,
+                    "AWS managed key not created yet; it is created on first use"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(Stop::Failed {
+                code: e.aws().code().to_owned(),
+                reason: format!("cannot resolve the mandated key {configured}: {e}"),
+            }),
+        }
+    }
+
+    /// Whether a key reported by a data stream is the mandated key. Forms that can be proven
+    /// equal or different are decided without KMS; the rest are resolved (and cached).
+    async fn is_mandated(
+        &self,
+        reported: &str,
+        at: &Location,
+        mandated: Option<&KeyInfo>,
+        run: &mut Run<'_>,
+    ) -> Result<bool, Stop> {
+        if reported == self.key.configured() {
+            return Ok(true);
+        }
+        if let Ok(form) = KeyForm::parse(reported) {
+            let mut candidates = vec![self.key.form().clone()];
+            if let Some(arn) = mandated.and_then(|m| KeyForm::parse(&m.arn).ok()) {
+                candidates.push(arn);
+            }
+            let verdicts: Vec<KeyMatch> =
+                candidates.iter().map(|c| compare(&form, c, at)).collect();
+            if verdicts.contains(&KeyMatch::Same) {
+                return Ok(true);
+            }
+            // A resolved mandated key ARN against a key id or key ARN decides it.
+            if mandated.is_some() && verdicts.last() == Some(&KeyMatch::Different) {
+                return Ok(false);
+            }
+        }
+        let Some(mandated) = mandated else {
+            // The mandated AWS managed key does not exist yet, so no stream can be using it.
+            return Ok(false);
+        };
+        if let Some(info) = lock(&self.foreign_keys).get(reported).cloned() {
+            return Ok(info.arn == mandated.arn);
+        }
+        match retry::run(
+            &self.policy,
+            run.deadline,
+            &mut *run.random,
+            "kms:DescribeKey",
+            || self.kms.describe_key(reported),
+        )
+        .await
+        {
+            Ok((info, _)) => {
+                let same = info.arn == mandated.arn;
+                let mut cache = lock(&self.foreign_keys);
+                if cache.len() >= KEY_CACHE_LIMIT {
+                    cache.clear();
+                }
+                cache.insert(reported.to_owned(), info);
+                Ok(same)
+            }
+            // The stream's key does not exist (any more); the mandated key does.
+            Err(e) if e.aws().code() == KMS_NOT_FOUND => Ok(false),
+            Err(e) => Err(Stop::Failed {
+                code: e.aws().code().to_owned(),
+                reason: format!(
+                    "cannot tell whether the stream's key {reported} is the mandated key: {e}"
+                ),
+            }),
+        }
+    }
+
+    async fn describe_stream(
+        &self,
+        stream: &Resource,
+        run: &mut Run<'_>,
+    ) -> Result<StreamSummary, Stop> {
+        let summary = self
+            .call(run, "DescribeStreamSummary", false, || {
+                self.kinesis.describe_stream(stream)
+            })
+            .await?;
+        if summary.status == StreamStatus::Deleting {
+            return Err(Stop::Gone {
+                reason: "the stream is being deleted".into(),
+                code: "DELETING".into(),
+            });
+        }
+        Ok(summary)
+    }
+
+    async fn enforce_stream(&self, stream: &Resource, run: &mut Run<'_>) -> Result<Done, Stop> {
+        let before = self.describe_stream(stream, run).await?;
+        let mandated = self.mandated_key(run).await?;
+        if let Some(key) = &before.key_id
+            && self
+                .is_mandated(key, &stream.location, mandated.as_ref(), run)
+                .await?
+        {
+            return Ok(Done(
+                Outcome::AlreadyCompliant,
+                format!("encrypted with {key}"),
+            ));
+        }
+        // Kinesis takes the key in the configured form; CREATING / UPDATING answer
+        // ResourceInUseException, which the retry policy waits out.
+        self.call(run, "StartStreamEncryption", true, || {
+            self.kinesis.start_encryption(stream, self.key.configured())
+        })
+        .await?;
+        let was = before
+            .key_id
+            .as_deref()
+            .map_or("unencrypted".to_owned(), |k| format!("encrypted with {k}"));
+        let mut delay = self.polling.first;
+        loop {
+            let now = self.describe_stream(stream, run).await?;
+            let on_mandated = match &now.key_id {
+                Some(key) => Some(
+                    self.is_mandated(key, &stream.location, mandated.as_ref(), run)
+                        .await?,
+                ),
+                None => None,
+            };
+            match (&now.status, on_mandated) {
+                (_, Some(false)) => {
+                    return Err(Stop::failed(
+                        codes::KEY_MISMATCH,
+                        format!(
+                            "after StartStreamEncryption the stream reports key {}, not the mandated key",
+                            now.key_id.as_deref().unwrap_or_default()
+                        ),
+                    ));
+                }
+                (StreamStatus::Active, Some(true)) => {
+                    return Ok(Done(
+                        Outcome::Remediated,
+                        format!("was {was}; now encrypted with the mandated key"),
+                    ));
+                }
+                (StreamStatus::Active, None) => {
+                    return Err(Stop::failed(
+                        codes::KEY_MISMATCH,
+                        "after StartStreamEncryption the stream is ACTIVE and not encrypted".into(),
+                    ));
+                }
+                (status, _) => {
+                    let state = format!("{status:?}").to_uppercase();
+                    self.wait_to_confirm(&mut delay, run, &state).await?;
+                }
+            }
+        }
+    }
+
+    async fn describe_delivery_stream(
+        &self,
+        stream: &Resource,
+        run: &mut Run<'_>,
+    ) -> Result<DeliverySummary, Stop> {
+        let summary = self
+            .call(run, "DescribeDeliveryStream", false, || {
+                self.firehose.describe_delivery_stream(stream)
+            })
+            .await?;
+        if summary.status == DeliveryStatus::Deleting {
+            return Err(Stop::Gone {
+                reason: "the delivery stream is being deleted".into(),
+                code: "DELETING".into(),
+            });
+        }
+        Ok(summary)
+    }
+
+    async fn enforce_delivery_stream(
+        &self,
+        stream: &Resource,
+        run: &mut Run<'_>,
+    ) -> Result<Done, Stop> {
+        let before = self.describe_delivery_stream(stream, run).await?;
+        if before.status == DeliveryStatus::CreatingFailed {
+            return Ok(Done(
+                Outcome::NotApplicable,
+                "the delivery stream's creation failed (CREATING_FAILED): there is nothing to encrypt".into(),
+            ));
+        }
+        if !before.is_direct_put() {
+            return Ok(Done(
+                Outcome::NotApplicable,
+                format!(
+                    "source is {}: only DirectPut delivery streams can have server-side encryption; the data is protected by its source's encryption",
+                    before.source_type
+                ),
+            ));
+        }
+        // Firehose needs a key ARN; an AWS managed mandated key means the AWS owned key there.
+        let wanted = match self.mandated_key(run).await? {
+            Some(info) if !info.aws_managed => FirehoseKey::CustomerManaged(info.arn),
+            _ => FirehoseKey::AwsOwned,
+        };
+        let current = before
+            .encryption
+            .as_ref()
+            .filter(|e| e.key.as_ref() == Some(&wanted));
+        match current.map(|e| &e.status) {
+            Some(EncryptionStatus::Enabled) => {
+                return Ok(Done(
+                    Outcome::AlreadyCompliant,
+                    "server-side encryption is ENABLED with the mandated key".into(),
+                ));
+            }
+            // Someone (or an earlier delivery of this event) already asked for the mandated key.
+            Some(EncryptionStatus::Enabling) => {}
+            _ => {
+                self.call(run, "StartDeliveryStreamEncryption", true, || {
+                    self.firehose.start_encryption(stream, &wanted)
+                })
+                .await?;
+            }
+        }
+        let mut delay = self.polling.first;
+        loop {
+            let now = self.describe_delivery_stream(stream, run).await?;
+            let Some(enc) = &now.encryption else {
+                return Err(Stop::failed(
+                    codes::KEY_MISMATCH,
+                    "no encryption configuration after StartDeliveryStreamEncryption".into(),
+                ));
+            };
+            match (&enc.status, enc.key.as_ref() == Some(&wanted)) {
+                (EncryptionStatus::Enabled, true) => {
+                    let outcome = if run.writes == 0 {
+                        Outcome::AlreadyCompliant
+                    } else {
+                        Outcome::Remediated
+                    };
+                    return Ok(Done(
+                        outcome,
+                        "server-side encryption is ENABLED with the mandated key".into(),
+                    ));
+                }
+                (EncryptionStatus::Enabling, true) => {
+                    self.wait_to_confirm(&mut delay, run, "ENABLING").await?
+                }
+                (EncryptionStatus::EnablingFailed, _) => {
+                    let failure = enc
+                        .failure
+                        .clone()
+                        .unwrap_or_else(|| "no failure description".into());
+                    let code = failure
+                        .split(':')
+                        .next()
+                        .unwrap_or(codes::ENABLING_FAILED)
+                        .to_owned();
+                    return Err(Stop::Failed {
+                        code,
+                        reason: format!("encryption ENABLING_FAILED: {failure}"),
+                    });
+                }
+                (status, _) => {
+                    return Err(Stop::failed(
+                        codes::KEY_MISMATCH,
+                        format!(
+                            "after StartDeliveryStreamEncryption the encryption is {status:?} with key {:?}",
+                            enc.key
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Parsing an EventBridge event carrying a CloudTrail record into the resource to act on.
+//!
+//! Three results: a [`Trigger`] (act on this resource), [`Parsed::Ignored`] (a well-formed event
+//! that needs no action, with the reason), or an [`InvalidEvent`] error (malformed, or a value
+//! that fails validation). Nothing from the event reaches an ARN or an AWS call unvalidated.
+
+use crate::resource::{InvalidValue, Location, Resource, Service};
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// EventBridge accepts events of up to 256 KiB; anything much larger did not come from it.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// The `detail-type` of CloudTrail management events delivered to EventBridge.
+pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+
+/// The calls the enforcer reacts to, per service.
+pub const KINESIS_EVENTS: [&str; 3] = [
+    "CreateStream",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
+];
+/// The Firehose calls the enforcer reacts to.
+pub const FIREHOSE_EVENTS: [&str; 3] = [
+    "CreateDeliveryStream",
+    "StartDeliveryStreamEncryption",
+    "StopDeliveryStreamEncryption",
+];
+
+/// An event that asks for the mandated key to be checked on one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// The EventBridge event id (falls back to the CloudTrail `eventID`).
+    pub event_id: Option<String>,
+    /// The CloudTrail `eventName` (`CreateStream`, ...).
+    pub event_name: String,
+    /// The stream or delivery stream.
+    pub resource: Resource,
+}
+
+/// The result of parsing a well-formed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// Act on this resource.
+    Trigger(Trigger),
+    /// Nothing to do.
+    Ignored {
+        /// The event id, when the event has one.
+        event_id: Option<String>,
+        /// The service the event is about, when known.
+        service: Option<Service>,
+        /// The CloudTrail `eventName`, when there is one.
+        event_name: Option<String>,
+        /// Why no action is taken.
+        reason: String,
+    },
+}
+
+/// Why an event could not be used. Retrying cannot help; the event is kept by the on-failure
+/// destination for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidEvent {
+    /// The payload is larger than any EventBridge event.
+    #[error("event is {0} bytes; EventBridge events are at most 256 KiB")]
+    TooLarge(usize),
+    /// Not JSON, or not an EventBridge envelope.
+    #[error("not an EventBridge event: {0}")]
+    Envelope(#[source] serde_json::Error),
+    /// The CloudTrail record in `detail` is not shaped as CloudTrail writes it.
+    #[error("detail is not a CloudTrail record: {0}")]
+    Detail(#[source] serde_json::Error),
+    /// A field the handled call always has is missing.
+    #[error("{event_name} record has no {field}")]
+    Missing {
+        /// The CloudTrail event name.
+        event_name: String,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// A value failed validation.
+    #[error("{0}")]
+    Invalid(#[from] InvalidValue),
+    /// Two parts of the event disagree.
+    #[error("inconsistent event: {0}")]
+    Inconsistent(String),
+}
+
+/// The fields of a CloudTrail record the enforcer reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CloudTrailRecord {
+    event_source: String,
+    event_name: String,
+    aws_region: Option<String>,
+    recipient_account_id: Option<String>,
+    #[serde(rename = "eventID")]
+    event_id: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    #[serde(default)]
+    request_parameters: Option<Value>,
+    #[serde(default)]
+    response_elements: Option<Value>,
+}
+
+/// Parses a payload as the Lambda or the CLI receives it.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, InvalidEvent> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(InvalidEvent::TooLarge(bytes.len()));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(InvalidEvent::Envelope)?;
+    parse(value)
+}
+
+/// Parses an event already decoded as JSON.
+pub fn parse(value: Value) -> Result<Parsed, InvalidEvent> {
+    let envelope: EventBridgeEvent<Value> =
+        serde_json::from_value(value).map_err(InvalidEvent::Envelope)?;
+    let event_id = envelope.id.clone();
+    let service = match envelope.source.as_str() {
+        "aws.kinesis" => Some(Service::Kinesis),
+        "aws.firehose" => Some(Service::Firehose),
+        _ => None,
+    };
+    if envelope.detail_type != CLOUDTRAIL_DETAIL_TYPE {
+        return Ok(Parsed::Ignored {
+            event_id,
+            service,
+            event_name: None,
+            reason: format!("detail-type {:?} is not handled", envelope.detail_type),
+        });
+    }
+    let Some(service) = service else {
+        return Ok(Parsed::Ignored {
+            event_id,
+            service: None,
+            event_name: None,
+            reason: format!(
+                "source {:?} is not aws.kinesis or aws.firehose",
+                envelope.source
+            ),
+        });
+    };
+    let record: CloudTrailRecord =
+        serde_json::from_value(envelope.detail).map_err(InvalidEvent::Detail)?;
+    let event_id = event_id.or(record.event_id.clone());
+    let expected_source = match service {
+        Service::Kinesis => "kinesis.amazonaws.com",
+        Service::Firehose => "firehose.amazonaws.com",
+    };
+    if record.event_source != expected_source {
+        return Err(InvalidEvent::Inconsistent(format!(
+            "source {} but eventSource {:?}",
+            envelope.source, record.event_source
+        )));
+    }
+    let ignored = |reason: String| Parsed::Ignored {
+        event_id: event_id.clone(),
+        service: Some(service),
+        event_name: Some(record.event_name.clone()),
+        reason,
+    };
+    let handled = match service {
+        Service::Kinesis => KINESIS_EVENTS.contains(&record.event_name.as_str()),
+        Service::Firehose => FIREHOSE_EVENTS.contains(&record.event_name.as_str()),
+    };
+    if !handled {
+        return Ok(ignored(format!(
+            "{} is not a call that changes encryption",
+            record.event_name
+        )));
+    }
+    if let Some(code) = &record.error_code {
+        let message = record.error_message.as_deref().unwrap_or("");
+        return Ok(ignored(format!(
+            "the call failed ({code}: {message}); nothing changed"
+        )));
+    }
+    let missing = |field| InvalidEvent::Missing {
+        event_name: record.event_name.clone(),
+        field,
+    };
+    let account = record
+        .recipient_account_id
+        .as_deref()
+        .or(envelope.account.as_deref())
+        .ok_or_else(|| missing("recipientAccountId"))?;
+    let region = record
+        .aws_region
+        .as_deref()
+        .or(envelope.region.as_deref())
+        .ok_or_else(|| missing("awsRegion"))?;
+    let location = Location::new(account, region)?;
+    let params = record.request_parameters.as_ref();
+    let resource = match service {
+        Service::Kinesis => {
+            let name = string_field(params, "streamName")?;
+            let arn = string_field(params, "streamARN")?;
+            target(
+                service,
+                &location,
+                name,
+                arn,
+                "requestParameters.streamName",
+                &record.event_name,
+            )?
+        }
+        Service::Firehose => {
+            let name = string_field(params, "deliveryStreamName")?;
+            let arn = string_field(record.response_elements.as_ref(), "deliveryStreamARN")?;
+            target(
+                service,
+                &location,
+                name,
+                arn,
+                "requestParameters.deliveryStreamName",
+                &record.event_name,
+            )?
+        }
+    };
+    Ok(Parsed::Trigger(Trigger {
+        event_id,
+        event_name: record.event_name,
+        resource,
+    }))
+}
+
+/// A string field of an object that may be absent or null; a non-string value is an error.
+fn string_field<'a>(
+    object: Option<&'a Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, InvalidEvent> {
+    match object.and_then(|o| o.get(field)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(InvalidEvent::Inconsistent(format!(
+            "{field} is not a string"
+        ))),
+    }
+}
+
+/// The resource named by a name and/or an ARN; when both are given they must agree, and the
+/// ARN must be in the account and region the record comes from.
+fn target(
+    service: Service,
+    location: &Location,
+    name: Option<&str>,
+    arn: Option<&str>,
+    name_field: &'static str,
+    event_name: &str,
+) -> Result<Resource, InvalidEvent> {
+    let from_name = name
+        .map(|n| Resource::named(service, location.clone(), n))
+        .transpose()?;
+    let from_arn = arn.map(|a| Resource::from_arn(service, a)).transpose()?;
+    match (from_name, from_arn) {
+        (Some(by_name), Some(by_arn)) if by_name != by_arn => {
+            Err(InvalidEvent::Inconsistent(format!(
+                "name {:?} and ARN {:?} name different streams",
+                by_name.name,
+                by_arn.arn()
+            )))
+        }
+        (_, Some(by_arn)) if by_arn.location != *location => {
+            Err(InvalidEvent::Inconsistent(format!(
+                "ARN {:?} is not in account {} region {} where the call was recorded",
+                by_arn.arn(),
+                location.account,
+                location.region
+            )))
+        }
+        (Some(resource), _) | (None, Some(resource)) => Ok(resource),
+        (None, None) => Err(InvalidEvent::Missing {
+            event_name: event_name.to_owned(),
+            field: name_field,
+        }),
+    }
+}

@@ -1,0 +1,173 @@
+//! What the enforcer needs from Amazon Data Firehose, and its adapter for the SDK client.
+
+use crate::aws_error::{AwsError, transport};
+use crate::resource::Resource;
+use aws_sdk_firehose::types::{
+    DeliveryStreamEncryptionConfigurationInput, DeliveryStreamEncryptionStatus as SdkEncStatus,
+    DeliveryStreamStatus as SdkStatus, DeliveryStreamType, KeyType,
+};
+use std::future::Future;
+
+/// `DeliveryStreamStatus`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Being created.
+    Creating,
+    /// Creation failed; the stream will never become active.
+    CreatingFailed,
+    /// Being deleted, or deletion failed.
+    Deleting,
+    /// Ready.
+    Active,
+    /// A status this version does not know.
+    Other(String),
+}
+
+/// Server-side encryption `Status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncryptionStatus {
+    /// Encryption is on.
+    Enabled,
+    /// Encryption is being turned on.
+    Enabling,
+    /// Turning it on failed (see the failure description).
+    EnablingFailed,
+    /// Encryption is off.
+    Disabled,
+    /// Encryption is being turned off.
+    Disabling,
+    /// Turning it off failed.
+    DisablingFailed,
+    /// A status this version does not know.
+    Other(String),
+}
+
+/// The key a delivery stream is (to be) encrypted with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirehoseKey {
+    /// `AWS_OWNED_CMK`: the key Firehose owns; what an AWS managed mandated key maps to.
+    AwsOwned,
+    /// `CUSTOMER_MANAGED_CMK` with this key ARN.
+    CustomerManaged(String),
+}
+
+/// The encryption part of DescribeDeliveryStream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryEncryption {
+    /// Where encryption stands.
+    pub status: EncryptionStatus,
+    /// The key type and ARN, when reported.
+    pub key: Option<FirehoseKey>,
+    /// `FailureDescription` as `TYPE: details`, when there is one.
+    pub failure: Option<String>,
+}
+
+/// What DescribeDeliveryStream says that the enforcer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySummary {
+    /// The stream's status.
+    pub status: DeliveryStatus,
+    /// `DeliveryStreamType`: only `DirectPut` streams can have server-side encryption.
+    pub source_type: String,
+    /// The encryption configuration, absent when never configured.
+    pub encryption: Option<DeliveryEncryption>,
+}
+
+impl DeliverySummary {
+    /// Whether the stream takes records directly (the only kind that can have SSE).
+    pub fn is_direct_put(&self) -> bool {
+        self.source_type == DeliveryStreamType::DirectPut.as_str()
+    }
+}
+
+/// The Firehose calls the enforcer makes.
+pub trait FirehoseApi: Send + Sync {
+    /// DescribeDeliveryStream.
+    fn describe_delivery_stream(
+        &self,
+        stream: &Resource,
+    ) -> impl Future<Output = Result<DeliverySummary, AwsError>> + Send;
+    /// StartDeliveryStreamEncryption.
+    fn start_encryption(
+        &self,
+        stream: &Resource,
+        key: &FirehoseKey,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+impl FirehoseApi for aws_sdk_firehose::Client {
+    async fn describe_delivery_stream(
+        &self,
+        stream: &Resource,
+    ) -> Result<DeliverySummary, AwsError> {
+        let out = self
+            .describe_delivery_stream()
+            .delivery_stream_name(&stream.name)
+            .send()
+            .await
+            .map_err(AwsError::from_sdk)?;
+        let desc = out.delivery_stream_description().ok_or_else(|| {
+            AwsError::new(
+                transport::RESPONSE_ERROR,
+                "DescribeDeliveryStream returned no description",
+            )
+        })?;
+        let status = match desc.delivery_stream_status() {
+            SdkStatus::Creating => DeliveryStatus::Creating,
+            SdkStatus::CreatingFailed => DeliveryStatus::CreatingFailed,
+            SdkStatus::Deleting | SdkStatus::DeletingFailed => DeliveryStatus::Deleting,
+            SdkStatus::Active => DeliveryStatus::Active,
+            other => DeliveryStatus::Other(other.as_str().to_owned()),
+        };
+        let encryption =
+            desc.delivery_stream_encryption_configuration()
+                .map(|enc| DeliveryEncryption {
+                    status: match enc.status() {
+                        Some(SdkEncStatus::Enabled) => EncryptionStatus::Enabled,
+                        Some(SdkEncStatus::Enabling) => EncryptionStatus::Enabling,
+                        Some(SdkEncStatus::EnablingFailed) => EncryptionStatus::EnablingFailed,
+                        Some(SdkEncStatus::Disabled) | None => EncryptionStatus::Disabled,
+                        Some(SdkEncStatus::Disabling) => EncryptionStatus::Disabling,
+                        Some(SdkEncStatus::DisablingFailed) => EncryptionStatus::DisablingFailed,
+                        Some(other) => EncryptionStatus::Other(other.as_str().to_owned()),
+                    },
+                    key: match (enc.key_type(), enc.key_arn()) {
+                        (Some(KeyType::AwsOwnedCmk), _) => Some(FirehoseKey::AwsOwned),
+                        (Some(KeyType::CustomerManagedCmk), Some(arn)) => {
+                            Some(FirehoseKey::CustomerManaged(arn.to_owned()))
+                        }
+                        _ => None,
+                    },
+                    failure: enc
+                        .failure_description()
+                        .map(|f| format!("{}: {}", f.r#type().as_str(), f.details())),
+                });
+        Ok(DeliverySummary {
+            status,
+            source_type: desc.delivery_stream_type().as_str().to_owned(),
+            encryption,
+        })
+    }
+
+    async fn start_encryption(&self, stream: &Resource, key: &FirehoseKey) -> Result<(), AwsError> {
+        let input = match key {
+            FirehoseKey::AwsOwned => {
+                DeliveryStreamEncryptionConfigurationInput::builder().key_type(KeyType::AwsOwnedCmk)
+            }
+            FirehoseKey::CustomerManaged(arn) => {
+                DeliveryStreamEncryptionConfigurationInput::builder()
+                    .key_type(KeyType::CustomerManagedCmk)
+                    .key_arn(arn)
+            }
+        }
+        .build()
+        .map_err(|e| AwsError::new(transport::REQUEST_ERROR, e.to_string()))?;
+        self.start_delivery_stream_encryption()
+            .delivery_stream_name(&stream.name)
+            .delivery_stream_encryption_configuration_input(input)
+            .send()
+            .await
+            .map_err(AwsError::from_sdk)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! The glue shared by the Lambda binary and `enforcer invoke`: deadline, logging, and the split
+//! into a returned report or an error.
+
+use crate::enforcer::Enforcer;
+use crate::event::InvalidEvent;
+use crate::firehose::FirehoseApi;
+use crate::kinesis::KinesisApi;
+use crate::kms::KmsApi;
+use crate::outcome::{Outcome, Report};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+/// Time kept back from the invocation's deadline to log and return the outcome.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+/// An event that did not end in a success outcome. Returned to Lambda as an error so that its
+/// retries and the on-failure destination keep the event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The event cannot be used; retrying will not help, the on-failure destination keeps it.
+    #[error("invalid event: {0}")]
+    InvalidEvent(#[from] InvalidEvent),
+    /// The outcome is `failed`.
+    #[error("{}", failure_message(.0))]
+    Failed(Box<Report>),
+}
+
+fn failure_message(report: &Report) -> String {
+    format!(
+        "{} {}: {} after {} write call(s): {}",
+        report.service.map(|s| s.to_string()).unwrap_or_default(),
+        report.resource.as_deref().unwrap_or("-"),
+        report.error_code.as_deref().unwrap_or("-"),
+        report.attempts,
+        report.reason.as_deref().unwrap_or("-"),
+    )
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(err: HandlerError) -> Self {
+        let error_type = match &err {
+            HandlerError::InvalidEvent(_) => "InvalidEvent",
+            HandlerError::Failed(_) => "RemediationFailed",
+        };
+        Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+/// The instant by which the handler must be done, given the invocation's deadline.
+pub fn deadline_from(at: SystemTime) -> Instant {
+    let remaining = at.duration_since(SystemTime::now()).unwrap_or_default();
+    Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN)
+}
+
+/// Runs one event to its report, logs it, and turns `failed` and invalid events into errors.
+pub async fn run_event<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
+    enforcer: &Enforcer<K, F, M>,
+    event: serde_json::Value,
+    deadline: Instant,
+) -> Result<Report, HandlerError> {
+    let mut random = fastrand::Rng::new();
+    // Boxed: the enforcement future is deep, and the runtime nests it further.
+    let report = match Box::pin(enforcer.handle(event, deadline, &mut random)).await {
+        Ok(report) => report,
+        Err(invalid) => {
+            tracing::error!(error = %invalid, "invalid event");
+            return Err(invalid.into());
+        }
+    };
+    report.log();
+    if report.outcome == Outcome::Failed {
+        return Err(HandlerError::Failed(Box::new(report)));
+    }
+    Ok(report)
+}
+
+/// The Lambda handler.
+pub async fn lambda_handler<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
+    enforcer: &Enforcer<K, F, M>,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<Report, HandlerError> {
+    let deadline = deadline_from(event.context.deadline());
+    run_event(enforcer, event.payload, deadline).await
+}
+
+/// Installs the tracing subscriber: JSON lines (one per log record) or plain text, on stderr
+/// when `to_stderr` (the CLI keeps stdout for its report).
+pub fn init_tracing(level: tracing::Level, json: bool, to_stderr: bool) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false);
+    let result = match (json, to_stderr) {
+        (true, false) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        (true, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(std::io::stderr)
+            .try_init(),
+        (false, _) => builder.with_writer(std::io::stderr).try_init(),
+    };
+    // A second initialisation (tests) keeps the first subscriber.
+    drop(result);
+}

@@ -1,0 +1,38 @@
+//! stream-encryption-enforcer: keeps every Kinesis data stream and Firehose delivery stream
+//! encrypted with the organisation's mandated KMS key.
+//!
+//! EventBridge delivers the CloudTrail record of each stream-creating or encryption-changing call;
+//! the enforcer inspects the stream, applies the mandated key with `StartStreamEncryption` /
+//! `StartDeliveryStreamEncryption` under a Step Functions retry policy, confirms the key took, and
+//! reports exactly one [`Outcome`](outcome::Outcome) per event.
+//!
+//! # Layout
+//!
+//! - [`event`]: EventBridge / CloudTrail record -> the resource to act on, or a reason to ignore.
+//! - [`resource`]: stream names, ARNs, accounts, regions and partitions, validated.
+//! - [`key`]: key forms, the mandated key, and what can be proven about two key references.
+//! - [`config`]: environment variables, read once and validated.
+//! - [`retry`]: the retry policy (Amazon States Language `Retry`), parsed and executed.
+//! - [`aws_error`]: one error type for every AWS call, named as the policy names errors.
+//! - [`kinesis`], [`firehose`], [`kms`]: the narrow traits the enforcer needs, and their
+//!   adapters for the SDK clients.
+//! - [`enforcer`]: the decision for one event: inspect, decide, apply, confirm.
+//! - [`outcome`]: the outcome vocabulary and the per-event report.
+//! - [`handler`]: deadline, logging and errors shared by the Lambda and the CLI.
+//! - [`clients`]: the SDK clients, built once with the SDK's own retries off.
+//!
+//! The binaries are thin: `src/bin/bootstrap.rs` (the Lambda) and `src/bin/enforcer.rs` (the CLI).
+
+pub mod aws_error;
+pub mod clients;
+pub mod config;
+pub mod enforcer;
+pub mod event;
+pub mod firehose;
+pub mod handler;
+pub mod key;
+pub mod kinesis;
+pub mod kms;
+pub mod outcome;
+pub mod resource;
+pub mod retry;

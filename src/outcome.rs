@@ -1,0 +1,112 @@
+//! The one outcome reported per event.
+
+use crate::resource::Service;
+use serde::Serialize;
+use std::fmt;
+
+/// What happened to one event. Every event gets exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The mandated key was applied and confirmed.
+    Remediated,
+    /// The resource already uses the mandated key; no write call was made.
+    AlreadyCompliant,
+    /// The resource is exempt from enforcement.
+    Exempt,
+    /// Server-side encryption does not apply (a Firehose stream with a Kinesis, MSK or database
+    /// source, or one whose creation failed).
+    NotApplicable,
+    /// The event needs no action (a failed API call, an event type that is not handled).
+    Ignored,
+    /// The resource was deleted before the enforcer got to it.
+    Gone,
+    /// The key could not be applied or confirmed; the event is returned as an error.
+    Failed,
+}
+
+impl Outcome {
+    /// The name used in logs and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Remediated => "remediated",
+            Self::AlreadyCompliant => "already_compliant",
+            Self::Exempt => "exempt",
+            Self::NotApplicable => "not_applicable",
+            Self::Ignored => "ignored",
+            Self::Gone => "gone",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The report of one event: what the Lambda logs and returns and `enforcer invoke` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// `kinesis` or `firehose`, when the event is about one of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<Service>,
+    /// The resource's ARN, when the event names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The event id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The CloudTrail event name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_name: Option<String>,
+    /// The mandated key: its key ARN once resolved, else as configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Write calls (Start*Encryption) made for this event, failed ones included.
+    pub attempts: u32,
+    /// Why, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The AWS error code (or transport name) behind a `failed` or `gone` outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+}
+
+impl Report {
+    /// The report as one line of JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising this struct cannot fail: only strings, integers and unit enums.
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!(r#"{{"outcome":"{}","reason":"{e}"}}"#, self.outcome))
+    }
+
+    /// Logs the report as one structured line.
+    pub fn log(&self) {
+        let level_failed = self.outcome == Outcome::Failed;
+        macro_rules! emit {
+            ($level:ident) => {
+                tracing::$level!(
+                    outcome = self.outcome.as_str(),
+                    service = self.service.map(|s| s.to_string()),
+                    resource = self.resource.as_deref(),
+                    event_id = self.event_id.as_deref(),
+                    event_name = self.event_name.as_deref(),
+                    key = self.key.as_deref(),
+                    attempts = self.attempts,
+                    reason = self.reason.as_deref(),
+                    error_code = self.error_code.as_deref(),
+                    "outcome"
+                )
+            };
+        }
+        if level_failed {
+            emit!(error);
+        } else {
+            emit!(info);
+        }
+    }
+}

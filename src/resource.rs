@@ -1,0 +1,214 @@
+//! The resources the enforcer acts on, and validation of every name, id and ARN that comes from
+//! an event before it goes into an ARN or an AWS call.
+
+use serde::Serialize;
+use std::fmt;
+
+/// Which service a resource belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    /// A Kinesis data stream.
+    Kinesis,
+    /// A Firehose delivery stream.
+    Firehose,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Kinesis => "kinesis",
+            Self::Firehose => "firehose",
+        })
+    }
+}
+
+/// Where a resource lives: partition, region and account, all validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// `aws`, `aws-cn`, `aws-us-gov`, ...
+    pub partition: String,
+    /// The region, e.g. `eu-west-1`.
+    pub region: String,
+    /// The 12-digit account id.
+    pub account: String,
+}
+
+/// A Kinesis data stream or Firehose delivery stream, named and located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// The service.
+    pub service: Service,
+    /// Partition, region and account.
+    pub location: Location,
+    /// The stream or delivery stream name.
+    pub name: String,
+}
+
+/// A value from an event failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {value:?} is invalid: {reason}")]
+pub struct InvalidValue {
+    /// Which field held it.
+    pub field: &'static str,
+    /// The value (truncated to keep messages short).
+    pub value: String,
+    /// The rule it breaks.
+    pub reason: &'static str,
+}
+
+fn invalid(field: &'static str, value: &str, reason: &'static str) -> InvalidValue {
+    let value: String = value.chars().take(160).collect();
+    InvalidValue {
+        field,
+        value,
+        reason,
+    }
+}
+
+impl Location {
+    /// Validates an account id and a region and derives the partition from the region.
+    pub fn new(account: &str, region: &str) -> Result<Self, InvalidValue> {
+        validate_account(account)?;
+        let partition = partition_of(region)?;
+        Ok(Self {
+            partition: partition.to_owned(),
+            region: region.to_owned(),
+            account: account.to_owned(),
+        })
+    }
+}
+
+impl Resource {
+    /// A resource from a name given in an event, validated against the service's name pattern.
+    pub fn named(service: Service, location: Location, name: &str) -> Result<Self, InvalidValue> {
+        validate_name(service, name)?;
+        Ok(Self {
+            service,
+            location,
+            name: name.to_owned(),
+        })
+    }
+
+    /// A resource from an ARN given in an event:
+    /// `arn:<partition>:kinesis:<region>:<account>:stream/<name>` or
+    /// `arn:<partition>:firehose:<region>:<account>:deliverystream/<name>`.
+    pub fn from_arn(service: Service, arn: &str) -> Result<Self, InvalidValue> {
+        let field = match service {
+            Service::Kinesis => "streamARN",
+            Service::Firehose => "deliveryStreamARN",
+        };
+        let (svc, kind) = match service {
+            Service::Kinesis => ("kinesis", "stream/"),
+            Service::Firehose => ("firehose", "deliverystream/"),
+        };
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let [prefix, partition, arn_service, region, account, resource] = parts[..] else {
+            return Err(invalid(field, arn, "not an ARN"));
+        };
+        if prefix != "arn" || arn_service != svc {
+            return Err(invalid(field, arn, "not an ARN of this service"));
+        }
+        let Some(name) = resource.strip_prefix(kind) else {
+            return Err(invalid(field, arn, "the resource part is not a stream"));
+        };
+        let location = Location::new(account, region)?;
+        if location.partition != partition {
+            return Err(invalid(
+                field,
+                arn,
+                "the partition does not match the region",
+            ));
+        }
+        Self::named(service, location, name)
+    }
+
+    /// The resource's ARN.
+    pub fn arn(&self) -> String {
+        let Location {
+            partition,
+            region,
+            account,
+        } = &self.location;
+        match self.service {
+            Service::Kinesis => format!(
+                "arn:{partition}:kinesis:{region}:{account}:stream/{}",
+                self.name
+            ),
+            Service::Firehose => format!(
+                "arn:{partition}:firehose:{region}:{account}:deliverystream/{}",
+                self.name
+            ),
+        }
+    }
+}
+
+/// Stream names: `[a-zA-Z0-9_.-]{1,128}` (Kinesis) and `{1,64}` (Firehose).
+fn validate_name(service: Service, name: &str) -> Result<(), InvalidValue> {
+    let (field, max) = match service {
+        Service::Kinesis => ("streamName", 128),
+        Service::Firehose => ("deliveryStreamName", 64),
+    };
+    if name.is_empty() || name.len() > max {
+        return Err(invalid(
+            field,
+            name,
+            if service == Service::Kinesis {
+                "must be 1 to 128 characters"
+            } else {
+                "must be 1 to 64 characters"
+            },
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(invalid(
+            field,
+            name,
+            "may contain only a-z, A-Z, 0-9, '_', '.' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// Account ids are exactly 12 digits.
+pub fn validate_account(account: &str) -> Result<(), InvalidValue> {
+    if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(invalid("account", account, "must be 12 digits"))
+    }
+}
+
+/// The partition of a region, which must look like `xx-name-N` (`us-east-1`, `us-gov-west-1`,
+/// `cn-north-1`, `eu-isoe-west-1`).
+pub fn partition_of(region: &str) -> Result<&'static str, InvalidValue> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let well_formed = region.len() <= 32
+        && parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|n| (1..=2).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()));
+    if !well_formed {
+        return Err(invalid(
+            "region",
+            region,
+            "not a region name such as us-east-1",
+        ));
+    }
+    Ok(match (parts[0], parts[1]) {
+        ("cn", _) => "aws-cn",
+        ("us", "gov") => "aws-us-gov",
+        ("us", "iso") => "aws-iso",
+        ("us", "isob") => "aws-iso-b",
+        ("eu", "isoe") => "aws-iso-e",
+        ("us", "isof") => "aws-iso-f",
+        _ => "aws",
+    })
+}

@@ -1,0 +1,441 @@
+//! The retry policy: a Step Functions `Retry` field (Amazon States Language), parsed, validated
+//! and executed with exactly its semantics.
+//!
+//! - Retriers are scanned in order; the first whose `ErrorEquals` names the error applies. When
+//!   that retrier is exhausted the call fails: later retriers are not consulted.
+//! - Each retrier counts its own attempts.
+//! - Delay before retry `n` of a retrier: `min(IntervalSeconds * BackoffRate^(n-1), MaxDelaySeconds)`,
+//!   and with `JitterStrategy: FULL` a uniform random value in `[0, that]`.
+
+use crate::aws_error::AwsError;
+use serde::Deserialize;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The error name that matches every error. It must stand alone, in the last retrier.
+pub const STATES_ALL: &str = "States.ALL";
+
+// Limits of the Amazon States Language.
+const MAX_INTEGER: u64 = 99_999_999;
+const MAX_DELAY_SECONDS_LIMIT: u64 = 31_622_400;
+
+/// One Retrier of a Step Functions `Retry` field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrier {
+    /// Error names this retrier handles, or `States.ALL`.
+    pub error_equals: Vec<String>,
+    /// Delay before the first retry, in seconds (default 1).
+    pub interval_seconds: u64,
+    /// Retries allowed (default 3; 0 means never retry).
+    pub max_attempts: u64,
+    /// Multiplier of the delay per retry (default 2.0).
+    pub backoff_rate: f64,
+    /// Cap on any one delay, in seconds.
+    pub max_delay_seconds: Option<u64>,
+    /// Whether delays are randomised.
+    pub jitter: JitterStrategy,
+}
+
+/// `JitterStrategy` of a retrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JitterStrategy {
+    /// The delay is exactly the computed backoff.
+    None,
+    /// The delay is uniform in `[0, computed backoff]`.
+    Full,
+}
+
+/// A validated retry policy: the retriers in the order they are scanned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    retriers: Vec<Retrier>,
+}
+
+/// Why a retry policy was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The text is not a JSON array of retrier objects with known fields.
+    #[error("not a JSON array of Retriers: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A field of one retrier is invalid.
+    #[error("Retrier {index}: {reason}")]
+    Retrier {
+        /// Position of the retrier in the array, from 0.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetrier {
+    #[serde(rename = "ErrorEquals")]
+    error_equals: Vec<String>,
+    #[serde(rename = "IntervalSeconds")]
+    interval_seconds: Option<serde_json::Number>,
+    #[serde(rename = "MaxAttempts")]
+    max_attempts: Option<serde_json::Number>,
+    #[serde(rename = "BackoffRate")]
+    backoff_rate: Option<serde_json::Number>,
+    #[serde(rename = "MaxDelaySeconds")]
+    max_delay_seconds: Option<serde_json::Number>,
+    #[serde(rename = "JitterStrategy")]
+    jitter_strategy: Option<String>,
+}
+
+/// The policy used when `RETRY_POLICY` is not set, printed in full in the README.
+pub const DEFAULT_POLICY_JSON: &str = r#"[
+  {
+    "ErrorEquals": ["ResourceInUseException"],
+    "IntervalSeconds": 2,
+    "BackoffRate": 1.5,
+    "MaxDelaySeconds": 15,
+    "MaxAttempts": 20
+  },
+  {
+    "ErrorEquals": [
+      "LimitExceededException",
+      "ThrottlingException",
+      "KMSThrottlingException",
+      "ServiceUnavailableException",
+      "InternalFailure",
+      "ServiceUnavailable",
+      "KMSInternalException",
+      "DependencyTimeoutException",
+      "Enforcer.ConnectionError",
+      "Enforcer.Timeout",
+      "Enforcer.ResponseError",
+      "Enforcer.ServerError"
+    ],
+    "IntervalSeconds": 1,
+    "BackoffRate": 2.0,
+    "MaxDelaySeconds": 20,
+    "MaxAttempts": 6,
+    "JitterStrategy": "FULL"
+  }
+]"#;
+
+impl RetryPolicy {
+    /// Parses and validates a policy from its JSON text.
+    pub fn parse(json: &str) -> Result<Self, PolicyError> {
+        let raw: Vec<RawRetrier> = serde_json::from_str(json).map_err(PolicyError::Json)?;
+        let count = raw.len();
+        let retriers = raw
+            .into_iter()
+            .enumerate()
+            .map(|(index, r)| validate(index, count, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { retriers })
+    }
+
+    /// The built-in default policy ([`DEFAULT_POLICY_JSON`]).
+    pub fn default_policy() -> Self {
+        // The constant is part of the crate and covered by a unit test; a parse failure here is
+        // a build defect, never something input can cause.
+        Self::parse(DEFAULT_POLICY_JSON).unwrap_or(Self {
+            retriers: Vec::new(),
+        })
+    }
+
+    /// A policy that never retries.
+    pub fn never() -> Self {
+        Self {
+            retriers: Vec::new(),
+        }
+    }
+
+    /// The retriers in scan order.
+    pub fn retriers(&self) -> &[Retrier] {
+        &self.retriers
+    }
+
+    /// Fresh attempt counters for one call.
+    pub fn start(&self) -> RetryState<'_> {
+        RetryState {
+            policy: self,
+            counts: vec![0; self.retriers.len()],
+        }
+    }
+}
+
+fn validate(index: usize, count: usize, raw: RawRetrier) -> Result<Retrier, PolicyError> {
+    let fail = |reason: String| PolicyError::Retrier { index, reason };
+    if raw.error_equals.is_empty() {
+        return Err(fail("ErrorEquals must name at least one error".into()));
+    }
+    for name in &raw.error_equals {
+        if name.is_empty() {
+            return Err(fail("ErrorEquals contains an empty name".into()));
+        }
+        if name == STATES_ALL {
+            if raw.error_equals.len() != 1 {
+                return Err(fail("States.ALL must appear alone in ErrorEquals".into()));
+            }
+            if index + 1 != count {
+                return Err(fail(
+                    "States.ALL may only appear in the last Retrier".into(),
+                ));
+            }
+        } else if name.starts_with("States.") {
+            return Err(fail(format!(
+                "{name} is not an error this function can raise; of the States.* names only States.ALL applies"
+            )));
+        }
+    }
+    let interval_seconds =
+        integer(&raw.interval_seconds, "IntervalSeconds", 1, 1, MAX_INTEGER).map_err(fail)?;
+    let max_attempts =
+        integer(&raw.max_attempts, "MaxAttempts", 3, 0, MAX_INTEGER).map_err(fail)?;
+    let max_delay_seconds = match &raw.max_delay_seconds {
+        None => None,
+        Some(_) => Some(
+            integer(
+                &raw.max_delay_seconds,
+                "MaxDelaySeconds",
+                0,
+                1,
+                MAX_DELAY_SECONDS_LIMIT,
+            )
+            .map_err(fail)?,
+        ),
+    };
+    let backoff_rate = match &raw.backoff_rate {
+        None => 2.0,
+        Some(n) => match n.as_f64() {
+            Some(v) if v.is_finite() && v >= 1.0 => v,
+            _ => {
+                return Err(fail(format!(
+                    "BackoffRate must be a number >= 1.0, got {n}"
+                )));
+            }
+        },
+    };
+    let jitter = match raw.jitter_strategy.as_deref() {
+        None | Some("NONE") => JitterStrategy::None,
+        Some("FULL") => JitterStrategy::Full,
+        Some(other) => {
+            return Err(fail(format!(
+                "JitterStrategy must be FULL or NONE, got {other:?}"
+            )));
+        }
+    };
+    Ok(Retrier {
+        error_equals: raw.error_equals,
+        interval_seconds,
+        max_attempts,
+        backoff_rate,
+        max_delay_seconds,
+        jitter,
+    })
+}
+
+fn integer(
+    value: &Option<serde_json::Number>,
+    field: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, String> {
+    match value {
+        None => Ok(default),
+        Some(n) => match n.as_u64() {
+            Some(v) if (min..=max).contains(&v) => Ok(v),
+            _ => Err(format!(
+                "{field} must be an integer from {min} to {max}, got {n}"
+            )),
+        },
+    }
+}
+
+impl Retrier {
+    fn matches(&self, error: &str) -> bool {
+        self.error_equals
+            .iter()
+            .any(|e| e == STATES_ALL || e == error)
+    }
+
+    /// The delay before retry `n` (from 1) without jitter.
+    pub fn backoff(&self, n: u64) -> Duration {
+        let exponent = i32::try_from(n.saturating_sub(1)).unwrap_or(i32::MAX);
+        let mut secs = self.interval_seconds as f64 * self.backoff_rate.powi(exponent);
+        if let Some(cap) = self.max_delay_seconds {
+            secs = secs.min(cap as f64);
+        }
+        // An uncapped backoff can overflow to infinity; no wait can exceed the function's 15
+        // minutes anyway, so clamp to the language's own delay limit.
+        Duration::from_secs_f64(secs.min(MAX_DELAY_SECONDS_LIMIT as f64))
+    }
+}
+
+/// A source of uniform random numbers in `[0, 1)`, injected so that jittered delays can be
+/// asserted exactly in tests.
+pub trait RandomSource {
+    /// The next value in `[0, 1)`.
+    fn unit(&mut self) -> f64;
+}
+
+impl RandomSource for fastrand::Rng {
+    fn unit(&mut self) -> f64 {
+        self.f64()
+    }
+}
+
+/// What to do after an error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryDecision {
+    /// Wait this long, then make attempt `retry` (from 1) of retrier `retrier`.
+    Retry {
+        /// How long to wait.
+        delay: Duration,
+        /// Index of the retrier that matched.
+        retrier: usize,
+        /// Which retry of that retrier this is, from 1.
+        retry: u64,
+    },
+    /// The matching retrier has used all its attempts.
+    Exhausted {
+        /// Index of the retrier that matched.
+        retrier: usize,
+    },
+    /// No retrier names this error.
+    NotRetryable,
+}
+
+/// The attempt counters of one call under a policy.
+#[derive(Debug)]
+pub struct RetryState<'p> {
+    policy: &'p RetryPolicy,
+    counts: Vec<u64>,
+}
+
+impl RetryState<'_> {
+    /// Records an error named `error` and decides whether and when to retry.
+    pub fn on_error(&mut self, error: &str, random: &mut dyn RandomSource) -> RetryDecision {
+        let Some(index) = self.policy.retriers.iter().position(|r| r.matches(error)) else {
+            return RetryDecision::NotRetryable;
+        };
+        let retrier = &self.policy.retriers[index];
+        let done = &mut self.counts[index];
+        if *done >= retrier.max_attempts {
+            return RetryDecision::Exhausted { retrier: index };
+        }
+        *done += 1;
+        let backoff = retrier.backoff(*done);
+        let delay = match retrier.jitter {
+            JitterStrategy::None => backoff,
+            JitterStrategy::Full => backoff.mul_f64(random.unit().clamp(0.0, 1.0)),
+        };
+        RetryDecision::Retry {
+            delay,
+            retrier: index,
+            retry: *done,
+        }
+    }
+}
+
+/// Why a call made under the policy did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The error is not retried, or its retrier is exhausted.
+    #[error("{error} (after {attempts} attempt(s){})", if *.exhausted { ", retries exhausted" } else { "" })]
+    Failed {
+        /// The last error.
+        #[source]
+        error: AwsError,
+        /// Calls made.
+        attempts: u32,
+        /// Whether a retrier matched and ran out (as opposed to no retrier matching).
+        exhausted: bool,
+    },
+    /// The next delay would pass the invocation's deadline.
+    #[error("{error} (after {attempts} attempt(s)); the next retry in {:.1}s would pass the invocation's deadline", .delay.as_secs_f64())]
+    Deadline {
+        /// The last error.
+        #[source]
+        error: AwsError,
+        /// Calls made.
+        attempts: u32,
+        /// The delay that did not fit.
+        delay: Duration,
+    },
+}
+
+impl CallError {
+    /// The last AWS error.
+    pub fn aws(&self) -> &AwsError {
+        match self {
+            Self::Failed { error, .. } | Self::Deadline { error, .. } => error,
+        }
+    }
+
+    /// Calls made, the failed ones included.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Self::Failed { attempts, .. } | Self::Deadline { attempts, .. } => *attempts,
+        }
+    }
+}
+
+/// Runs `call` until it succeeds, the policy gives up, or the next delay would pass `deadline`.
+/// Returns the value and the number of calls made.
+pub async fn run<T, F, Fut>(
+    policy: &RetryPolicy,
+    deadline: Instant,
+    random: &mut (dyn RandomSource + Send),
+    what: &str,
+    mut call: F,
+) -> Result<(T, u32), CallError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    let mut state = policy.start();
+    let mut attempts = 0u32;
+    loop {
+        attempts = attempts.saturating_add(1);
+        let error = match call().await {
+            Ok(value) => return Ok((value, attempts)),
+            Err(error) => error,
+        };
+        match state.on_error(error.code(), random) {
+            RetryDecision::Retry {
+                delay,
+                retrier,
+                retry,
+            } => {
+                if Instant::now() + delay > deadline {
+                    return Err(CallError::Deadline {
+                        error,
+                        attempts,
+                        delay,
+                    });
+                }
+                tracing::info!(
+                    call = what,
+                    error = error.code(),
+                    retrier,
+                    retry,
+                    delay_ms = delay.as_millis() as u64,
+                    "retrying"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            RetryDecision::Exhausted { .. } => {
+                return Err(CallError::Failed {
+                    error,
+                    attempts,
+                    exhausted: true,
+                });
+            }
+            RetryDecision::NotRetryable => {
+                return Err(CallError::Failed {
+                    error,
+                    attempts,
+                    exhausted: false,
+                });
+            }
+        }
+    }
+}
