@@ -68,3 +68,60 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[], "MANDATED_KMS_KEY is required"),
+            (
+                &[("MANDATED_KMS_KEY", "  ")],
+                "MANDATED_KMS_KEY is required",
+            ),
+            (&[("MANDATED_KMS_KEY", "my-key")], "MANDATED_KMS_KEY:"),
+            (
+                &[("MANDATED_KMS_KEY", "alias/org"), ("RETRY_POLICY", "[{}]")],
+                "RETRY_POLICY:",
+            ),
+            (
+                &[("MANDATED_KMS_KEY", "alias/org"), ("LOG_LEVEL", "loud")],
+                "LOG_LEVEL:",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let err = config(vars).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = config(&[("MANDATED_KMS_KEY", "alias/aws/kinesis")]).unwrap();
+        assert_eq!(c.mandated_key.configured(), "alias/aws/kinesis");
+        assert_eq!(c.retry_policy, RetryPolicy::default_policy());
+        assert_eq!(c.log_level, tracing::Level::INFO);
+        let c = config(&[
+            ("MANDATED_KMS_KEY", "alias/org"),
+            (
+                "RETRY_POLICY",
+                r#"[{"ErrorEquals":["States.ALL"],"MaxAttempts":0}]"#,
+            ),
+            ("LOG_LEVEL", "debug"),
+        ])
+        .unwrap();
+        assert_eq!(c.retry_policy.retriers().len(), 1);
+        assert_eq!(c.log_level, tracing::Level::DEBUG);
+    }
+}

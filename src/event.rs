@@ -277,3 +277,238 @@ fn target(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Value {
+        let text = match name {
+            "kinesis-create-stream" => include_str!("../events/kinesis-create-stream.json"),
+            "kinesis-create-stream-failed" => {
+                include_str!("../events/kinesis-create-stream-failed.json")
+            }
+            "kinesis-stop-stream-encryption" => {
+                include_str!("../events/kinesis-stop-stream-encryption.json")
+            }
+            "kinesis-start-stream-encryption-foreign-key" => {
+                include_str!("../events/kinesis-start-stream-encryption-foreign-key.json")
+            }
+            "kinesis-delete-stream" => include_str!("../events/kinesis-delete-stream.json"),
+            "firehose-create-delivery-stream" => {
+                include_str!("../events/firehose-create-delivery-stream.json")
+            }
+            "firehose-create-delivery-stream-kinesis-source" => {
+                include_str!("../events/firehose-create-delivery-stream-kinesis-source.json")
+            }
+            "firehose-start-delivery-stream-encryption" => {
+                include_str!("../events/firehose-start-delivery-stream-encryption.json")
+            }
+            "firehose-stop-delivery-stream-encryption" => {
+                include_str!("../events/firehose-stop-delivery-stream-encryption.json")
+            }
+            other => panic!("no fixture {other}"),
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn trigger(name: &str) -> Trigger {
+        match parse(fixture(name)).unwrap() {
+            Parsed::Trigger(t) => t,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn ignored_reason(value: Value) -> String {
+        match parse(value).unwrap() {
+            Parsed::Ignored { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_handled_fixture_names_its_resource() {
+        let cases = [
+            (
+                "kinesis-create-stream",
+                "CreateStream",
+                "arn:aws:kinesis:us-east-1:123456789012:stream/orders",
+            ),
+            (
+                "kinesis-stop-stream-encryption",
+                "StopStreamEncryption",
+                "arn:aws:kinesis:us-east-1:123456789012:stream/orders",
+            ),
+            (
+                "kinesis-start-stream-encryption-foreign-key",
+                "StartStreamEncryption",
+                "arn:aws:kinesis:us-east-1:123456789012:stream/orders",
+            ),
+            (
+                "firehose-create-delivery-stream",
+                "CreateDeliveryStream",
+                "arn:aws:firehose:us-east-1:123456789012:deliverystream/clickstream",
+            ),
+            (
+                "firehose-create-delivery-stream-kinesis-source",
+                "CreateDeliveryStream",
+                "arn:aws:firehose:us-east-1:123456789012:deliverystream/orders-archive",
+            ),
+            (
+                "firehose-start-delivery-stream-encryption",
+                "StartDeliveryStreamEncryption",
+                "arn:aws:firehose:us-east-1:123456789012:deliverystream/clickstream",
+            ),
+            (
+                "firehose-stop-delivery-stream-encryption",
+                "StopDeliveryStreamEncryption",
+                "arn:aws:firehose:us-east-1:123456789012:deliverystream/clickstream",
+            ),
+        ];
+        for (name, event_name, arn) in cases {
+            let t = trigger(name);
+            assert_eq!(t.event_name, event_name, "{name}");
+            assert_eq!(t.resource.arn(), arn, "{name}");
+            assert!(
+                t.event_id
+                    .as_deref()
+                    .is_some_and(|id| id.starts_with("7bf73129")),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn failed_calls_and_other_calls_are_ignored_with_the_reason() {
+        let reason = ignored_reason(fixture("kinesis-create-stream-failed"));
+        assert!(reason.contains("ResourceInUseException"), "{reason}");
+        let reason = ignored_reason(fixture("kinesis-delete-stream"));
+        assert!(reason.contains("DeleteStream"), "{reason}");
+        let mut scheduled = fixture("kinesis-create-stream");
+        scheduled["detail-type"] = json!("Scheduled Event");
+        assert!(ignored_reason(scheduled).contains("Scheduled Event"));
+        let mut other = fixture("kinesis-create-stream");
+        other["source"] = json!("aws.s3");
+        assert!(ignored_reason(other).contains("aws.s3"));
+    }
+
+    #[test]
+    fn partition_comes_from_the_region() {
+        let mut event = fixture("kinesis-create-stream");
+        event["detail"]["awsRegion"] = json!("cn-north-1");
+        let Parsed::Trigger(t) = parse(event).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            t.resource.arn(),
+            "arn:aws-cn:kinesis:cn-north-1:123456789012:stream/orders"
+        );
+    }
+
+    #[test]
+    fn malformed_events_are_errors_with_a_reason() {
+        let edits: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+            (
+                "no detail-type",
+                Box::new(|e| drop(e.as_object_mut().unwrap().remove("detail-type"))),
+                "EventBridge",
+            ),
+            (
+                "detail not a record",
+                Box::new(|e| e["detail"] = json!("text")),
+                "CloudTrail",
+            ),
+            (
+                "no stream name",
+                Box::new(|e| e["detail"]["requestParameters"] = json!({})),
+                "streamName",
+            ),
+            (
+                "null parameters",
+                Box::new(|e| e["detail"]["requestParameters"] = Value::Null),
+                "streamName",
+            ),
+            (
+                "bad name",
+                Box::new(|e| e["detail"]["requestParameters"]["streamName"] = json!("a/b")),
+                "may contain only",
+            ),
+            (
+                "long name",
+                Box::new(|e| {
+                    e["detail"]["requestParameters"]["streamName"] = json!("x".repeat(129))
+                }),
+                "1 to 128",
+            ),
+            (
+                "name not string",
+                Box::new(|e| e["detail"]["requestParameters"]["streamName"] = json!(7)),
+                "not a string",
+            ),
+            (
+                "bad account",
+                Box::new(|e| e["detail"]["recipientAccountId"] = json!("12345")),
+                "12 digits",
+            ),
+            (
+                "bad region",
+                Box::new(|e| e["detail"]["awsRegion"] = json!("../../etc")),
+                "region",
+            ),
+            (
+                "source mismatch",
+                Box::new(|e| e["detail"]["eventSource"] = json!("s3.amazonaws.com")),
+                "eventSource",
+            ),
+            (
+                "ARN elsewhere",
+                Box::new(|e| {
+                    e["detail"]["requestParameters"] =
+                        json!({"streamARN": "arn:aws:kinesis:us-east-1:210987654321:stream/orders"})
+                }),
+                "not in account",
+            ),
+            (
+                "ARN and name disagree",
+                Box::new(|e| {
+                    e["detail"]["requestParameters"]["streamARN"] =
+                        json!("arn:aws:kinesis:us-east-1:123456789012:stream/other")
+                }),
+                "different streams",
+            ),
+        ];
+        for (what, edit, expected) in edits {
+            let mut event = fixture("kinesis-create-stream");
+            edit(&mut event);
+            let err = parse(event).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{what}: {err:?} does not mention {expected:?}"
+            );
+        }
+        assert!(matches!(
+            parse_bytes(b"not json"),
+            Err(InvalidEvent::Envelope(_))
+        ));
+        assert!(matches!(
+            parse_bytes(&vec![b' '; MAX_EVENT_BYTES + 1]),
+            Err(InvalidEvent::TooLarge(_))
+        ));
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse_bytes(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn firehose_arn_must_agree_with_the_name() {
+        let mut event = fixture("firehose-create-delivery-stream");
+        event["detail"]["responseElements"]["deliveryStreamARN"] =
+            json!("arn:aws:firehose:us-east-1:123456789012:deliverystream/another");
+        assert!(
+            parse(event)
+                .unwrap_err()
+                .to_string()
+                .contains("different streams")
+        );
+    }
+}

@@ -212,3 +212,65 @@ pub fn partition_of(region: &str) -> Result<&'static str, InvalidValue> {
         _ => "aws",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions() {
+        for (region, partition) in [
+            ("us-east-1", "aws"),
+            ("eu-central-2", "aws"),
+            ("ap-southeast-5", "aws"),
+            ("cn-northwest-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+            ("us-iso-east-1", "aws-iso"),
+            ("us-isob-east-1", "aws-iso-b"),
+        ] {
+            assert_eq!(partition_of(region).unwrap(), partition, "{region}");
+        }
+        for bad in [
+            "",
+            "us-east",
+            "US-EAST-1",
+            "us-east-123",
+            "u-east-1",
+            "us--1",
+            "us-east-1/../x",
+        ] {
+            assert!(partition_of(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn arns_round_trip_and_are_validated() {
+        let arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/a.b_c-d";
+        assert_eq!(
+            Resource::from_arn(Service::Kinesis, arn).unwrap().arn(),
+            arn
+        );
+        let arn = "arn:aws-us-gov:firehose:us-gov-west-1:123456789012:deliverystream/x";
+        assert_eq!(
+            Resource::from_arn(Service::Firehose, arn).unwrap().arn(),
+            arn
+        );
+        for bad in [
+            "arn:aws:kinesis:eu-west-1:123456789012:stream/",
+            "arn:aws:kinesis:eu-west-1:123456789012:table/x",
+            "arn:aws:sqs:eu-west-1:123456789012:stream/x",
+            "arn:aws-cn:kinesis:eu-west-1:123456789012:stream/x",
+            "arn:aws:kinesis:eu-west-1:1234567890123:stream/x",
+            "stream/x",
+        ] {
+            assert!(
+                Resource::from_arn(Service::Kinesis, bad).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        let firehose_name = "x".repeat(65);
+        let here = Location::new("123456789012", "eu-west-1").unwrap();
+        assert!(Resource::named(Service::Firehose, here.clone(), &firehose_name).is_err());
+        assert!(Resource::named(Service::Kinesis, here, &firehose_name).is_ok());
+    }
+}

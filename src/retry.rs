@@ -439,3 +439,353 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A random source that replays fixed values.
+    struct Fixed(Vec<f64>);
+    impl RandomSource for Fixed {
+        fn unit(&mut self) -> f64 {
+            if self.0.is_empty() {
+                0.5
+            } else {
+                self.0.remove(0)
+            }
+        }
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    fn delays(
+        policy: &RetryPolicy,
+        errors: &[&str],
+        random: &mut dyn RandomSource,
+    ) -> Vec<RetryDecision> {
+        let mut state = policy.start();
+        errors.iter().map(|e| state.on_error(e, random)).collect()
+    }
+
+    fn reason(json: &str) -> String {
+        RetryPolicy::parse(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_step_functions_defaults() {
+        let policy = RetryPolicy::parse(r#"[{"ErrorEquals":["X"]}]"#).unwrap();
+        let r = &policy.retriers()[0];
+        assert_eq!(
+            (r.interval_seconds, r.max_attempts, r.backoff_rate),
+            (1, 3, 2.0)
+        );
+        assert_eq!(
+            (r.max_delay_seconds, r.jitter),
+            (None, JitterStrategy::None)
+        );
+        let got = delays(&policy, &["X"; 4], &mut Fixed(vec![]));
+        assert_eq!(
+            got,
+            vec![
+                RetryDecision::Retry {
+                    delay: secs(1.0),
+                    retrier: 0,
+                    retry: 1
+                },
+                RetryDecision::Retry {
+                    delay: secs(2.0),
+                    retrier: 0,
+                    retry: 2
+                },
+                RetryDecision::Retry {
+                    delay: secs(4.0),
+                    retrier: 0,
+                    retry: 3
+                },
+                RetryDecision::Exhausted { retrier: 0 },
+            ]
+        );
+    }
+
+    #[test]
+    fn max_delay_caps_the_backoff() {
+        let policy = RetryPolicy::parse(
+            r#"[{"ErrorEquals":["X"],"IntervalSeconds":3,"BackoffRate":3,"MaxDelaySeconds":20,"MaxAttempts":4}]"#,
+        )
+        .unwrap();
+        let got: Vec<_> = delays(&policy, &["X"; 4], &mut Fixed(vec![]))
+            .into_iter()
+            .map(|d| match d {
+                RetryDecision::Retry { delay, .. } => delay,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec![secs(3.0), secs(9.0), secs(20.0), secs(20.0)]);
+    }
+
+    #[test]
+    fn full_jitter_scales_the_backoff_by_the_random_value() {
+        let policy = RetryPolicy::parse(
+            r#"[{"ErrorEquals":["X"],"IntervalSeconds":2,"MaxAttempts":3,"JitterStrategy":"FULL"}]"#,
+        )
+        .unwrap();
+        let got = delays(&policy, &["X"; 3], &mut Fixed(vec![0.5, 0.0, 0.999]));
+        let want = [secs(1.0), secs(0.0), secs(8.0 * 0.999)];
+        for (g, w) in got.iter().zip(want) {
+            let RetryDecision::Retry { delay, .. } = g else {
+                panic!("{g:?}")
+            };
+            assert!(
+                (delay.as_secs_f64() - w.as_secs_f64()).abs() < 1e-9,
+                "{delay:?} != {w:?}"
+            );
+        }
+        // With a real random source every delay stays within [0, backoff].
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..200 {
+            let mut state = policy.start();
+            for n in 1..=3u32 {
+                let RetryDecision::Retry { delay, .. } = state.on_error("X", &mut rng) else {
+                    panic!()
+                };
+                assert!(delay <= secs(2.0 * 2f64.powi(n as i32 - 1)));
+            }
+        }
+    }
+
+    #[test]
+    fn first_matching_retrier_applies_and_exhaustion_does_not_fall_through() {
+        let policy = RetryPolicy::parse(
+            r#"[{"ErrorEquals":["A"],"MaxAttempts":1},{"ErrorEquals":["A","B"],"MaxAttempts":5},{"ErrorEquals":["States.ALL"],"MaxAttempts":1,"IntervalSeconds":7}]"#,
+        )
+        .unwrap();
+        let got = delays(&policy, &["A", "A"], &mut Fixed(vec![]));
+        assert_eq!(
+            got[0],
+            RetryDecision::Retry {
+                delay: secs(1.0),
+                retrier: 0,
+                retry: 1
+            }
+        );
+        // Retrier 0 is exhausted: the call fails even though retrier 1 also names A.
+        assert_eq!(got[1], RetryDecision::Exhausted { retrier: 0 });
+        let got = delays(&policy, &["Other"], &mut Fixed(vec![]));
+        assert_eq!(
+            got[0],
+            RetryDecision::Retry {
+                delay: secs(7.0),
+                retrier: 2,
+                retry: 1
+            }
+        );
+    }
+
+    #[test]
+    fn each_retrier_counts_its_own_attempts() {
+        let policy = RetryPolicy::parse(
+            r#"[{"ErrorEquals":["A"],"MaxAttempts":2},{"ErrorEquals":["B"],"MaxAttempts":2,"IntervalSeconds":5}]"#,
+        )
+        .unwrap();
+        let got = delays(&policy, &["A", "B", "A", "B", "A"], &mut Fixed(vec![]));
+        assert_eq!(
+            got,
+            vec![
+                RetryDecision::Retry {
+                    delay: secs(1.0),
+                    retrier: 0,
+                    retry: 1
+                },
+                RetryDecision::Retry {
+                    delay: secs(5.0),
+                    retrier: 1,
+                    retry: 1
+                },
+                RetryDecision::Retry {
+                    delay: secs(2.0),
+                    retrier: 0,
+                    retry: 2
+                },
+                RetryDecision::Retry {
+                    delay: secs(10.0),
+                    retrier: 1,
+                    retry: 2
+                },
+                RetryDecision::Exhausted { retrier: 0 },
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_attempts_never_retries_and_unmatched_is_not_retryable() {
+        let policy = RetryPolicy::parse(r#"[{"ErrorEquals":["A"],"MaxAttempts":0}]"#).unwrap();
+        assert_eq!(
+            delays(&policy, &["A"], &mut Fixed(vec![]))[0],
+            RetryDecision::Exhausted { retrier: 0 }
+        );
+        assert_eq!(
+            delays(&policy, &["B"], &mut Fixed(vec![]))[0],
+            RetryDecision::NotRetryable
+        );
+        assert_eq!(
+            delays(&RetryPolicy::never(), &["A"], &mut Fixed(vec![]))[0],
+            RetryDecision::NotRetryable
+        );
+    }
+
+    #[test]
+    fn invalid_policies_are_rejected_with_the_reason() {
+        let cases = [
+            (r#"{"ErrorEquals":["A"]}"#, "not a JSON array"),
+            (r#"[{"ErrorEquals":[]}]"#, "at least one error"),
+            (
+                r#"[{"ErrorEquals":["A"],"Intervalseconds":1}]"#,
+                "unknown field",
+            ),
+            (
+                r#"[{"ErrorEquals":["A","States.ALL"]}]"#,
+                "must appear alone",
+            ),
+            (
+                r#"[{"ErrorEquals":["States.ALL"]},{"ErrorEquals":["A"]}]"#,
+                "last Retrier",
+            ),
+            (
+                r#"[{"ErrorEquals":["States.Timeout"]}]"#,
+                "only States.ALL applies",
+            ),
+            (
+                r#"[{"ErrorEquals":["A"],"BackoffRate":0.5}]"#,
+                "BackoffRate must be a number >= 1.0",
+            ),
+            (
+                r#"[{"ErrorEquals":["A"],"MaxAttempts":-1}]"#,
+                "MaxAttempts must be an integer",
+            ),
+            (
+                r#"[{"ErrorEquals":["A"],"MaxAttempts":1.5}]"#,
+                "MaxAttempts must be an integer",
+            ),
+            (
+                r#"[{"ErrorEquals":["A"],"IntervalSeconds":0}]"#,
+                "IntervalSeconds must be an integer from 1",
+            ),
+            (
+                r#"[{"ErrorEquals":["A"],"MaxDelaySeconds":0}]"#,
+                "MaxDelaySeconds must be an integer from 1",
+            ),
+            (
+                r#"[{"ErrorEquals":["A"],"JitterStrategy":"HALF"}]"#,
+                "JitterStrategy must be FULL or NONE",
+            ),
+        ];
+        for (json, expected) in cases {
+            let got = reason(json);
+            assert!(
+                got.contains(expected),
+                "{json}: {got:?} does not mention {expected:?}"
+            );
+        }
+        assert!(
+            reason(r#"[{"ErrorEquals":["A"]},{"ErrorEquals":["B"],"BackoffRate":0}]"#)
+                .starts_with("Retrier 1:")
+        );
+    }
+
+    #[test]
+    fn huge_backoff_does_not_overflow() {
+        let policy = RetryPolicy::parse(
+            r#"[{"ErrorEquals":["A"],"BackoffRate":1000,"MaxAttempts":99999999}]"#,
+        )
+        .unwrap();
+        let mut state = policy.start();
+        let mut random = Fixed(vec![]);
+        let mut last = Duration::ZERO;
+        for _ in 0..200 {
+            let RetryDecision::Retry { delay, .. } = state.on_error("A", &mut random) else {
+                panic!()
+            };
+            last = delay;
+        }
+        assert_eq!(last, Duration::from_secs(MAX_DELAY_SECONDS_LIMIT));
+    }
+
+    #[test]
+    fn default_policy_waits_minutes_for_resource_in_use_and_jitters_throttling() {
+        let policy = RetryPolicy::parse(DEFAULT_POLICY_JSON).unwrap();
+        assert_eq!(policy, RetryPolicy::default_policy());
+        let in_use = &policy.retriers()[0];
+        let total: Duration = (1..=in_use.max_attempts).map(|n| in_use.backoff(n)).sum();
+        assert!(
+            total >= Duration::from_secs(180) && total <= Duration::from_secs(600),
+            "{total:?}"
+        );
+        let throttling = &policy.retriers()[1];
+        assert_eq!(throttling.jitter, JitterStrategy::Full);
+        for code in [
+            "LimitExceededException",
+            "ThrottlingException",
+            "KMSThrottlingException",
+            "Enforcer.ConnectionError",
+            "Enforcer.Timeout",
+        ] {
+            assert!(
+                throttling.error_equals.iter().any(|e| e == code),
+                "{code} not retried"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_stops_before_a_delay_that_would_pass_the_deadline() {
+        let policy =
+            RetryPolicy::parse(r#"[{"ErrorEquals":["A"],"IntervalSeconds":10,"MaxAttempts":5}]"#)
+                .unwrap();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(25);
+        let mut calls = 0;
+        let result: Result<((), u32), CallError> = run(
+            &policy,
+            deadline,
+            &mut fastrand::Rng::with_seed(1),
+            "op",
+            || {
+                calls += 1;
+                async { Err(AwsError::new("A", "busy")) }
+            },
+        )
+        .await;
+        let err = result.unwrap_err();
+        // Waits of 10 s then 20 s: the second would end at 30 s, past the 25 s deadline.
+        assert!(
+            matches!(err, CallError::Deadline { attempts: 2, delay, .. } if delay == Duration::from_secs(20)),
+            "{err:?}"
+        );
+        assert_eq!(calls, 2);
+        assert_eq!(Instant::now() - start, Duration::from_secs(10));
+        assert!(err.to_string().contains("deadline"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_retries_then_succeeds_and_counts_attempts() {
+        let policy = RetryPolicy::default_policy();
+        let deadline = Instant::now() + Duration::from_secs(900);
+        let busy = || Err(AwsError::new("ResourceInUseException", "CREATING"));
+        let mut answers = vec![busy(), busy(), Ok(42)];
+        let (value, attempts) = run(
+            &policy,
+            deadline,
+            &mut fastrand::Rng::with_seed(1),
+            "op",
+            || {
+                let next = answers.remove(0);
+                async move { next }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!((value, attempts), (42, 3));
+    }
+}
