@@ -64,13 +64,7 @@ pub async fn run_event<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
 ) -> Result<Report, HandlerError> {
     let mut random = fastrand::Rng::new();
     // Boxed: the enforcement future is deep, and the runtime nests it further.
-    let report = match Box::pin(enforcer.handle(event, deadline, &mut random)).await {
-        Ok(report) => report,
-        Err(invalid) => {
-            tracing::error!(error = %invalid, "invalid event");
-            return Err(invalid.into());
-        }
-    };
+    let report = Box::pin(enforcer.handle(event, deadline, &mut random)).await?;
     report.log();
     if report.outcome == Outcome::Failed {
         return Err(HandlerError::Failed(Box::new(report)));
@@ -84,7 +78,11 @@ pub async fn lambda_handler<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<Report, HandlerError> {
     let deadline = deadline_from(event.context.deadline());
-    run_event(enforcer, event.payload, deadline).await
+    let result = run_event(enforcer, event.payload, deadline).await;
+    if let Err(HandlerError::InvalidEvent(invalid)) = &result {
+        tracing::error!(request_id = %event.context.request_id, error = %invalid, "invalid event");
+    }
+    result
 }
 
 /// Installs the tracing subscriber: JSON lines (one per log record) or plain text, on stderr

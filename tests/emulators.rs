@@ -1,0 +1,247 @@
+//! The real `enforcer` binary against kinesis-mock and moto server, through recording proxies.
+
+mod support;
+
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+
+const ALIAS: &str = "alias/org-streams";
+
+fn outcome(inv: &Invocation) -> &str {
+    inv.report["outcome"].as_str().unwrap_or_else(|| panic!("no report: {inv:?}"))
+}
+
+async fn emulators() -> Emulators {
+    // A real CREATING phase, so the first Start gets ResourceInUseException.
+    Emulators::start(Duration::from_secs(3), Duration::from_secs(1)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_stream_still_creating_is_remediated_and_a_second_delivery_costs_no_write() {
+    let emu = emulators().await;
+    let key_arn = emu.create_key(ALIAS).await;
+    emu.create_stream("orders").await;
+    let env = emu.env(ALIAS);
+    let event = event("kinesis-create-stream", "orders");
+
+    let first = invoke(&env, &event, &[]).await;
+    assert_eq!(first.code, Some(0), "{first:?}");
+    assert_eq!(outcome(&first), "remediated", "{first:?}");
+    assert_eq!(first.report["key"], json!(key_arn));
+    assert_eq!(first.report["service"], json!("kinesis"));
+    assert_eq!(first.report["resource"], json!(format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders")));
+    // The stream was CREATING: the first Start was refused and the enforcer waited.
+    let attempts = first.report["attempts"].as_u64().unwrap();
+    assert!(attempts >= 2, "expected a ResourceInUseException first: {first:?}");
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption") as u64, attempts);
+    let stream = emu.stream("orders").await;
+    assert_eq!(stream.stream_status, aws_sdk_kinesis::types::StreamStatus::Active);
+    assert_eq!(emu.key_arn(stream.key_id.as_deref().unwrap()).await, key_arn);
+
+    emu.kinesis_proxy.reset_counts();
+    let again = invoke(&env, &event, &[]).await;
+    assert_eq!(outcome(&again), "already_compliant", "{again:?}");
+    assert_eq!(again.report["attempts"], json!(0));
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 0);
+    assert_eq!(emu.kinesis_proxy.calls("DescribeStreamSummary"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_the_mandated_key_under_another_name_is_compliant() {
+    let emu = emulators().await;
+    let key_arn = emu.create_key(ALIAS).await;
+    emu.create_stream("orders").await;
+    emu.wait_active("orders").await;
+    // Applied by key ARN, mandated by alias: different strings, same key.
+    emu.kinesis
+        .start_stream_encryption()
+        .stream_name("orders")
+        .encryption_type(aws_sdk_kinesis::types::EncryptionType::Kms)
+        .key_id(&key_arn)
+        .send()
+        .await
+        .unwrap();
+    emu.wait_active("orders").await;
+    let inv = invoke(&emu.env(ALIAS), &event("kinesis-create-stream", "orders"), &[]).await;
+    assert_eq!(outcome(&inv), "already_compliant", "{inv:?}");
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_encryption_and_a_foreign_key_are_drift_and_remediated() {
+    let emu = emulators().await;
+    let key_arn = emu.create_key(ALIAS).await;
+    let foreign = emu.create_key("alias/someone-elses").await;
+    emu.create_stream("orders").await;
+    emu.create_stream("payments").await;
+    emu.wait_active("orders").await;
+    emu.wait_active("payments").await;
+    let env = emu.env(ALIAS);
+
+    // StopStreamEncryption: the stream was on the mandated key and is now unencrypted.
+    let inv = invoke(&env, &event("kinesis-stop-stream-encryption", "orders"), &[]).await;
+    assert_eq!(outcome(&inv), "remediated", "{inv:?}");
+    assert!(inv.report["reason"].as_str().unwrap().contains("unencrypted"), "{inv:?}");
+
+    // StartStreamEncryption with another key.
+    emu.kinesis
+        .start_stream_encryption()
+        .stream_name("payments")
+        .encryption_type(aws_sdk_kinesis::types::EncryptionType::Kms)
+        .key_id(&foreign)
+        .send()
+        .await
+        .unwrap();
+    emu.wait_active("payments").await;
+    let inv = invoke(&env, &event("kinesis-start-stream-encryption-foreign-key", "payments"), &[]).await;
+    assert_eq!(outcome(&inv), "remediated", "{inv:?}");
+    assert_eq!(inv.report["attempts"], json!(1));
+    assert_eq!(emu.key_arn(emu.stream("payments").await.key_id.as_deref().unwrap()).await, key_arn);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firehose_direct_put_gets_the_customer_managed_key_and_other_sources_are_not_applicable() {
+    let emu = emulators().await;
+    let key_arn = emu.create_key(ALIAS).await;
+    emu.create_delivery_stream("clickstream", None).await;
+    emu.create_delivery_stream("orders-archive", Some(&format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders")))
+        .await;
+    let env = emu.env(ALIAS);
+
+    let inv = invoke(&env, &event("firehose-create-delivery-stream", "clickstream"), &[]).await;
+    assert_eq!(outcome(&inv), "remediated", "{inv:?}");
+    assert_eq!(inv.report["service"], json!("firehose"));
+    let enc = emu.delivery_encryption("clickstream").await.expect("encryption configured");
+    assert_eq!(enc.key_type, Some(aws_sdk_firehose::types::KeyType::CustomerManagedCmk));
+    assert_eq!(enc.key_arn.as_deref(), Some(key_arn.as_str()));
+    assert_eq!(enc.status, Some(aws_sdk_firehose::types::DeliveryStreamEncryptionStatus::Enabled));
+
+    let inv = invoke(&env, &event("firehose-start-delivery-stream-encryption", "clickstream"), &[]).await;
+    assert_eq!(outcome(&inv), "already_compliant", "{inv:?}");
+
+    emu.moto_proxy.reset_counts();
+    let inv = invoke(&env, &event("firehose-create-delivery-stream-kinesis-source", "orders-archive"), &[]).await;
+    assert_eq!(outcome(&inv), "not_applicable", "{inv:?}");
+    assert!(inv.report["reason"].as_str().unwrap().contains("KinesisStreamAsSource"));
+    assert_eq!(emu.moto_proxy.calls("StartDeliveryStreamEncryption"), 0);
+    assert!(emu.delivery_encryption("orders-archive").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_is_ignored_without_any_aws_call_and_a_deleted_stream_is_gone() {
+    let emu = emulators().await;
+    emu.create_key(ALIAS).await;
+    let env = emu.env(ALIAS);
+    let inv = invoke(&env, &event("kinesis-create-stream-failed", "orders"), &[]).await;
+    assert_eq!((inv.code, outcome(&inv)), (Some(0), "ignored"), "{inv:?}");
+    assert_eq!(emu.kinesis_proxy.total_calls() + emu.moto_proxy.total_calls(), 0);
+
+    let inv = invoke(&env, &event("kinesis-create-stream", "never-existed"), &[]).await;
+    assert_eq!((inv.code, outcome(&inv)), (Some(0), "gone"), "{inv:?}");
+    assert_eq!(inv.report["error_code"], json!("ResourceNotFoundException"));
+    let inv = invoke(&env, &event("firehose-stop-delivery-stream-encryption", "never-existed"), &[]).await;
+    assert_eq!(outcome(&inv), "gone", "{inv:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_under_the_policy_and_access_denied_fails_with_its_code() {
+    let emu = emulators().await;
+    emu.create_key(ALIAS).await;
+    emu.create_stream("orders").await;
+    emu.create_stream("audit").await;
+    emu.wait_active("orders").await;
+    emu.wait_active("audit").await;
+    let env = emu.env(ALIAS);
+
+    emu.kinesis_proxy.inject(
+        "StartStreamEncryption",
+        2,
+        Fault::error("LimitExceededException", "Rate exceeded for stream orders under account 123456789012."),
+    );
+    emu.kinesis_proxy.inject(
+        "DescribeStreamSummary",
+        1,
+        Fault::Raw { status: 503, body: String::new() },
+    );
+    let inv = invoke(&env, &event("kinesis-create-stream", "orders"), &[]).await;
+    assert_eq!(outcome(&inv), "remediated", "{inv:?}");
+    assert_eq!(inv.report["attempts"], json!(3));
+    assert!(inv.stderr.contains("LimitExceededException"), "retries are logged: {}", inv.stderr);
+
+    emu.kinesis_proxy.inject(
+        "StartStreamEncryption",
+        1,
+        Fault::error("AccessDeniedException", "User is not authorized to perform: kinesis:StartStreamEncryption"),
+    );
+    let inv = invoke(&env, &event("kinesis-create-stream", "audit"), &[]).await;
+    assert_eq!(inv.code, Some(1), "{inv:?}");
+    assert_eq!(outcome(&inv), "failed");
+    assert_eq!(inv.report["error_code"], json!("AccessDeniedException"));
+    assert_eq!(inv.report["attempts"], json!(1));
+    assert!(emu.stream("audit").await.key_id.is_none(), "nothing was applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firehose_enabling_failed_is_a_failure_with_its_description() {
+    let emu = emulators().await;
+    let key_arn = emu.create_key(ALIAS).await;
+    emu.create_delivery_stream("clickstream", None).await;
+    // moto has no ENABLING phase: the proxy answers the confirm step as AWS would after a
+    // failed grant.
+    let described = json!({"DeliveryStreamDescription": {
+        "DeliveryStreamName": "clickstream",
+        "DeliveryStreamARN": format!("arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/clickstream"),
+        "DeliveryStreamStatus": "ACTIVE",
+        "DeliveryStreamType": "DirectPut",
+        "VersionId": "2",
+        "Destinations": [],
+        "HasMoreDestinations": false,
+        "DeliveryStreamEncryptionConfiguration": {
+            "KeyARN": key_arn,
+            "KeyType": "CUSTOMER_MANAGED_CMK",
+            "Status": "ENABLING_FAILED",
+            "FailureDescription": {"Type": "CREATE_KMS_GRANT_FAILED", "Details": "Access denied creating a grant on the key"}
+        }
+    }});
+    let env = emu.env(ALIAS);
+    // The first Describe passes through (unencrypted); once it has, every later Describe (the
+    // confirm step) answers ENABLING_FAILED.
+    let created = event("firehose-create-delivery-stream", "clickstream");
+    let first = invoke(&env, &created, &["--timeout", "30"]);
+    let injector = async {
+        while emu.moto_proxy.calls("DescribeDeliveryStream") == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        emu.moto_proxy.inject("DescribeDeliveryStream", 10, Fault::Raw { status: 200, body: described.to_string() });
+    };
+    let (inv, ()) = tokio::join!(first, injector);
+    assert_eq!(inv.code, Some(1), "{inv:?}");
+    assert_eq!(outcome(&inv), "failed");
+    assert_eq!(inv.report["error_code"], json!("CREATE_KMS_GRANT_FAILED"));
+    assert!(inv.report["reason"].as_str().unwrap().contains("ENABLING_FAILED"), "{inv:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_exits_2_on_an_unusable_event_or_configuration() {
+    let emu = emulators().await;
+    let env = emu.env(ALIAS);
+    let inv = invoke(&env, &json!({"hello": "world"}), &[]).await;
+    assert_eq!(inv.code, Some(2), "{inv:?}");
+    assert!(inv.stdout.is_empty());
+    assert!(inv.stderr.contains("invalid event"), "{}", inv.stderr);
+    assert_eq!(inv.stderr.trim().lines().count(), 1, "one-line reason: {}", inv.stderr);
+
+    let mut bad = event("kinesis-create-stream", "orders");
+    bad["detail"]["requestParameters"]["streamName"] = json!("orders; rm -rf /");
+    let inv = invoke(&env, &bad, &[]).await;
+    assert_eq!(inv.code, Some(2), "{inv:?}");
+    assert!(inv.stderr.contains("streamName"), "{}", inv.stderr);
+
+    let mut env_bad = env.clone();
+    env_bad.push(("RETRY_POLICY".into(), r#"[{"ErrorEquals":["States.ALL"]},{"ErrorEquals":["X"]}]"#.into()));
+    let inv = invoke(&env_bad, &event("kinesis-create-stream", "orders"), &[]).await;
+    assert_eq!(inv.code, Some(2), "{inv:?}");
+    assert!(inv.stderr.contains("RETRY_POLICY") && inv.stderr.contains("last Retrier"), "{}", inv.stderr);
+    assert_eq!(emu.kinesis_proxy.total_calls() + emu.moto_proxy.total_calls(), 0);
+}

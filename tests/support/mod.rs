@@ -1,0 +1,472 @@
+//! Test harness: the real emulators (kinesis-mock, moto server) on free loopback ports, a
+//! recording and fault-injecting HTTP proxy in front of each, and helpers to run the real
+//! binaries. Everything started here is stopped when its handle drops.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+/// The folder `scripts/setup-tools` installs into.
+pub fn tools_dir() -> PathBuf {
+    let dir = std::env::var_os("ENFORCER_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools"));
+    assert!(
+        dir.join(".stamp").exists(),
+        "the emulators are not installed in {}: run scripts/setup-tools (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} within 60 s");
+}
+
+/// A child process killed on drop.
+pub struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// kinesis-mock with a CREATING phase of `create` and an UPDATING phase of `update`.
+pub fn start_kinesis_mock(create: Duration, update: Duration) -> (Process, String) {
+    let pkg = tools_dir().join("node/node_modules/kinesis-local");
+    let port = free_port();
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    // kinesis-mock 0.6.2 shifts the encryption durations by one variable: set all three alike.
+    let mut child = Command::new("node")
+        .arg(pkg.join("main.js"))
+        .env("KINESIS_MOCK_CERT_PATH", pkg.join("server.json"))
+        .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
+        .env("KINESIS_MOCK_TLS_PORT", free_port().to_string())
+        .env("CREATE_STREAM_DURATION", ms(create))
+        .env("DELETE_STREAM_DURATION", "0ms")
+        .env("START_STREAM_ENCRYPTION_DURATION", ms(update))
+        .env("STOP_STREAM_ENCRYPTION_DURATION", ms(update))
+        .env("REGISTER_STREAM_CONSUMER_DURATION", ms(update))
+        .env("LOG_LEVEL", "WARN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs kinesis-mock");
+    wait_for_port(port, &mut child, "kinesis-mock");
+    (Process(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// moto server on loopback.
+pub fn start_moto() -> (Process, String) {
+    let port = free_port();
+    let mut child = Command::new(tools_dir().join("venv/bin/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server runs");
+    wait_for_port(port, &mut child, "moto server");
+    (Process(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// A canned answer the proxy gives instead of forwarding.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// An AWS JSON-protocol error: HTTP status and `__type`.
+    AwsError { status: u16, code: &'static str, message: &'static str },
+    /// Any status and body.
+    Raw { status: u16, body: String },
+}
+
+impl Fault {
+    pub fn error(code: &'static str, message: &'static str) -> Self {
+        Self::AwsError { status: 400, code, message }
+    }
+}
+
+struct Rule {
+    operation: String,
+    remaining: usize,
+    fault: Fault,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    rules: Vec<Rule>,
+    /// Requests seen per operation (`X-Amz-Target` after the dot), faults included.
+    seen: HashMap<String, usize>,
+}
+
+/// A recording, fault-injecting proxy in front of one emulator.
+#[derive(Clone)]
+pub struct Proxy {
+    pub url: String,
+    state: Arc<Mutex<ProxyState>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().expect("upstream address");
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(req, upstream, state.clone()));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Self {
+            url: format!("http://{addr}"),
+            state,
+            task: Arc::new(task),
+        }
+    }
+
+    /// Answers the next `times` calls of `operation` (e.g. `StartStreamEncryption`) with `fault`.
+    pub fn inject(&self, operation: &str, times: usize, fault: Fault) {
+        self.state.lock().unwrap().rules.push(Rule {
+            operation: operation.into(),
+            remaining: times,
+            fault,
+        });
+    }
+
+    /// How many calls of `operation` reached the proxy.
+    pub fn calls(&self, operation: &str) -> usize {
+        self.state.lock().unwrap().seen.get(operation).copied().unwrap_or(0)
+    }
+
+    /// How many calls of any operation reached the proxy.
+    pub fn total_calls(&self) -> usize {
+        self.state.lock().unwrap().seen.values().sum()
+    }
+
+    pub fn reset_counts(&self) {
+        self.state.lock().unwrap().seen.clear();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+fn full(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = StatusCode::from_u16(status).expect("status");
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.1".parse().expect("header"));
+    response
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    upstream: SocketAddr,
+    state: Arc<Mutex<ProxyState>>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let operation = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit('.').next())
+        .unwrap_or("")
+        .to_owned();
+    let fault = {
+        let mut state = state.lock().unwrap();
+        *state.seen.entry(operation.clone()).or_default() += 1;
+        state
+            .rules
+            .iter_mut()
+            .find(|r| r.operation == operation && r.remaining > 0)
+            .map(|r| {
+                r.remaining -= 1;
+                r.fault.clone()
+            })
+    };
+    match fault {
+        Some(Fault::AwsError { status, code, message }) => {
+            let body = serde_json::json!({"__type": code, "message": message}).to_string();
+            return Ok(full(status, body));
+        }
+        Some(Fault::Raw { status, body }) => return Ok(full(status, body)),
+        None => {}
+    }
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let forwarded = Request::from_parts(parts, Full::new(body));
+    let stream = match TcpStream::connect(upstream).await {
+        Ok(s) => s,
+        Err(e) => return Ok(full(502, format!("proxy: upstream unreachable: {e}"))),
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let response = sender.send_request(forwarded).await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// The emulators, a proxy in front of each, and SDK clients for seeding and checking.
+pub struct Emulators {
+    pub kinesis_proxy: Proxy,
+    pub moto_proxy: Proxy,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub firehose: aws_sdk_firehose::Client,
+    pub kms: aws_sdk_kms::Client,
+    _kinesis_mock: Process,
+    _moto: Process,
+}
+
+fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
+            aws_sdk_kinesis::config::Credentials::new(ACCOUNT, "test-secret", None, None, "tests"),
+        ))
+        .endpoint_url(endpoint)
+        .build()
+}
+
+impl Emulators {
+    pub async fn start(create: Duration, update: Duration) -> Self {
+        let (kinesis_mock, kinesis_url) = start_kinesis_mock(create, update);
+        let (moto, moto_url) = start_moto();
+        let kinesis_proxy = Proxy::start(&kinesis_url).await;
+        let moto_proxy = Proxy::start(&moto_url).await;
+        // Seeding and checking go straight to the emulators, so the proxies count only the
+        // enforcer's calls.
+        Self {
+            kinesis: aws_sdk_kinesis::Client::new(&sdk_config(&kinesis_url)),
+            firehose: aws_sdk_firehose::Client::new(&sdk_config(&moto_url)),
+            kms: aws_sdk_kms::Client::new(&sdk_config(&moto_url)),
+            kinesis_proxy,
+            moto_proxy,
+            _kinesis_mock: kinesis_mock,
+            _moto: moto,
+        }
+    }
+
+    /// The environment that points the enforcer's binaries at the proxies.
+    pub fn env(&self, mandated_key: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL_KINESIS", self.kinesis_proxy.url.as_str()),
+            ("AWS_ENDPOINT_URL_FIREHOSE", self.moto_proxy.url.as_str()),
+            ("AWS_ENDPOINT_URL_KMS", self.moto_proxy.url.as_str()),
+            ("AWS_ACCESS_KEY_ID", ACCOUNT),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+            ("AWS_REGION", REGION),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("MANDATED_KMS_KEY", mandated_key),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// A customer managed key in moto with `alias` (e.g. `alias/org-streams`); returns its ARN.
+    pub async fn create_key(&self, alias: &str) -> String {
+        let key = self.kms.create_key().send().await.expect("CreateKey");
+        let meta = key.key_metadata().expect("metadata");
+        self.kms
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(meta.key_id())
+            .send()
+            .await
+            .expect("CreateAlias");
+        meta.arn().expect("arn").to_owned()
+    }
+
+    pub async fn create_stream(&self, name: &str) {
+        self.kinesis
+            .create_stream()
+            .stream_name(name)
+            .shard_count(1)
+            .send()
+            .await
+            .expect("CreateStream");
+    }
+
+    pub async fn stream(&self, name: &str) -> aws_sdk_kinesis::types::StreamDescriptionSummary {
+        self.kinesis
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .expect("DescribeStreamSummary")
+            .stream_description_summary
+            .expect("summary")
+    }
+
+    /// Waits until the stream is ACTIVE (kinesis-mock's own CREATING / UPDATING phases).
+    pub async fn wait_active(&self, name: &str) {
+        let start = Instant::now();
+        while self.stream(name).await.stream_status != aws_sdk_kinesis::types::StreamStatus::Active {
+            assert!(start.elapsed() < Duration::from_secs(60), "{name} never became ACTIVE");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A DirectPut (or other source type) delivery stream. moto's DescribeDeliveryStream is only
+    /// readable by the Rust SDK when the S3 destination sets these three fields.
+    pub async fn create_delivery_stream(&self, name: &str, kinesis_source: Option<&str>) {
+        use aws_sdk_firehose::types::*;
+        let destination = ExtendedS3DestinationConfiguration::builder()
+            .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/FirehoseDelivery"))
+            .bucket_arn("arn:aws:s3:::example-delivery-bucket")
+            .compression_format(CompressionFormat::Uncompressed)
+            .buffering_hints(BufferingHints::builder().size_in_mbs(5).interval_in_seconds(300).build())
+            .encryption_configuration(EncryptionConfiguration::builder().no_encryption_config(NoEncryptionConfig::NoEncryption).build())
+            .build()
+            .expect("destination");
+        let mut request = self
+            .firehose
+            .create_delivery_stream()
+            .delivery_stream_name(name)
+            .extended_s3_destination_configuration(destination);
+        request = match kinesis_source {
+            None => request.delivery_stream_type(DeliveryStreamType::DirectPut),
+            Some(stream_arn) => request
+                .delivery_stream_type(DeliveryStreamType::KinesisStreamAsSource)
+                .kinesis_stream_source_configuration(
+                    KinesisStreamSourceConfiguration::builder()
+                        .kinesis_stream_arn(stream_arn)
+                        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/FirehoseSourceRead"))
+                        .build()
+                        .expect("source"),
+                ),
+        };
+        request.send().await.expect("CreateDeliveryStream");
+    }
+
+    pub async fn delivery_encryption(&self, name: &str) -> Option<aws_sdk_firehose::types::DeliveryStreamEncryptionConfiguration> {
+        self.firehose
+            .describe_delivery_stream()
+            .delivery_stream_name(name)
+            .send()
+            .await
+            .expect("DescribeDeliveryStream")
+            .delivery_stream_description
+            .expect("description")
+            .delivery_stream_encryption_configuration
+    }
+
+    /// Resolves any key reference to its key ARN in moto.
+    pub async fn key_arn(&self, key: &str) -> String {
+        self.kms
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .expect("DescribeKey")
+            .key_metadata
+            .and_then(|m| m.arn)
+            .expect("arn")
+    }
+}
+
+/// A fixture from events/ with the stream name (and ARN where present) replaced.
+pub fn event(fixture: &str, name: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events").join(format!("{fixture}.json"));
+    let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON");
+    let detail = &mut event["detail"];
+    let params = &mut detail["requestParameters"];
+    if params.get("streamName").is_some() {
+        params["streamName"] = name.into();
+    }
+    if params.get("streamARN").is_some() {
+        params["streamARN"] = format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}").into();
+    }
+    if params.get("deliveryStreamName").is_some() {
+        params["deliveryStreamName"] = name.into();
+    }
+    if detail["responseElements"].get("deliveryStreamARN").is_some() {
+        detail["responseElements"]["deliveryStreamARN"] =
+            format!("arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{name}").into();
+    }
+    event
+}
+
+/// The result of one `enforcer invoke` run.
+#[derive(Debug)]
+pub struct Invocation {
+    pub code: Option<i32>,
+    pub report: serde_json::Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the real `enforcer invoke` on an event, with `env` (and nothing from this process's AWS
+/// environment), off the async runtime so the proxies keep serving.
+pub async fn invoke(env: &[(String, String)], event: &serde_json::Value, extra_args: &[&str]) -> Invocation {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("event.json");
+    std::fs::write(&path, event.to_string()).expect("write event");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_enforcer"));
+    command.args(["invoke", "--event"]).arg(&path).args(extra_args);
+    run_command(command, env).await
+}
+
+pub async fn run_command(mut command: Command, env: &[(String, String)]) -> Invocation {
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key == "MANDATED_KMS_KEY" || key == "RETRY_POLICY" || key == "LOG_LEVEL" {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run the binary"))
+        .await
+        .expect("join");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let report = serde_json::from_str(stdout.trim()).unwrap_or(serde_json::Value::Null);
+    Invocation {
+        code: output.status.code(),
+        report,
+        stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
