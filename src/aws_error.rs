@@ -93,6 +93,14 @@ impl AwsError {
                 transport::CONNECTION_ERROR.to_owned(),
                 "the request could not be sent".to_owned(),
             ),
+            // A 5xx whose body is not an AWS error (a proxy's or load balancer's page).
+            SdkError::ResponseError(_) if status.is_some_and(|s| s >= 500) => (
+                transport::SERVER_ERROR.to_owned(),
+                format!(
+                    "HTTP {} with an unreadable body",
+                    status.unwrap_or_default()
+                ),
+            ),
             SdkError::ResponseError(_) => (
                 transport::RESPONSE_ERROR.to_owned(),
                 "the response could not be read".to_owned(),

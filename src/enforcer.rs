@@ -350,7 +350,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     ) -> Result<StreamSummary, Stop> {
         let summary = self
             .call(run, "DescribeStreamSummary", false, || {
-                self.kinesis.describe_stream(stream)
+                self.kinesis.stream_summary(stream)
             })
             .await?;
         if summary.status == StreamStatus::Deleting {
@@ -432,7 +432,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     ) -> Result<DeliverySummary, Stop> {
         let summary = self
             .call(run, "DescribeDeliveryStream", false, || {
-                self.firehose.describe_delivery_stream(stream)
+                self.firehose.delivery_summary(stream)
             })
             .await?;
         if summary.status == DeliveryStatus::Deleting {

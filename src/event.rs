@@ -408,7 +408,8 @@ mod tests {
 
     #[test]
     fn malformed_events_are_errors_with_a_reason() {
-        let edits: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let edits: Vec<(&str, Edit, &str)> = vec![
             (
                 "no detail-type",
                 Box::new(|e| drop(e.as_object_mut().unwrap().remove("detail-type"))),

@@ -83,7 +83,7 @@ impl DeliverySummary {
 /// The Firehose calls the enforcer makes.
 pub trait FirehoseApi: Send + Sync {
     /// DescribeDeliveryStream.
-    fn describe_delivery_stream(
+    fn delivery_summary(
         &self,
         stream: &Resource,
     ) -> impl Future<Output = Result<DeliverySummary, AwsError>> + Send;
@@ -96,10 +96,7 @@ pub trait FirehoseApi: Send + Sync {
 }
 
 impl FirehoseApi for aws_sdk_firehose::Client {
-    async fn describe_delivery_stream(
-        &self,
-        stream: &Resource,
-    ) -> Result<DeliverySummary, AwsError> {
+    async fn delivery_summary(&self, stream: &Resource) -> Result<DeliverySummary, AwsError> {
         let out = self
             .describe_delivery_stream()
             .delivery_stream_name(&stream.name)

@@ -32,8 +32,8 @@ pub struct StreamSummary {
 
 /// The Kinesis calls the enforcer makes.
 pub trait KinesisApi: Send + Sync {
-    /// DescribeStreamSummary.
-    fn describe_stream(
+    /// DescribeStreamSummary: status and encryption.
+    fn stream_summary(
         &self,
         stream: &Resource,
     ) -> impl Future<Output = Result<StreamSummary, AwsError>> + Send;
@@ -46,7 +46,7 @@ pub trait KinesisApi: Send + Sync {
 }
 
 impl KinesisApi for aws_sdk_kinesis::Client {
-    async fn describe_stream(&self, stream: &Resource) -> Result<StreamSummary, AwsError> {
+    async fn stream_summary(&self, stream: &Resource) -> Result<StreamSummary, AwsError> {
         let out = self
             .describe_stream_summary()
             .stream_arn(stream.arn())

@@ -9,7 +9,9 @@ use support::*;
 const ALIAS: &str = "alias/org-streams";
 
 fn outcome(inv: &Invocation) -> &str {
-    inv.report["outcome"].as_str().unwrap_or_else(|| panic!("no report: {inv:?}"))
+    inv.report["outcome"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no report: {inv:?}"))
 }
 
 async fn emulators() -> Emulators {
@@ -30,14 +32,29 @@ async fn new_stream_still_creating_is_remediated_and_a_second_delivery_costs_no_
     assert_eq!(outcome(&first), "remediated", "{first:?}");
     assert_eq!(first.report["key"], json!(key_arn));
     assert_eq!(first.report["service"], json!("kinesis"));
-    assert_eq!(first.report["resource"], json!(format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders")));
+    assert_eq!(
+        first.report["resource"],
+        json!(format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders"))
+    );
     // The stream was CREATING: the first Start was refused and the enforcer waited.
     let attempts = first.report["attempts"].as_u64().unwrap();
-    assert!(attempts >= 2, "expected a ResourceInUseException first: {first:?}");
-    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption") as u64, attempts);
+    assert!(
+        attempts >= 2,
+        "expected a ResourceInUseException first: {first:?}"
+    );
+    assert_eq!(
+        emu.kinesis_proxy.calls("StartStreamEncryption") as u64,
+        attempts
+    );
     let stream = emu.stream("orders").await;
-    assert_eq!(stream.stream_status, aws_sdk_kinesis::types::StreamStatus::Active);
-    assert_eq!(emu.key_arn(stream.key_id.as_deref().unwrap()).await, key_arn);
+    assert_eq!(
+        stream.stream_status,
+        aws_sdk_kinesis::types::StreamStatus::Active
+    );
+    assert_eq!(
+        emu.key_arn(stream.key_id.as_deref().unwrap()).await,
+        key_arn
+    );
 
     emu.kinesis_proxy.reset_counts();
     let again = invoke(&env, &event, &[]).await;
@@ -63,7 +80,12 @@ async fn a_stream_on_the_mandated_key_under_another_name_is_compliant() {
         .await
         .unwrap();
     emu.wait_active("orders").await;
-    let inv = invoke(&emu.env(ALIAS), &event("kinesis-create-stream", "orders"), &[]).await;
+    let inv = invoke(
+        &emu.env(ALIAS),
+        &event("kinesis-create-stream", "orders"),
+        &[],
+    )
+    .await;
     assert_eq!(outcome(&inv), "already_compliant", "{inv:?}");
     assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 0);
 }
@@ -80,9 +102,20 @@ async fn stopped_encryption_and_a_foreign_key_are_drift_and_remediated() {
     let env = emu.env(ALIAS);
 
     // StopStreamEncryption: the stream was on the mandated key and is now unencrypted.
-    let inv = invoke(&env, &event("kinesis-stop-stream-encryption", "orders"), &[]).await;
+    let inv = invoke(
+        &env,
+        &event("kinesis-stop-stream-encryption", "orders"),
+        &[],
+    )
+    .await;
     assert_eq!(outcome(&inv), "remediated", "{inv:?}");
-    assert!(inv.report["reason"].as_str().unwrap().contains("unencrypted"), "{inv:?}");
+    assert!(
+        inv.report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unencrypted"),
+        "{inv:?}"
+    );
 
     // StartStreamEncryption with another key.
     emu.kinesis
@@ -94,10 +127,19 @@ async fn stopped_encryption_and_a_foreign_key_are_drift_and_remediated() {
         .await
         .unwrap();
     emu.wait_active("payments").await;
-    let inv = invoke(&env, &event("kinesis-start-stream-encryption-foreign-key", "payments"), &[]).await;
+    let inv = invoke(
+        &env,
+        &event("kinesis-start-stream-encryption-foreign-key", "payments"),
+        &[],
+    )
+    .await;
     assert_eq!(outcome(&inv), "remediated", "{inv:?}");
     assert_eq!(inv.report["attempts"], json!(1));
-    assert_eq!(emu.key_arn(emu.stream("payments").await.key_id.as_deref().unwrap()).await, key_arn);
+    assert_eq!(
+        emu.key_arn(emu.stream("payments").await.key_id.as_deref().unwrap())
+            .await,
+        key_arn
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,25 +147,60 @@ async fn firehose_direct_put_gets_the_customer_managed_key_and_other_sources_are
     let emu = emulators().await;
     let key_arn = emu.create_key(ALIAS).await;
     emu.create_delivery_stream("clickstream", None).await;
-    emu.create_delivery_stream("orders-archive", Some(&format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders")))
-        .await;
+    emu.create_delivery_stream(
+        "orders-archive",
+        Some(&format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders")),
+    )
+    .await;
     let env = emu.env(ALIAS);
 
-    let inv = invoke(&env, &event("firehose-create-delivery-stream", "clickstream"), &[]).await;
+    let inv = invoke(
+        &env,
+        &event("firehose-create-delivery-stream", "clickstream"),
+        &[],
+    )
+    .await;
     assert_eq!(outcome(&inv), "remediated", "{inv:?}");
     assert_eq!(inv.report["service"], json!("firehose"));
-    let enc = emu.delivery_encryption("clickstream").await.expect("encryption configured");
-    assert_eq!(enc.key_type, Some(aws_sdk_firehose::types::KeyType::CustomerManagedCmk));
+    let enc = emu
+        .delivery_encryption("clickstream")
+        .await
+        .expect("encryption configured");
+    assert_eq!(
+        enc.key_type,
+        Some(aws_sdk_firehose::types::KeyType::CustomerManagedCmk)
+    );
     assert_eq!(enc.key_arn.as_deref(), Some(key_arn.as_str()));
-    assert_eq!(enc.status, Some(aws_sdk_firehose::types::DeliveryStreamEncryptionStatus::Enabled));
+    assert_eq!(
+        enc.status,
+        Some(aws_sdk_firehose::types::DeliveryStreamEncryptionStatus::Enabled)
+    );
 
-    let inv = invoke(&env, &event("firehose-start-delivery-stream-encryption", "clickstream"), &[]).await;
+    let inv = invoke(
+        &env,
+        &event("firehose-start-delivery-stream-encryption", "clickstream"),
+        &[],
+    )
+    .await;
     assert_eq!(outcome(&inv), "already_compliant", "{inv:?}");
 
     emu.moto_proxy.reset_counts();
-    let inv = invoke(&env, &event("firehose-create-delivery-stream-kinesis-source", "orders-archive"), &[]).await;
+    let inv = invoke(
+        &env,
+        &event(
+            "firehose-create-delivery-stream-kinesis-source",
+            "orders-archive",
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(outcome(&inv), "not_applicable", "{inv:?}");
-    assert!(inv.report["reason"].as_str().unwrap().contains("KinesisStreamAsSource"));
+    assert!(
+        inv.report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("KinesisStreamAsSource")
+    );
     assert_eq!(emu.moto_proxy.calls("StartDeliveryStreamEncryption"), 0);
     assert!(emu.delivery_encryption("orders-archive").await.is_none());
 }
@@ -135,12 +212,20 @@ async fn a_failed_call_is_ignored_without_any_aws_call_and_a_deleted_stream_is_g
     let env = emu.env(ALIAS);
     let inv = invoke(&env, &event("kinesis-create-stream-failed", "orders"), &[]).await;
     assert_eq!((inv.code, outcome(&inv)), (Some(0), "ignored"), "{inv:?}");
-    assert_eq!(emu.kinesis_proxy.total_calls() + emu.moto_proxy.total_calls(), 0);
+    assert_eq!(
+        emu.kinesis_proxy.total_calls() + emu.moto_proxy.total_calls(),
+        0
+    );
 
     let inv = invoke(&env, &event("kinesis-create-stream", "never-existed"), &[]).await;
     assert_eq!((inv.code, outcome(&inv)), (Some(0), "gone"), "{inv:?}");
     assert_eq!(inv.report["error_code"], json!("ResourceNotFoundException"));
-    let inv = invoke(&env, &event("firehose-stop-delivery-stream-encryption", "never-existed"), &[]).await;
+    let inv = invoke(
+        &env,
+        &event("firehose-stop-delivery-stream-encryption", "never-existed"),
+        &[],
+    )
+    .await;
     assert_eq!(outcome(&inv), "gone", "{inv:?}");
 }
 
@@ -157,29 +242,45 @@ async fn throttling_is_retried_under_the_policy_and_access_denied_fails_with_its
     emu.kinesis_proxy.inject(
         "StartStreamEncryption",
         2,
-        Fault::error("LimitExceededException", "Rate exceeded for stream orders under account 123456789012."),
+        Fault::error(
+            "LimitExceededException",
+            "Rate exceeded for stream orders under account 123456789012.",
+        ),
     );
     emu.kinesis_proxy.inject(
         "DescribeStreamSummary",
         1,
-        Fault::Raw { status: 503, body: String::new() },
+        Fault::Raw {
+            status: 503,
+            body: String::new(),
+        },
     );
     let inv = invoke(&env, &event("kinesis-create-stream", "orders"), &[]).await;
     assert_eq!(outcome(&inv), "remediated", "{inv:?}");
     assert_eq!(inv.report["attempts"], json!(3));
-    assert!(inv.stderr.contains("LimitExceededException"), "retries are logged: {}", inv.stderr);
+    assert!(
+        inv.stderr.contains("LimitExceededException"),
+        "retries are logged: {}",
+        inv.stderr
+    );
 
     emu.kinesis_proxy.inject(
         "StartStreamEncryption",
         1,
-        Fault::error("AccessDeniedException", "User is not authorized to perform: kinesis:StartStreamEncryption"),
+        Fault::error(
+            "AccessDeniedException",
+            "User is not authorized to perform: kinesis:StartStreamEncryption",
+        ),
     );
     let inv = invoke(&env, &event("kinesis-create-stream", "audit"), &[]).await;
     assert_eq!(inv.code, Some(1), "{inv:?}");
     assert_eq!(outcome(&inv), "failed");
     assert_eq!(inv.report["error_code"], json!("AccessDeniedException"));
     assert_eq!(inv.report["attempts"], json!(1));
-    assert!(emu.stream("audit").await.key_id.is_none(), "nothing was applied");
+    assert!(
+        emu.stream("audit").await.key_id.is_none(),
+        "nothing was applied"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,13 +314,26 @@ async fn firehose_enabling_failed_is_a_failure_with_its_description() {
         while emu.moto_proxy.calls("DescribeDeliveryStream") == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        emu.moto_proxy.inject("DescribeDeliveryStream", 10, Fault::Raw { status: 200, body: described.to_string() });
+        emu.moto_proxy.inject(
+            "DescribeDeliveryStream",
+            10,
+            Fault::Raw {
+                status: 200,
+                body: described.to_string(),
+            },
+        );
     };
     let (inv, ()) = tokio::join!(first, injector);
     assert_eq!(inv.code, Some(1), "{inv:?}");
     assert_eq!(outcome(&inv), "failed");
     assert_eq!(inv.report["error_code"], json!("CREATE_KMS_GRANT_FAILED"));
-    assert!(inv.report["reason"].as_str().unwrap().contains("ENABLING_FAILED"), "{inv:?}");
+    assert!(
+        inv.report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ENABLING_FAILED"),
+        "{inv:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +344,12 @@ async fn the_cli_exits_2_on_an_unusable_event_or_configuration() {
     assert_eq!(inv.code, Some(2), "{inv:?}");
     assert!(inv.stdout.is_empty());
     assert!(inv.stderr.contains("invalid event"), "{}", inv.stderr);
-    assert_eq!(inv.stderr.trim().lines().count(), 1, "one-line reason: {}", inv.stderr);
+    assert_eq!(
+        inv.stderr.trim().lines().count(),
+        1,
+        "one-line reason: {}",
+        inv.stderr
+    );
 
     let mut bad = event("kinesis-create-stream", "orders");
     bad["detail"]["requestParameters"]["streamName"] = json!("orders; rm -rf /");
@@ -239,9 +358,19 @@ async fn the_cli_exits_2_on_an_unusable_event_or_configuration() {
     assert!(inv.stderr.contains("streamName"), "{}", inv.stderr);
 
     let mut env_bad = env.clone();
-    env_bad.push(("RETRY_POLICY".into(), r#"[{"ErrorEquals":["States.ALL"]},{"ErrorEquals":["X"]}]"#.into()));
+    env_bad.push((
+        "RETRY_POLICY".into(),
+        r#"[{"ErrorEquals":["States.ALL"]},{"ErrorEquals":["X"]}]"#.into(),
+    ));
     let inv = invoke(&env_bad, &event("kinesis-create-stream", "orders"), &[]).await;
     assert_eq!(inv.code, Some(2), "{inv:?}");
-    assert!(inv.stderr.contains("RETRY_POLICY") && inv.stderr.contains("last Retrier"), "{}", inv.stderr);
-    assert_eq!(emu.kinesis_proxy.total_calls() + emu.moto_proxy.total_calls(), 0);
+    assert!(
+        inv.stderr.contains("RETRY_POLICY") && inv.stderr.contains("last Retrier"),
+        "{}",
+        inv.stderr
+    );
+    assert_eq!(
+        emu.kinesis_proxy.total_calls() + emu.moto_proxy.total_calls(),
+        0
+    );
 }

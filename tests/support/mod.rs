@@ -36,7 +36,10 @@ pub fn tools_dir() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str) {
@@ -105,14 +108,22 @@ pub fn start_moto() -> (Process, String) {
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// An AWS JSON-protocol error: HTTP status and `__type`.
-    AwsError { status: u16, code: &'static str, message: &'static str },
+    AwsError {
+        status: u16,
+        code: &'static str,
+        message: &'static str,
+    },
     /// Any status and body.
     Raw { status: u16, body: String },
 }
 
 impl Fault {
     pub fn error(code: &'static str, message: &'static str) -> Self {
-        Self::AwsError { status: 400, code, message }
+        Self::AwsError {
+            status: 400,
+            code,
+            message,
+        }
     }
 }
 
@@ -141,16 +152,23 @@ impl Proxy {
     pub async fn start(upstream: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
-        let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().expect("upstream address");
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .parse()
+            .expect("upstream address");
         let state = Arc::new(Mutex::new(ProxyState::default()));
         let shared = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let state = shared.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(req, upstream, state.clone()));
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -172,7 +190,13 @@ impl Proxy {
 
     /// How many calls of `operation` reached the proxy.
     pub fn calls(&self, operation: &str) -> usize {
-        self.state.lock().unwrap().seen.get(operation).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .seen
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// How many calls of any operation reached the proxy.
@@ -196,9 +220,10 @@ impl Drop for Proxy {
 fn full(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = StatusCode::from_u16(status).expect("status");
-    response
-        .headers_mut()
-        .insert("content-type", "application/x-amz-json-1.1".parse().expect("header"));
+    response.headers_mut().insert(
+        "content-type",
+        "application/x-amz-json-1.1".parse().expect("header"),
+    );
     response
 }
 
@@ -227,7 +252,11 @@ async fn handle(
             })
     };
     match fault {
-        Some(Fault::AwsError { status, code, message }) => {
+        Some(Fault::AwsError {
+            status,
+            code,
+            message,
+        }) => {
             let body = serde_json::json!({"__type": code, "message": message}).to_string();
             return Ok(full(status, body));
         }
@@ -345,8 +374,12 @@ impl Emulators {
     /// Waits until the stream is ACTIVE (kinesis-mock's own CREATING / UPDATING phases).
     pub async fn wait_active(&self, name: &str) {
         let start = Instant::now();
-        while self.stream(name).await.stream_status != aws_sdk_kinesis::types::StreamStatus::Active {
-            assert!(start.elapsed() < Duration::from_secs(60), "{name} never became ACTIVE");
+        while self.stream(name).await.stream_status != aws_sdk_kinesis::types::StreamStatus::Active
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{name} never became ACTIVE"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -359,8 +392,17 @@ impl Emulators {
             .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/FirehoseDelivery"))
             .bucket_arn("arn:aws:s3:::example-delivery-bucket")
             .compression_format(CompressionFormat::Uncompressed)
-            .buffering_hints(BufferingHints::builder().size_in_mbs(5).interval_in_seconds(300).build())
-            .encryption_configuration(EncryptionConfiguration::builder().no_encryption_config(NoEncryptionConfig::NoEncryption).build())
+            .buffering_hints(
+                BufferingHints::builder()
+                    .size_in_mbs(5)
+                    .interval_in_seconds(300)
+                    .build(),
+            )
+            .encryption_configuration(
+                EncryptionConfiguration::builder()
+                    .no_encryption_config(NoEncryptionConfig::NoEncryption)
+                    .build(),
+            )
             .build()
             .expect("destination");
         let mut request = self
@@ -383,7 +425,10 @@ impl Emulators {
         request.send().await.expect("CreateDeliveryStream");
     }
 
-    pub async fn delivery_encryption(&self, name: &str) -> Option<aws_sdk_firehose::types::DeliveryStreamEncryptionConfiguration> {
+    pub async fn delivery_encryption(
+        &self,
+        name: &str,
+    ) -> Option<aws_sdk_firehose::types::DeliveryStreamEncryptionConfiguration> {
         self.firehose
             .describe_delivery_stream()
             .delivery_stream_name(name)
@@ -411,8 +456,11 @@ impl Emulators {
 
 /// A fixture from events/ with the stream name (and ARN where present) replaced.
 pub fn event(fixture: &str, name: &str) -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events").join(format!("{fixture}.json"));
-    let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("events")
+        .join(format!("{fixture}.json"));
+    let mut event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON");
     let detail = &mut event["detail"];
     let params = &mut detail["requestParameters"];
     if params.get("streamName").is_some() {
@@ -424,7 +472,10 @@ pub fn event(fixture: &str, name: &str) -> serde_json::Value {
     if params.get("deliveryStreamName").is_some() {
         params["deliveryStreamName"] = name.into();
     }
-    if detail["responseElements"].get("deliveryStreamARN").is_some() {
+    if detail["responseElements"]
+        .get("deliveryStreamARN")
+        .is_some()
+    {
         detail["responseElements"]["deliveryStreamARN"] =
             format!("arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{name}").into();
     }
@@ -442,18 +493,29 @@ pub struct Invocation {
 
 /// Runs the real `enforcer invoke` on an event, with `env` (and nothing from this process's AWS
 /// environment), off the async runtime so the proxies keep serving.
-pub async fn invoke(env: &[(String, String)], event: &serde_json::Value, extra_args: &[&str]) -> Invocation {
+pub async fn invoke(
+    env: &[(String, String)],
+    event: &serde_json::Value,
+    extra_args: &[&str],
+) -> Invocation {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("event.json");
     std::fs::write(&path, event.to_string()).expect("write event");
     let mut command = Command::new(env!("CARGO_BIN_EXE_enforcer"));
-    command.args(["invoke", "--event"]).arg(&path).args(extra_args);
+    command
+        .args(["invoke", "--event"])
+        .arg(&path)
+        .args(extra_args);
     run_command(command, env).await
 }
 
 pub async fn run_command(mut command: Command, env: &[(String, String)]) -> Invocation {
     for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") || key == "MANDATED_KMS_KEY" || key == "RETRY_POLICY" || key == "LOG_LEVEL" {
+        if key.starts_with("AWS_")
+            || key == "MANDATED_KMS_KEY"
+            || key == "RETRY_POLICY"
+            || key == "LOG_LEVEL"
+        {
             command.env_remove(key);
         }
     }

@@ -1,0 +1,288 @@
+//! The SDK adapters and the enforcer's decisions with the real SDK clients, answered by
+//! aws-smithy-mocks: error classification, retry sequences and call counts. Time is paused, so
+//! retry delays and deadlines are exact and cost nothing.
+
+use aws_sdk_firehose::operation::describe_delivery_stream::DescribeDeliveryStreamOutput;
+use aws_sdk_kinesis::error::ErrorMetadata;
+use aws_sdk_kinesis::operation::describe_stream_summary::{
+    DescribeStreamSummaryError, DescribeStreamSummaryOutput,
+};
+use aws_sdk_kinesis::operation::start_stream_encryption::{
+    StartStreamEncryptionError, StartStreamEncryptionOutput,
+};
+use aws_sdk_kinesis::types::{EncryptionType, StreamDescriptionSummary, StreamStatus};
+use aws_sdk_kms::operation::describe_key::{DescribeKeyError, DescribeKeyOutput};
+use aws_sdk_kms::types::{KeyManagerType, KeyMetadata};
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use std::time::Duration;
+use stream_encryption_enforcer::config::Config;
+use stream_encryption_enforcer::enforcer::Enforcer;
+use stream_encryption_enforcer::kinesis::KinesisApi;
+use stream_encryption_enforcer::outcome::{Outcome, Report};
+use stream_encryption_enforcer::resource::{Location, Resource, Service};
+use tokio::time::Instant;
+
+const KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+fn meta(code: &str) -> ErrorMetadata {
+    ErrorMetadata::builder()
+        .code(code)
+        .message("injected")
+        .build()
+}
+
+fn summary(status: StreamStatus, key: Option<&str>) -> DescribeStreamSummaryOutput {
+    let mut b = StreamDescriptionSummary::builder()
+        .stream_name("orders")
+        .stream_arn("arn:aws:kinesis:us-east-1:123456789012:stream/orders")
+        .stream_status(status)
+        .retention_period_hours(24)
+        .stream_creation_timestamp(aws_sdk_kinesis::primitives::DateTime::from_secs(0))
+        .set_enhanced_monitoring(Some(vec![]))
+        .open_shard_count(1);
+    b = match key {
+        Some(k) => b.encryption_type(EncryptionType::Kms).key_id(k),
+        None => b.encryption_type(EncryptionType::None),
+    };
+    DescribeStreamSummaryOutput::builder()
+        .stream_description_summary(b.build().unwrap())
+        .build()
+}
+
+fn in_use() -> StartStreamEncryptionError {
+    StartStreamEncryptionError::ResourceInUseException(
+        aws_sdk_kinesis::types::error::ResourceInUseException::builder()
+            .message("Stream orders is not currently ACTIVE.")
+            .meta(meta("ResourceInUseException"))
+            .build(),
+    )
+}
+
+fn key_ok() -> Rule {
+    mock!(aws_sdk_kms::Client::describe_key).then_output(|| {
+        DescribeKeyOutput::builder()
+            .key_metadata(
+                KeyMetadata::builder()
+                    .key_id("1234abcd-12ab-34cd-56ef-1234567890ab")
+                    .arn(KEY_ARN)
+                    .key_manager(KeyManagerType::Customer)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    })
+}
+
+fn kinesis(rules: &[&Rule]) -> aws_sdk_kinesis::Client {
+    mock_client!(aws_sdk_kinesis, RuleMode::MatchAny, rules, |c| {
+        c.retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+    })
+}
+
+fn kms(rules: &[&Rule]) -> aws_sdk_kms::Client {
+    mock_client!(aws_sdk_kms, RuleMode::Sequential, rules, |c| c
+        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()))
+}
+
+fn firehose_unused() -> (aws_sdk_firehose::Client, Rule) {
+    let rule = mock!(aws_sdk_firehose::Client::describe_delivery_stream)
+        .then_output(|| DescribeDeliveryStreamOutput::builder().build());
+    let client = mock_client!(aws_sdk_firehose, RuleMode::Sequential, [&rule]);
+    (client, rule)
+}
+
+fn config(policy: Option<&str>) -> Config {
+    Config::from_lookup(|name| match name {
+        "MANDATED_KMS_KEY" => Some("alias/org-streams".into()),
+        "RETRY_POLICY" => policy.map(str::to_owned),
+        _ => None,
+    })
+    .unwrap()
+}
+
+fn event() -> serde_json::Value {
+    serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap()
+}
+
+async fn handle(
+    kinesis: aws_sdk_kinesis::Client,
+    kms: aws_sdk_kms::Client,
+    policy: Option<&str>,
+    budget: Duration,
+) -> Report {
+    let (firehose, _) = firehose_unused();
+    let enforcer = Enforcer::new(kinesis, firehose, kms, &config(policy));
+    let mut random = fastrand::Rng::with_seed(3);
+    enforcer
+        .handle(event(), Instant::now() + budget, &mut random)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn resource_in_use_twice_then_ok_is_retried_and_confirmed() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .sequence()
+        .output(|| summary(StreamStatus::Creating, None))
+        .output(|| summary(StreamStatus::Updating, Some("alias/org-streams")))
+        .output(|| summary(StreamStatus::Active, Some("alias/org-streams")))
+        .build();
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .sequence()
+        .error(in_use)
+        .times(2)
+        .output(|| StartStreamEncryptionOutput::builder().build())
+        .build();
+    let key = key_ok();
+    let began = Instant::now();
+    let report = handle(
+        kinesis(&[&describe, &start]),
+        kms(&[&key]),
+        None,
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
+    assert_eq!(report.attempts, 3);
+    assert_eq!(report.key.as_deref(), Some(KEY_ARN));
+    assert_eq!(
+        (start.num_calls(), describe.num_calls(), key.num_calls()),
+        (3, 3, 1)
+    );
+    // Default policy: 2 s then 3 s before the retries; then one confirm poll of 0.5 s.
+    assert_eq!(Instant::now() - began, Duration::from_millis(5_500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_deadline_stops_the_wait_with_a_failure_that_names_it() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .then_output(|| summary(StreamStatus::Creating, None));
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .sequence()
+        .error(in_use)
+        .repeatedly()
+        .build();
+    let key = key_ok();
+    let began = Instant::now();
+    let budget = Duration::from_secs(12);
+    let report = handle(kinesis(&[&describe, &start]), kms(&[&key]), None, budget).await;
+    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    assert_eq!(report.error_code.as_deref(), Some("ResourceInUseException"));
+    assert!(
+        report.reason.as_deref().unwrap().contains("deadline"),
+        "{report:?}"
+    );
+    // Waits of 2, 3 and 4.5 s fit in 12 s; the next (6.75 s) would not.
+    assert_eq!(report.attempts, 4);
+    assert!(Instant::now() - began <= budget);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unresolvable_mandated_key_fails_without_a_write() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary).then_output(|| {
+        summary(
+            StreamStatus::Active,
+            Some("arn:aws:kms:us-east-1:123456789012:alias/other"),
+        )
+    });
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .then_output(|| StartStreamEncryptionOutput::builder().build());
+    let key = mock!(aws_sdk_kms::Client::describe_key)
+        .sequence()
+        .error(|| DescribeKeyError::generic(meta("ThrottlingException")))
+        .repeatedly()
+        .build();
+    let report = handle(
+        kinesis(&[&describe, &start]),
+        kms(&[&key]),
+        None,
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    assert_eq!(report.error_code.as_deref(), Some("ThrottlingException"));
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("cannot resolve the mandated key")
+    );
+    // The throttling retrier of the default policy: 1 call + 6 retries.
+    assert_eq!(key.num_calls(), 7);
+    assert_eq!((start.num_calls(), report.attempts), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_without_a_matching_retrier_fails_on_the_first_error() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .then_output(|| summary(StreamStatus::Creating, None));
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .sequence()
+        .error(in_use)
+        .repeatedly()
+        .build();
+    let key = key_ok();
+    let policy = r#"[{"ErrorEquals":["LimitExceededException"]}]"#;
+    let report = handle(
+        kinesis(&[&describe, &start]),
+        kms(&[&key]),
+        Some(policy),
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(
+        (report.outcome, report.attempts),
+        (Outcome::Failed, 1),
+        "{report:?}"
+    );
+    assert_eq!(start.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn sdk_errors_are_classified_by_code_or_transport_name() {
+    let stream = Resource::named(
+        Service::Kinesis,
+        Location::new("123456789012", "us-east-1").unwrap(),
+        "orders",
+    )
+    .unwrap();
+    let cases: Vec<(Rule, &str)> = vec![
+        (
+            mock!(aws_sdk_kinesis::Client::describe_stream_summary).then_error(|| {
+                DescribeStreamSummaryError::LimitExceededException(
+                    aws_sdk_kinesis::types::error::LimitExceededException::builder()
+                        .meta(meta("LimitExceededException"))
+                        .build(),
+                )
+            }),
+            "LimitExceededException",
+        ),
+        (
+            mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+                .then_error(|| DescribeStreamSummaryError::generic(meta("KMSThrottlingException"))),
+            "KMSThrottlingException",
+        ),
+        (
+            mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+                .sequence()
+                .http_status(503, None)
+                .build(),
+            "Enforcer.ServerError",
+        ),
+        (
+            mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+                .sequence()
+                .http_status(404, Some("not json".into()))
+                .build(),
+            "Enforcer.ResponseError",
+        ),
+    ];
+    for (rule, expected) in cases {
+        let client = kinesis(&[&rule]);
+        let err = client.stream_summary(&stream).await.unwrap_err();
+        assert_eq!(err.code(), expected, "{err}");
+        assert!(!err.message().is_empty());
+        assert_eq!(rule.num_calls(), 1, "the SDK's own retries are off");
+    }
+}
