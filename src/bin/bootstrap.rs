@@ -1,6 +1,6 @@
 //! The Lambda function: configuration and clients once per container, then one event at a time.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use stream_encryption_enforcer::clients::AwsClients;
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::enforcer::Enforcer;
@@ -16,7 +16,23 @@ async fn main() -> Result<(), Error> {
         true,
         false,
     );
-    let config = config.inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            // Exiting would only show Runtime.ExitError; answering every event with the reason
+            // puts it in the on-failure destination's record, next to the event it kept.
+            let reason = e.to_string();
+            tracing::error!(error = %reason, "invalid configuration");
+            return lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| {
+                let diagnostic = Diagnostic {
+                    error_type: "InvalidConfiguration".into(),
+                    error_message: reason.clone(),
+                };
+                async move { Err::<(), _>(diagnostic) }
+            }))
+            .await;
+        }
+    };
     let clients = AwsClients::from_env().await;
     let enforcer = Enforcer::new(clients.kinesis, clients.firehose, clients.kms, &config);
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {

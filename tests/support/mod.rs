@@ -532,3 +532,182 @@ pub async fn run_command(mut command: Command, env: &[(String, String)]) -> Invo
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// What the function sent back for one invocation.
+#[derive(Debug, Clone)]
+pub struct RuntimeResult {
+    pub request_id: String,
+    /// `response` or `error`.
+    pub kind: String,
+    pub body: serde_json::Value,
+}
+
+#[derive(Default)]
+struct RuntimeState {
+    pending: std::collections::VecDeque<(String, serde_json::Value, Duration)>,
+    results: Vec<RuntimeResult>,
+}
+
+/// A minimal Lambda Runtime API (the 2018-06-01 interface the real `bootstrap` polls), enough to
+/// run the real Lambda binary locally: it hands out queued events and records the responses.
+pub struct RuntimeApi {
+    pub address: String,
+    state: Arc<Mutex<RuntimeState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RuntimeApi {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind runtime api");
+        let address = listener.local_addr().expect("address").to_string();
+        let state = Arc::new(Mutex::new(RuntimeState::default()));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| runtime_handle(req, state.clone()));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            address,
+            state,
+            task,
+        }
+    }
+
+    /// Queues an event with `timeout` until its deadline.
+    pub fn push(&self, request_id: &str, event: serde_json::Value, timeout: Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .pending
+            .push_back((request_id.into(), event, timeout));
+    }
+
+    /// Waits until `n` results have come back (or panics after `limit`).
+    pub async fn results(&self, n: usize, limit: Duration) -> Vec<RuntimeResult> {
+        let start = Instant::now();
+        loop {
+            let results = self.state.lock().unwrap().results.clone();
+            if results.len() >= n {
+                return results;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "only {} of {n} results within {limit:?}: {results:?}",
+                results.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn runtime_handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<RuntimeState>>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let path = req.uri().path().to_owned();
+    if path == "/2018-06-01/runtime/invocation/next" {
+        // Long poll, as Lambda does, until an event is queued.
+        loop {
+            let next = state.lock().unwrap().pending.pop_front();
+            if let Some((id, event, timeout)) = next {
+                let deadline = std::time::SystemTime::now() + timeout;
+                let ms = deadline
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis();
+                let mut response = Response::new(Full::new(Bytes::from(event.to_string())));
+                let h = response.headers_mut();
+                h.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
+                h.insert(
+                    "lambda-runtime-deadline-ms",
+                    ms.to_string().parse().unwrap(),
+                );
+                h.insert(
+                    "lambda-runtime-invoked-function-arn",
+                    format!(
+                        "arn:aws:lambda:{REGION}:{ACCOUNT}:function:stream-encryption-enforcer"
+                    )
+                    .parse()
+                    .unwrap(),
+                );
+                h.insert(
+                    "lambda-runtime-trace-id",
+                    "Root=1-00000000-000000000000000000000000".parse().unwrap(),
+                );
+                return Ok(response);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let parts: Vec<&str> = path
+        .trim_start_matches("/2018-06-01/runtime/")
+        .split('/')
+        .collect();
+    let body = req.into_body().collect().await?.to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let (request_id, kind) = match parts[..] {
+        ["invocation", id, kind] => (id.to_owned(), kind.to_owned()),
+        ["init", "error"] => ("init".to_owned(), "init-error".to_owned()),
+        _ => return Ok(full(404, "unknown path")),
+    };
+    state.lock().unwrap().results.push(RuntimeResult {
+        request_id,
+        kind,
+        body,
+    });
+    Ok(full(202, "{}"))
+}
+
+/// The real Lambda binary (`bootstrap`) polling `api`, with `env`; killed on drop.
+pub fn start_bootstrap(api: &RuntimeApi, env: &[(String, String)]) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_")
+            || key == "MANDATED_KMS_KEY"
+            || key == "RETRY_POLICY"
+            || key == "LOG_LEVEL"
+        {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "stream-encryption-enforcer")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    Process(command.spawn().expect("run bootstrap"))
+}
+
+impl Process {
+    /// Stops the process and returns what it wrote on stdout.
+    pub fn stop_and_read_stdout(mut self) -> String {
+        let _ = self.0.kill();
+        let mut out = String::new();
+        if let Some(mut stdout) = self.0.stdout.take() {
+            use std::io::Read;
+            let _ = stdout.read_to_string(&mut out);
+        }
+        out
+    }
+}

@@ -1,0 +1,125 @@
+//! The real Lambda binary (`bootstrap`) served events by a local Lambda Runtime API, acting on
+//! kinesis-mock and moto: what Lambda would see returned, and the JSON log lines.
+
+mod support;
+
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_returns_outcomes_and_fails_with_a_diagnostic_so_lambda_retries() {
+    let emu = Emulators::start(Duration::from_secs(2), Duration::from_millis(500)).await;
+    let key_arn = emu.create_key("alias/org-streams").await;
+    emu.create_stream("orders").await;
+    emu.create_stream("audit").await;
+    emu.wait_active("audit").await;
+    emu.kinesis_proxy.inject(
+        "StartStreamEncryption",
+        1,
+        Fault::error(
+            "KMSAccessDeniedException",
+            "The caller is not authorized to use the key",
+        ),
+    );
+
+    let api = RuntimeApi::start().await;
+    // Order matters: the injected fault meets the first Start, which is the audit stream's.
+    api.push(
+        "req-1",
+        event("kinesis-create-stream", "audit"),
+        Duration::from_secs(60),
+    );
+    api.push(
+        "req-2",
+        event("kinesis-create-stream", "orders"),
+        Duration::from_secs(60),
+    );
+    api.push("req-3", json!({"not": "an event"}), Duration::from_secs(60));
+    api.push(
+        "req-4",
+        event("kinesis-delete-stream", "orders"),
+        Duration::from_secs(60),
+    );
+    let lambda = start_bootstrap(&api, &emu.env("alias/org-streams"));
+    let results = api.results(4, Duration::from_secs(90)).await;
+    let logs = lambda.stop_and_read_stdout();
+
+    let by_id = |id: &str| {
+        results
+            .iter()
+            .find(|r| r.request_id == id)
+            .unwrap_or_else(|| panic!("{id}: {results:?}"))
+    };
+    let failed = by_id("req-1");
+    assert_eq!(failed.kind, "error", "{failed:?}");
+    assert_eq!(failed.body["errorType"], json!("RemediationFailed"));
+    let message = failed.body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("KMSAccessDeniedException") && message.contains("stream/audit"),
+        "{message}"
+    );
+
+    let remediated = by_id("req-2");
+    assert_eq!(remediated.kind, "response", "{remediated:?}");
+    assert_eq!(remediated.body["outcome"], json!("remediated"));
+    assert_eq!(remediated.body["key"], json!(key_arn));
+
+    let invalid = by_id("req-3");
+    assert_eq!(invalid.kind, "error");
+    assert_eq!(invalid.body["errorType"], json!("InvalidEvent"));
+
+    let ignored = by_id("req-4");
+    assert_eq!(
+        (ignored.kind.as_str(), &ignored.body["outcome"]),
+        ("response", &json!("ignored"))
+    );
+
+    // One JSON log line per outcome, with the fields an operator filters on.
+    let outcomes: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == json!("outcome"))
+        .collect();
+    assert_eq!(outcomes.len(), 3, "{logs}");
+    assert_eq!(outcomes[0]["outcome"], json!("failed"));
+    assert_eq!(outcomes[0]["error_code"], json!("KMSAccessDeniedException"));
+    assert_eq!(outcomes[1]["outcome"], json!("remediated"));
+    assert_eq!(
+        outcomes[1]["resource"],
+        json!(format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders"))
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("invalid event") && l.contains("req-3")),
+        "{logs}"
+    );
+    // The mandated key was resolved once for the container, not per event.
+    assert_eq!(emu.moto_proxy.calls("DescribeKey"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_configuration_fails_every_event_with_the_variable_named() {
+    let api = RuntimeApi::start().await;
+    let env = vec![
+        ("AWS_REGION".to_owned(), REGION.to_owned()),
+        ("MANDATED_KMS_KEY".to_owned(), "not-a-key".to_owned()),
+    ];
+    api.push(
+        "req-1",
+        event("kinesis-create-stream", "orders"),
+        Duration::from_secs(60),
+    );
+    let lambda = start_bootstrap(&api, &env);
+    let results = api.results(1, Duration::from_secs(30)).await;
+    drop(lambda);
+    assert_eq!(results[0].kind, "error", "{results:?}");
+    assert_eq!(results[0].body["errorType"], json!("InvalidConfiguration"));
+    assert!(
+        results[0].body["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("MANDATED_KMS_KEY:"),
+        "{results:?}"
+    );
+}
