@@ -302,8 +302,8 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             if verdicts.contains(&KeyMatch::Same) {
                 return Ok(true);
             }
-            // A resolved mandated key ARN against a key id or key ARN decides it.
-            if mandated.is_some() && verdicts.last() == Some(&KeyMatch::Different) {
+            // `Different` is only ever proven between two key ARNs, so it is final.
+            if verdicts.contains(&KeyMatch::Different) {
                 return Ok(false);
             }
         }

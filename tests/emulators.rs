@@ -88,6 +88,37 @@ async fn a_stream_on_the_mandated_key_under_another_name_is_compliant() {
     .await;
     assert_eq!(outcome(&inv), "already_compliant", "{inv:?}");
     assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 0);
+
+    // A second alias of the same key: only KMS can tell, so the enforcer asks it.
+    emu.kms
+        .create_alias()
+        .alias_name("alias/legacy-name")
+        .target_key_id(&key_arn)
+        .send()
+        .await
+        .unwrap();
+    emu.create_stream("payments").await;
+    emu.wait_active("payments").await;
+    emu.kinesis
+        .start_stream_encryption()
+        .stream_name("payments")
+        .encryption_type(aws_sdk_kinesis::types::EncryptionType::Kms)
+        .key_id("alias/legacy-name")
+        .send()
+        .await
+        .unwrap();
+    emu.wait_active("payments").await;
+    emu.moto_proxy.reset_counts();
+    let inv = invoke(
+        &emu.env(ALIAS),
+        &event("kinesis-create-stream", "payments"),
+        &[],
+    )
+    .await;
+    assert_eq!(outcome(&inv), "already_compliant", "{inv:?}");
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 0);
+    // One DescribeKey for the mandated key, one for the stream's alias.
+    assert_eq!(emu.moto_proxy.calls("DescribeKey"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
