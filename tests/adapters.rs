@@ -286,3 +286,30 @@ async fn sdk_errors_are_classified_by_code_or_transport_name() {
         assert_eq!(rule.num_calls(), 1, "the SDK's own retries are off");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_still_updating_at_the_deadline_fails_naming_it_after_one_write() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .sequence()
+        .output(|| summary(StreamStatus::Active, None))
+        .output(|| summary(StreamStatus::Updating, Some("alias/org-streams")))
+        .repeatedly()
+        .build();
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .then_output(|| StartStreamEncryptionOutput::builder().build());
+    let key = key_ok();
+    let began = Instant::now();
+    let budget = Duration::from_secs(10);
+    let report = handle(kinesis(&[&describe, &start]), kms(&[&key]), None, budget).await;
+    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    assert_eq!(
+        report.error_code.as_deref(),
+        Some("Enforcer.DeadlineExceeded")
+    );
+    assert!(
+        report.reason.as_deref().unwrap().contains("UPDATING"),
+        "{report:?}"
+    );
+    assert_eq!((report.attempts, start.num_calls()), (1, 1));
+    assert!(Instant::now() - began <= budget);
+}
