@@ -2,18 +2,17 @@
 //! aws-smithy-mocks: error classification, retry sequences and call counts. Time is paused, so
 //! retry delays and deadlines are exact and cost nothing.
 
-use aws_sdk_firehose::operation::describe_delivery_stream::DescribeDeliveryStreamOutput;
-use aws_sdk_kinesis::error::ErrorMetadata;
-use aws_sdk_kinesis::operation::describe_stream_summary::{
-    DescribeStreamSummaryError, DescribeStreamSummaryOutput,
-};
+mod mocks;
+
+use mocks::*;
+
+use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
 use aws_sdk_kinesis::operation::start_stream_encryption::{
     StartStreamEncryptionError, StartStreamEncryptionOutput,
 };
-use aws_sdk_kinesis::types::{EncryptionType, StreamDescriptionSummary, StreamStatus};
-use aws_sdk_kms::operation::describe_key::{DescribeKeyError, DescribeKeyOutput};
-use aws_sdk_kms::types::{KeyManagerType, KeyMetadata};
-use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_sdk_kinesis::types::StreamStatus;
+use aws_sdk_kms::operation::describe_key::DescribeKeyError;
+use aws_smithy_mocks::{Rule, mock};
 use std::time::Duration;
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::enforcer::Enforcer;
@@ -22,33 +21,6 @@ use stream_encryption_enforcer::outcome::{Outcome, Report};
 use stream_encryption_enforcer::resource::{Location, Resource, Service};
 use tokio::time::Instant;
 
-const KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-
-fn meta(code: &str) -> ErrorMetadata {
-    ErrorMetadata::builder()
-        .code(code)
-        .message("injected")
-        .build()
-}
-
-fn summary(status: StreamStatus, key: Option<&str>) -> DescribeStreamSummaryOutput {
-    let mut b = StreamDescriptionSummary::builder()
-        .stream_name("orders")
-        .stream_arn("arn:aws:kinesis:us-east-1:123456789012:stream/orders")
-        .stream_status(status)
-        .retention_period_hours(24)
-        .stream_creation_timestamp(aws_sdk_kinesis::primitives::DateTime::from_secs(0))
-        .set_enhanced_monitoring(Some(vec![]))
-        .open_shard_count(1);
-    b = match key {
-        Some(k) => b.encryption_type(EncryptionType::Kms).key_id(k),
-        None => b.encryption_type(EncryptionType::None),
-    };
-    DescribeStreamSummaryOutput::builder()
-        .stream_description_summary(b.build().unwrap())
-        .build()
-}
-
 fn in_use() -> StartStreamEncryptionError {
     StartStreamEncryptionError::ResourceInUseException(
         aws_sdk_kinesis::types::error::ResourceInUseException::builder()
@@ -56,39 +28,6 @@ fn in_use() -> StartStreamEncryptionError {
             .meta(meta("ResourceInUseException"))
             .build(),
     )
-}
-
-fn key_ok() -> Rule {
-    mock!(aws_sdk_kms::Client::describe_key).then_output(|| {
-        DescribeKeyOutput::builder()
-            .key_metadata(
-                KeyMetadata::builder()
-                    .key_id("1234abcd-12ab-34cd-56ef-1234567890ab")
-                    .arn(KEY_ARN)
-                    .key_manager(KeyManagerType::Customer)
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-    })
-}
-
-fn kinesis(rules: &[&Rule]) -> aws_sdk_kinesis::Client {
-    mock_client!(aws_sdk_kinesis, RuleMode::MatchAny, rules, |c| {
-        c.retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
-    })
-}
-
-fn kms(rules: &[&Rule]) -> aws_sdk_kms::Client {
-    mock_client!(aws_sdk_kms, RuleMode::Sequential, rules, |c| c
-        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()))
-}
-
-fn firehose_unused() -> (aws_sdk_firehose::Client, Rule) {
-    let rule = mock!(aws_sdk_firehose::Client::describe_delivery_stream)
-        .then_output(|| DescribeDeliveryStreamOutput::builder().build());
-    let client = mock_client!(aws_sdk_firehose, RuleMode::Sequential, [&rule]);
-    (client, rule)
 }
 
 fn config(policy: Option<&str>) -> Config {
@@ -110,7 +49,7 @@ async fn handle(
     policy: Option<&str>,
     budget: Duration,
 ) -> Report {
-    let (firehose, _) = firehose_unused();
+    let firehose = firehose_client(&[]);
     let enforcer = Enforcer::new(kinesis, firehose, kms, &config(policy));
     let mut random = fastrand::Rng::with_seed(3);
     enforcer
@@ -123,9 +62,9 @@ async fn handle(
 async fn resource_in_use_twice_then_ok_is_retried_and_confirmed() {
     let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
         .sequence()
-        .output(|| summary(StreamStatus::Creating, None))
-        .output(|| summary(StreamStatus::Updating, Some("alias/org-streams")))
-        .output(|| summary(StreamStatus::Active, Some("alias/org-streams")))
+        .output(|| stream_summary(StreamStatus::Creating, None))
+        .output(|| stream_summary(StreamStatus::Updating, Some("alias/org-streams")))
+        .output(|| stream_summary(StreamStatus::Active, Some("alias/org-streams")))
         .build();
     let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
         .sequence()
@@ -133,11 +72,11 @@ async fn resource_in_use_twice_then_ok_is_retried_and_confirmed() {
         .times(2)
         .output(|| StartStreamEncryptionOutput::builder().build())
         .build();
-    let key = key_ok();
+    let key = key_rule();
     let began = Instant::now();
     let report = handle(
-        kinesis(&[&describe, &start]),
-        kms(&[&key]),
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
         None,
         Duration::from_secs(300),
     )
@@ -156,16 +95,22 @@ async fn resource_in_use_twice_then_ok_is_retried_and_confirmed() {
 #[tokio::test(start_paused = true)]
 async fn a_short_deadline_stops_the_wait_with_a_failure_that_names_it() {
     let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
-        .then_output(|| summary(StreamStatus::Creating, None));
+        .then_output(|| stream_summary(StreamStatus::Creating, None));
     let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
         .sequence()
         .error(in_use)
         .repeatedly()
         .build();
-    let key = key_ok();
+    let key = key_rule();
     let began = Instant::now();
     let budget = Duration::from_secs(12);
-    let report = handle(kinesis(&[&describe, &start]), kms(&[&key]), None, budget).await;
+    let report = handle(
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
+        None,
+        budget,
+    )
+    .await;
     assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
     assert_eq!(report.error_code.as_deref(), Some("ResourceInUseException"));
     assert!(
@@ -180,7 +125,7 @@ async fn a_short_deadline_stops_the_wait_with_a_failure_that_names_it() {
 #[tokio::test(start_paused = true)]
 async fn an_unresolvable_mandated_key_fails_without_a_write() {
     let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary).then_output(|| {
-        summary(
+        stream_summary(
             StreamStatus::Active,
             Some("arn:aws:kms:us-east-1:123456789012:alias/other"),
         )
@@ -193,8 +138,8 @@ async fn an_unresolvable_mandated_key_fails_without_a_write() {
         .repeatedly()
         .build();
     let report = handle(
-        kinesis(&[&describe, &start]),
-        kms(&[&key]),
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
         None,
         Duration::from_secs(300),
     )
@@ -216,17 +161,17 @@ async fn an_unresolvable_mandated_key_fails_without_a_write() {
 #[tokio::test(start_paused = true)]
 async fn a_policy_without_a_matching_retrier_fails_on_the_first_error() {
     let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
-        .then_output(|| summary(StreamStatus::Creating, None));
+        .then_output(|| stream_summary(StreamStatus::Creating, None));
     let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
         .sequence()
         .error(in_use)
         .repeatedly()
         .build();
-    let key = key_ok();
+    let key = key_rule();
     let policy = r#"[{"ErrorEquals":["LimitExceededException"]}]"#;
     let report = handle(
-        kinesis(&[&describe, &start]),
-        kms(&[&key]),
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
         Some(policy),
         Duration::from_secs(300),
     )
@@ -279,7 +224,7 @@ async fn sdk_errors_are_classified_by_code_or_transport_name() {
         ),
     ];
     for (rule, expected) in cases {
-        let client = kinesis(&[&rule]);
+        let client = kinesis_client(&[&rule]);
         let err = client.stream_summary(&stream).await.unwrap_err();
         assert_eq!(err.code(), expected, "{err}");
         assert!(!err.message().is_empty());
@@ -291,16 +236,22 @@ async fn sdk_errors_are_classified_by_code_or_transport_name() {
 async fn a_stream_still_updating_at_the_deadline_fails_naming_it_after_one_write() {
     let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
         .sequence()
-        .output(|| summary(StreamStatus::Active, None))
-        .output(|| summary(StreamStatus::Updating, Some("alias/org-streams")))
+        .output(|| stream_summary(StreamStatus::Active, None))
+        .output(|| stream_summary(StreamStatus::Updating, Some("alias/org-streams")))
         .repeatedly()
         .build();
     let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
         .then_output(|| StartStreamEncryptionOutput::builder().build());
-    let key = key_ok();
+    let key = key_rule();
     let began = Instant::now();
     let budget = Duration::from_secs(10);
-    let report = handle(kinesis(&[&describe, &start]), kms(&[&key]), None, budget).await;
+    let report = handle(
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
+        None,
+        budget,
+    )
+    .await;
     assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
     assert_eq!(
         report.error_code.as_deref(),

@@ -2,6 +2,10 @@
 //! real SDK clients (answered by aws-smithy-mocks) with the default retry policy, so the table
 //! and the behaviour cannot drift apart.
 
+mod mocks;
+
+use mocks::*;
+
 use aws_sdk_firehose::operation::describe_delivery_stream::DescribeDeliveryStreamOutput;
 use aws_sdk_firehose::operation::start_delivery_stream_encryption::{
     StartDeliveryStreamEncryptionError, StartDeliveryStreamEncryptionOutput,
@@ -10,22 +14,16 @@ use aws_sdk_firehose::types::{
     DeliveryStreamDescription, DeliveryStreamEncryptionConfiguration,
     DeliveryStreamEncryptionStatus, DeliveryStreamStatus, DeliveryStreamType, KeyType,
 };
-use aws_sdk_kinesis::error::ErrorMetadata;
-use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryOutput;
 use aws_sdk_kinesis::operation::start_stream_encryption::{
     StartStreamEncryptionError, StartStreamEncryptionOutput,
 };
-use aws_sdk_kinesis::types::{EncryptionType, StreamDescriptionSummary, StreamStatus};
-use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
-use aws_sdk_kms::types::{KeyManagerType, KeyMetadata};
-use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_sdk_kinesis::types::StreamStatus;
+use aws_smithy_mocks::mock;
 use std::time::Duration;
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::enforcer::Enforcer;
 use stream_encryption_enforcer::outcome::Report;
 use tokio::time::Instant;
-
-const KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
 #[derive(Debug)]
 struct Row {
@@ -69,50 +67,6 @@ fn table() -> Vec<Row> {
         .collect()
 }
 
-fn meta(code: &str) -> ErrorMetadata {
-    ErrorMetadata::builder()
-        .code(code)
-        .message("injected by the test")
-        .build()
-}
-
-fn kms() -> (aws_sdk_kms::Client, Rule) {
-    let rule = mock!(aws_sdk_kms::Client::describe_key).then_output(|| {
-        DescribeKeyOutput::builder()
-            .key_metadata(
-                KeyMetadata::builder()
-                    .key_id("1234abcd-12ab-34cd-56ef-1234567890ab")
-                    .arn(KEY_ARN)
-                    .key_manager(KeyManagerType::Customer)
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-    });
-    // As in production, the SDK's own retries are off: the policy alone decides.
-    let client = mock_client!(aws_sdk_kms, RuleMode::MatchAny, [&rule], |c| c
-        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()));
-    (client, rule)
-}
-
-fn stream_summary(key: Option<&str>) -> DescribeStreamSummaryOutput {
-    let b = StreamDescriptionSummary::builder()
-        .stream_name("orders")
-        .stream_arn("arn:aws:kinesis:us-east-1:123456789012:stream/orders")
-        .stream_status(StreamStatus::Active)
-        .retention_period_hours(24)
-        .stream_creation_timestamp(aws_sdk_kinesis::primitives::DateTime::from_secs(0))
-        .set_enhanced_monitoring(Some(vec![]))
-        .open_shard_count(1);
-    let b = match key {
-        Some(k) => b.encryption_type(EncryptionType::Kms).key_id(k),
-        None => b.encryption_type(EncryptionType::None),
-    };
-    DescribeStreamSummaryOutput::builder()
-        .stream_description_summary(b.build().unwrap())
-        .build()
-}
-
 fn delivery(encrypted: bool) -> DescribeDeliveryStreamOutput {
     let mut d = DeliveryStreamDescription::builder()
         .delivery_stream_name("clickstream")
@@ -142,7 +96,8 @@ fn config() -> Config {
 
 /// Runs one event whose Start call fails with `code` `failures` times (then succeeds).
 async fn run(api: &str, code: &str, failures: usize) -> (Report, usize) {
-    let (kms, _) = kms();
+    let key = key_rule();
+    let kms = kms_client(&[&key]);
     let code = code.to_owned();
     let deadline = Instant::now() + Duration::from_secs(900);
     let mut random = fastrand::Rng::with_seed(11);
@@ -150,8 +105,8 @@ async fn run(api: &str, code: &str, failures: usize) -> (Report, usize) {
         "StartStreamEncryption" => {
             let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
                 .sequence()
-                .output(|| stream_summary(None))
-                .output(|| stream_summary(Some(KEY_ARN)))
+                .output(|| stream_summary(StreamStatus::Active, None))
+                .output(|| stream_summary(StreamStatus::Active, Some(KEY_ARN)))
                 .repeatedly()
                 .build();
             let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
@@ -160,13 +115,8 @@ async fn run(api: &str, code: &str, failures: usize) -> (Report, usize) {
                 .times(failures)
                 .output(|| StartStreamEncryptionOutput::builder().build())
                 .build();
-            let kinesis = mock_client!(
-                aws_sdk_kinesis,
-                RuleMode::MatchAny,
-                [&describe, &start],
-                |c| c.retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
-            );
-            let firehose = mock_client!(aws_sdk_firehose, RuleMode::MatchAny, Vec::<&Rule>::new());
+            let kinesis = kinesis_client(&[&describe, &start]);
+            let firehose = firehose_client(&[]);
             let enforcer = Enforcer::new(kinesis, firehose, kms, &config());
             let event =
                 serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap();
@@ -186,13 +136,8 @@ async fn run(api: &str, code: &str, failures: usize) -> (Report, usize) {
                 .times(failures)
                 .output(|| StartDeliveryStreamEncryptionOutput::builder().build())
                 .build();
-            let firehose = mock_client!(
-                aws_sdk_firehose,
-                RuleMode::MatchAny,
-                [&describe, &start],
-                |c| c.retry_config(aws_sdk_firehose::config::retry::RetryConfig::disabled())
-            );
-            let kinesis = mock_client!(aws_sdk_kinesis, RuleMode::MatchAny, Vec::<&Rule>::new());
+            let firehose = firehose_client(&[&describe, &start]);
+            let kinesis = kinesis_client(&[]);
             let enforcer = Enforcer::new(kinesis, firehose, kms, &config());
             let event = serde_json::from_str(include_str!(
                 "../events/firehose-create-delivery-stream.json"

@@ -104,6 +104,37 @@ pub fn start_moto() -> (Process, String) {
     (Process(child), format!("http://127.0.0.1:{port}"))
 }
 
+/// Serves HTTP/1.1 on a fresh loopback port with `handler`; returns the address and the task.
+async fn serve<S, H, Fut>(
+    state: Arc<Mutex<S>>,
+    handler: H,
+) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    S: Send + 'static,
+    H: Fn(Request<Incoming>, Arc<Mutex<S>>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, hyper::Error>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local address");
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (state, handler) = (state.clone(), handler.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req| handler(req, state.clone()));
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
 /// A canned answer the proxy gives instead of forwarding.
 #[derive(Clone, Debug)]
 pub enum Fault {
@@ -150,28 +181,15 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(upstream: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy address");
         let upstream: SocketAddr = upstream
             .trim_start_matches("http://")
             .parse()
             .expect("upstream address");
         let state = Arc::new(Mutex::new(ProxyState::default()));
-        let shared = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, upstream, state.clone()));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, task) = serve(state.clone(), move |req, state| {
+            handle(req, upstream, state)
+        })
+        .await;
         Self {
             url: format!("http://{addr}"),
             state,
@@ -558,26 +576,9 @@ pub struct RuntimeApi {
 
 impl RuntimeApi {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind runtime api");
-        let address = listener.local_addr().expect("address").to_string();
         let state = Arc::new(Mutex::new(RuntimeState::default()));
-        let shared = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| runtime_handle(req, state.clone()));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, task) = serve(state.clone(), runtime_handle).await;
+        let address = addr.to_string();
         Self {
             address,
             state,
