@@ -527,7 +527,9 @@ pub async fn invoke(
     run_command(command, env).await
 }
 
-pub async fn run_command(mut command: Command, env: &[(String, String)]) -> Invocation {
+/// Gives a binary exactly `env` of the variables it reads: nothing of this process's AWS
+/// configuration or credentials leaks into a test.
+fn isolate_env(command: &mut Command, env: &[(String, String)]) {
     for (key, _) in std::env::vars() {
         if key.starts_with("AWS_")
             || key == "MANDATED_KMS_KEY"
@@ -538,6 +540,10 @@ pub async fn run_command(mut command: Command, env: &[(String, String)]) -> Invo
         }
     }
     command.envs(env.iter().map(|(k, v)| (k, v)));
+}
+
+pub async fn run_command(mut command: Command, env: &[(String, String)]) -> Invocation {
+    isolate_env(&mut command, env);
     let output = tokio::task::spawn_blocking(move || command.output().expect("run the binary"))
         .await
         .expect("join");
@@ -680,21 +686,12 @@ async fn runtime_handle(
 /// The real Lambda binary (`bootstrap`) polling `api`, with `env`; killed on drop.
 pub fn start_bootstrap(api: &RuntimeApi, env: &[(String, String)]) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_")
-            || key == "MANDATED_KMS_KEY"
-            || key == "RETRY_POLICY"
-            || key == "LOG_LEVEL"
-        {
-            command.env_remove(key);
-        }
-    }
+    isolate_env(&mut command, env);
     command
         .env("AWS_LAMBDA_RUNTIME_API", &api.address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "stream-encryption-enforcer")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     Process(command.spawn().expect("run bootstrap"))
