@@ -280,6 +280,13 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         }
     }
 
+    /// Whether a reported key is the configured mandated key by its form alone (no KMS).
+    fn provably_configured(&self, reported: &str, at: &Location) -> bool {
+        reported == self.key.configured()
+            || KeyForm::parse(reported)
+                .is_ok_and(|form| compare(&form, self.key.form(), at) == KeyMatch::Same)
+    }
+
     /// Whether a key reported by a data stream is the mandated key. Forms that can be proven
     /// equal or different are decided without KMS; the rest are resolved (and cached).
     async fn is_mandated(
@@ -289,7 +296,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         mandated: Option<&KeyInfo>,
         run: &mut Run<'_>,
     ) -> Result<bool, Stop> {
-        if reported == self.key.configured() {
+        if self.provably_configured(reported, at) {
             return Ok(true);
         }
         if let Ok(form) = KeyForm::parse(reported) {
@@ -364,7 +371,23 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
 
     async fn enforce_stream(&self, stream: &Resource, run: &mut Run<'_>) -> Result<Done, Stop> {
         let before = self.describe_stream(stream, run).await?;
-        let mandated = self.mandated_key(run).await?;
+        let mandated = match self.mandated_key(run).await {
+            Ok(mandated) => mandated,
+            // Without KMS only the forms provably equal to the configured key can be trusted;
+            // everything else is left to the retry of the event.
+            Err(stop) => match &before.key_id {
+                Some(key) if self.provably_configured(key, &stream.location) => {
+                    tracing::warn!(stream_key = %key, "mandated key not resolved; the stream names it in an equal form");
+                    return Ok(Done(
+                        Outcome::AlreadyCompliant,
+                        format!(
+                            "encrypted with {key}, provably the configured key (KMS did not resolve it)"
+                        ),
+                    ));
+                }
+                _ => return Err(stop),
+            },
+        };
         if let Some(key) = &before.key_id
             && self
                 .is_mandated(key, &stream.location, mandated.as_ref(), run)

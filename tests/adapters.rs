@@ -264,3 +264,38 @@ async fn a_stream_still_updating_at_the_deadline_fails_naming_it_after_one_write
     assert_eq!((report.attempts, start.num_calls()), (1, 1));
     assert!(Instant::now() - began <= budget);
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_kms_a_stream_naming_the_configured_key_is_still_provably_compliant() {
+    // The stream reports the alias ARN of the configured `alias/org-streams`: equal by form.
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary).then_output(|| {
+        stream_summary(
+            StreamStatus::Active,
+            Some("arn:aws:kms:us-east-1:123456789012:alias/org-streams"),
+        )
+    });
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .then_output(|| StartStreamEncryptionOutput::builder().build());
+    let key = mock!(aws_sdk_kms::Client::describe_key)
+        .sequence()
+        .error(|| DescribeKeyError::generic(meta("ThrottlingException")))
+        .repeatedly()
+        .build();
+    let report = handle(
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
+        None,
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::AlreadyCompliant, "{report:?}");
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("KMS did not resolve")
+    );
+    assert_eq!(report.key.as_deref(), Some("alias/org-streams"));
+    assert_eq!((start.num_calls(), report.attempts), (0, 0));
+}
