@@ -411,40 +411,33 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         let mut delay = self.polling.first;
         loop {
             let now = self.describe_stream(stream, run).await?;
-            let on_mandated = match &now.key_id {
-                Some(key) => Some(
-                    self.is_mandated(key, &stream.location, mandated.as_ref(), run)
-                        .await?,
-                ),
-                None => None,
-            };
-            match (&now.status, on_mandated) {
-                (_, Some(false)) => {
-                    return Err(Stop::failed(
-                        codes::KEY_MISMATCH,
-                        format!(
-                            "after StartStreamEncryption the stream reports key {}, not the mandated key",
-                            now.key_id.as_deref().unwrap_or_default()
-                        ),
-                    ));
-                }
-                (StreamStatus::Active, Some(true)) => {
-                    return Ok(Done(
-                        Outcome::Remediated,
-                        format!("was {was}; now encrypted with the mandated key"),
-                    ));
-                }
-                (StreamStatus::Active, None) => {
-                    return Err(Stop::failed(
-                        codes::KEY_MISMATCH,
-                        "after StartStreamEncryption the stream is ACTIVE and not encrypted".into(),
-                    ));
-                }
-                (status, _) => {
-                    let state = format!("{status:?}").to_uppercase();
-                    self.wait_to_confirm(&mut delay, run, &state).await?;
-                }
+            // While UPDATING the stream may still report its old key: judge only once ACTIVE.
+            if now.status != StreamStatus::Active {
+                self.wait_to_confirm(&mut delay, run, now.status.name())
+                    .await?;
+                continue;
             }
+            let Some(key) = &now.key_id else {
+                return Err(Stop::failed(
+                    codes::KEY_MISMATCH,
+                    "after StartStreamEncryption the stream is ACTIVE and not encrypted".into(),
+                ));
+            };
+            if !self
+                .is_mandated(key, &stream.location, mandated.as_ref(), run)
+                .await?
+            {
+                return Err(Stop::failed(
+                    codes::KEY_MISMATCH,
+                    format!(
+                        "after StartStreamEncryption the stream reports key {key}, not the mandated key"
+                    ),
+                ));
+            }
+            return Ok(Done(
+                Outcome::Remediated,
+                format!("was {was}; now encrypted with the mandated key"),
+            ));
         }
     }
 
@@ -534,7 +527,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                         "server-side encryption is ENABLED with the mandated key".into(),
                     ));
                 }
-                (EncryptionStatus::Enabling, true) => {
+                (EncryptionStatus::Enabling, _) => {
                     self.wait_to_confirm(&mut delay, run, "ENABLING").await?
                 }
                 (EncryptionStatus::EnablingFailed, _) => {

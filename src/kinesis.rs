@@ -20,6 +20,19 @@ pub enum StreamStatus {
     Other(String),
 }
 
+impl StreamStatus {
+    /// The status as AWS spells it.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Creating => "CREATING",
+            Self::Deleting => "DELETING",
+            Self::Active => "ACTIVE",
+            Self::Updating => "UPDATING",
+            Self::Other(other) => other,
+        }
+    }
+}
+
 /// What DescribeStreamSummary says about encryption.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSummary {
