@@ -30,6 +30,7 @@ pub mod codes {
 
 const NOT_FOUND: &str = "ResourceNotFoundException";
 const KMS_NOT_FOUND: &str = "NotFoundException";
+const ACCESS_DENIED: &str = "AccessDeniedException";
 /// Resolved foreign keys kept per container; a bound so that a long-lived container cannot grow.
 const KEY_CACHE_LIMIT: usize = 256;
 
@@ -339,8 +340,9 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 cache.insert(reported.to_owned(), info);
                 Ok(same)
             }
-            // The stream's key does not exist (any more); the mandated key does.
-            Err(e) if e.aws().code() == KMS_NOT_FOUND => Ok(false),
+            // The stream's key does not exist (any more), or the role may not describe it: the
+            // role may describe the mandated key (it was just resolved), so it is another key.
+            Err(e) if [KMS_NOT_FOUND, ACCESS_DENIED].contains(&e.aws().code()) => Ok(false),
             Err(e) => Err(Stop::Failed {
                 code: e.aws().code().to_owned(),
                 reason: format!(

@@ -16,7 +16,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// An event that did not end in a success outcome. Returned to Lambda as an error so that its
 /// retries and the on-failure destination keep the event.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum HandlerError {
     /// The event cannot be used; retrying will not help, the on-failure destination keeps it.
     #[error("invalid event: {0}")]
@@ -35,6 +35,13 @@ fn failure_message(report: &Report) -> String {
         report.attempts,
         report.reason.as_deref().unwrap_or("-"),
     )
+}
+
+// The runtime logs a handler's error with `{:?}`: make that the readable message, not a struct dump.
+impl std::fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl From<HandlerError> for Diagnostic {

@@ -299,3 +299,31 @@ async fn without_kms_a_stream_naming_the_configured_key_is_still_provably_compli
     assert_eq!(report.key.as_deref(), Some("alias/org-streams"));
     assert_eq!((start.num_calls(), report.attempts), (0, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_key_the_role_may_not_describe_is_another_key_and_is_replaced() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .sequence()
+        .output(|| stream_summary(StreamStatus::Active, Some("alias/team-key")))
+        .output(|| stream_summary(StreamStatus::Active, Some("alias/org-streams")))
+        .build();
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .then_output(|| StartStreamEncryptionOutput::builder().build());
+    // The role may describe only the mandated key (least privilege in template.yaml).
+    let denied = mock!(aws_sdk_kms::Client::describe_key)
+        .match_requests(|r| r.key_id() == Some("alias/team-key"))
+        .then_error(|| DescribeKeyError::generic(meta("AccessDeniedException")));
+    let mandated = key_rule();
+    let report = handle(
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&denied, &mandated]),
+        None,
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
+    assert_eq!(
+        (start.num_calls(), denied.num_calls(), mandated.num_calls()),
+        (1, 1, 1)
+    );
+}
