@@ -57,9 +57,29 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
+/// The longest a Lambda invocation can run.
+pub const MAX_LAMBDA_TIMEOUT: Duration = Duration::from_secs(900);
+
 /// The instant by which the handler must be done, given the invocation's deadline.
+///
+/// Lambda always sends a deadline in the future. A deadline more than a day in the past is not a
+/// clock's reading but a local runtime's placeholder (`cargo lambda watch` sends the constant
+/// 600000 ms, i.e. 1970): then the longest Lambda timeout is assumed instead of none.
 pub fn deadline_from(at: SystemTime) -> Instant {
-    let remaining = at.duration_since(SystemTime::now()).unwrap_or_default();
+    let now = SystemTime::now();
+    let remaining = match at.duration_since(now) {
+        Ok(remaining) => remaining,
+        Err(past) if past.duration() > Duration::from_secs(86_400) => {
+            tracing::warn!(
+                deadline_ms = at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                "the runtime's deadline is not a time; assuming the longest Lambda timeout"
+            );
+            MAX_LAMBDA_TIMEOUT
+        }
+        Err(_) => Duration::ZERO,
+    };
     Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN)
 }
 
@@ -115,4 +135,31 @@ pub fn init_tracing(level: tracing::Level, json: bool, to_stderr: bool) {
     };
     // A second initialisation (tests) keeps the first subscriber.
     drop(result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_keeps_a_margin_and_a_placeholder_means_the_longest_timeout() {
+        let now = Instant::now();
+        let in_a_minute = SystemTime::now() + Duration::from_secs(60);
+        let got = deadline_from(in_a_minute) - now;
+        assert!(
+            got <= Duration::from_secs(58) && got > Duration::from_secs(57),
+            "{got:?}"
+        );
+        // Just past (clock skew): no time at all, so no retry is attempted.
+        assert_eq!(
+            deadline_from(SystemTime::now() - Duration::from_secs(5)),
+            now
+        );
+        // cargo lambda watch's constant 600000 ms.
+        let placeholder = SystemTime::UNIX_EPOCH + Duration::from_millis(600_000);
+        assert_eq!(
+            deadline_from(placeholder) - now,
+            MAX_LAMBDA_TIMEOUT - DEADLINE_MARGIN
+        );
+    }
 }

@@ -28,7 +28,7 @@ pub fn tools_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools"));
     assert!(
-        dir.join(".stamp").exists(),
+        dir.join(".stamp-venv").exists() && dir.join(".stamp-node").exists(),
         "the emulators are not installed in {}: run scripts/setup-tools (scripts/test does)",
         dir.display()
     );

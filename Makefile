@@ -1,0 +1,17 @@
+# Thin aliases for the scripts; each installs what it needs.
+.PHONY: demo test build-x86_64 build-arm64 tools
+
+demo:            ## The enforcer's main job, locally, against the emulators
+	scripts/demo
+
+test:            ## The whole test suite (what CI runs)
+	scripts/test
+
+build-x86_64:    ## sam build of the Lambda for x86_64
+	scripts/build-lambda x86_64
+
+build-arm64:     ## sam build for arm64 (from x86_64: needs `rustup target add aarch64-unknown-linux-gnu`)
+	scripts/build-lambda arm64
+
+tools:           ## Install the pinned emulators and tools into .tools/
+	scripts/setup-tools

@@ -1,0 +1,218 @@
+"""Checks of template.yaml that need a real engine: the EventBridge patterns against the fixtures
+in events/ (moto server's EventBridge, delivering to SQS), and the IAM policy against the AWS calls
+the code makes. Run by scripts/test with the .tools/venv interpreter."""
+
+import json
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+import boto3
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+
+
+class CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation short-form intrinsics (!Ref, !Sub, ...) as {"Fn": value}."""
+
+
+def _intrinsic(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {suffix: value}
+
+
+CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def template():
+    return yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+
+
+def rules():
+    """(name, pattern) of every EventBridgeRule event of every function."""
+    found = []
+    for resource in template()["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for name, event in resource["Properties"].get("Events", {}).items():
+            if event["Type"] == "EventBridgeRule":
+                found.append((name, event["Properties"]["Pattern"]))
+    return found
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EventPatterns(unittest.TestCase):
+    """Every fixture is put on a real event bus; exactly the handled ones reach each rule."""
+
+    @classmethod
+    def setUpClass(cls):
+        port = free_port()
+        moto = pathlib.Path(sys.executable).parent / "moto_server"
+        cls.server = subprocess.Popen(
+            [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or cls.server.poll() is not None:
+                    raise RuntimeError("moto server did not start")
+                time.sleep(0.1)
+        kw = dict(
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="123456789012",
+            aws_secret_access_key="test",
+        )
+        cls.events = boto3.client("events", **kw)
+        cls.sqs = boto3.client("sqs", **kw)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.terminate()
+        cls.server.wait(timeout=30)
+
+    def put(self, event):
+        result = self.events.put_events(
+            Entries=[
+                {
+                    "Source": event["source"],
+                    "DetailType": event["detail-type"],
+                    "Detail": json.dumps(event["detail"]),
+                    "Resources": event.get("resources", []),
+                }
+            ]
+        )
+        self.assertEqual(result["FailedEntryCount"], 0, result)
+
+    def drain(self, queue_url):
+        names = []
+        while True:
+            got = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = got.get("Messages", [])
+            if not messages:
+                return sorted(names)
+            for m in messages:
+                body = json.loads(m["Body"])
+                names.append(f'{body["source"]}:{body["detail"]["eventName"]}:{"errorCode" in body["detail"]}')
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    def test_each_rule_receives_exactly_the_handled_calls(self):
+        queues = {}
+        for name, pattern in rules():
+            self.events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+            url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+            arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            self.events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
+            queues[name] = url
+        self.assertEqual(sorted(queues), ["FirehoseCalls", "KinesisCalls"])
+
+        fixtures = sorted(EVENTS.glob("*.json"))
+        self.assertGreaterEqual(len(fixtures), 9)
+        for path in fixtures:
+            self.put(json.loads(path.read_text()))
+        # Look-alikes that must not arrive: another source, another detail-type.
+        create = json.loads((EVENTS / "kinesis-create-stream.json").read_text())
+        self.put({**create, "source": "aws.s3"})
+        self.put({**create, "detail-type": "AWS Service Event via CloudTrail"})
+
+        self.assertEqual(
+            self.drain(queues["KinesisCalls"]),
+            sorted(
+                [
+                    "aws.kinesis:CreateStream:False",
+                    "aws.kinesis:StartStreamEncryption:False",
+                    "aws.kinesis:StopStreamEncryption:False",
+                ]
+            ),
+            "the Kinesis rule: handled calls only; no DeleteStream, no failed call",
+        )
+        self.assertEqual(
+            self.drain(queues["FirehoseCalls"]),
+            sorted(
+                [
+                    "aws.firehose:CreateDeliveryStream:False",
+                    "aws.firehose:CreateDeliveryStream:False",
+                    "aws.firehose:StartDeliveryStreamEncryption:False",
+                    "aws.firehose:StopDeliveryStreamEncryption:False",
+                ]
+            ),
+        )
+
+
+def code_operations():
+    """The AWS operations the adapters call: `self.<operation>()` on an SDK client, per service."""
+    found = set()
+    for service in ("kinesis", "firehose", "kms"):
+        source = (ROOT / "src" / f"{service}.rs").read_text()
+        for call in re.findall(r"\bself\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)", source):
+            found.add(f"{service}:" + "".join(part.capitalize() for part in call.split("_")))
+    return found
+
+
+def role_statements():
+    role = template()["Resources"]["EnforcerRole"]["Properties"]
+    return [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+class IamPolicy(unittest.TestCase):
+    def test_the_code_calls_what_the_test_expects(self):
+        # Guards the extraction itself: if it found nothing, the coverage test would prove nothing.
+        self.assertEqual(
+            code_operations(),
+            {
+                "kinesis:DescribeStreamSummary",
+                "kinesis:StartStreamEncryption",
+                "firehose:DescribeDeliveryStream",
+                "firehose:StartDeliveryStreamEncryption",
+                "kms:DescribeKey",
+            },
+        )
+
+    def test_every_call_in_the_code_is_allowed(self):
+        allowed = {a for s in role_statements() if s["Effect"] == "Allow" for a in as_list(s["Action"])}
+        missing = code_operations() - allowed
+        self.assertFalse(missing, f"the role does not allow {missing}")
+
+    def test_no_wildcard_action_or_resource(self):
+        for statement in role_statements():
+            for action in as_list(statement["Action"]):
+                self.assertNotIn("*", action, statement)
+            for resource in as_list(statement["Resource"]):
+                self.assertNotEqual(resource, "*", statement)
+                if isinstance(resource, dict) and "Sub" in resource:
+                    # ARNs are built from the stack's own partition, region and account.
+                    self.assertIn("${AWS::Partition}", resource["Sub"].replace("${EnforcerLogGroup.Arn}", "${AWS::Partition}"))
+
+    def test_the_function_uses_this_role_and_no_managed_policy(self):
+        function = template()["Resources"]["EnforcerFunction"]["Properties"]
+        self.assertEqual(function["Role"], {"GetAtt": "EnforcerRole.Arn"})
+        self.assertNotIn("Policies", function)
+
+
+if __name__ == "__main__":
+    unittest.main()
