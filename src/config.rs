@@ -1,5 +1,6 @@
 //! Configuration from the environment, read once and validated at start.
 
+use crate::exemption::ExemptTag;
 use crate::key::MandatedKey;
 use crate::retry::{PolicyError, RetryPolicy};
 
@@ -9,6 +10,23 @@ pub const MANDATED_KMS_KEY: &str = "MANDATED_KMS_KEY";
 pub const RETRY_POLICY: &str = "RETRY_POLICY";
 /// The variable holding the log level.
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
+/// The variable naming the exemption tag.
+pub const EXEMPT_TAG: &str = "EXEMPT_TAG";
+/// The variable choosing between enforcing and reporting.
+pub const ENFORCEMENT_MODE: &str = "ENFORCEMENT_MODE";
+/// The variable naming the CloudWatch namespace of the metrics.
+pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
+/// The namespace used when `METRICS_NAMESPACE` is not set.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "StreamEncryptionEnforcer";
+
+/// Whether the enforcer changes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Apply the mandated key (the default).
+    Enforce,
+    /// Decide and report, but make no write call: what would be changed is `noncompliant`.
+    Report,
+}
 
 /// The enforcer's configuration.
 #[derive(Debug, Clone)]
@@ -19,6 +37,12 @@ pub struct Config {
     pub retry_policy: RetryPolicy,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: tracing::Level,
+    /// Streams carrying this tag are left alone.
+    pub exempt_tag: Option<ExemptTag>,
+    /// Enforce or only report.
+    pub mode: Mode,
+    /// CloudWatch namespace of the embedded metrics.
+    pub metrics_namespace: String,
 }
 
 /// A configuration value is missing or invalid. The message names the variable.
@@ -36,6 +60,14 @@ pub enum ConfigError {
     /// The log level is not a level.
     #[error("{LOG_LEVEL}: {0:?} is not one of error, warn, info, debug, trace")]
     LogLevel(String),
+    /// Another variable has a value it cannot take.
+    #[error("{var}: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Config {
@@ -61,10 +93,44 @@ impl Config {
             None => tracing::Level::INFO,
             Some(level) => level.parse().map_err(|_| ConfigError::LogLevel(level))?,
         };
+        let exempt_tag = set(EXEMPT_TAG)
+            .map(|tag| ExemptTag::parse(&tag))
+            .transpose()
+            .map_err(|reason| ConfigError::Invalid {
+                var: EXEMPT_TAG,
+                reason,
+            })?;
+        let mode = match set(ENFORCEMENT_MODE).as_deref() {
+            None | Some("enforce") => Mode::Enforce,
+            Some("report") => Mode::Report,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: ENFORCEMENT_MODE,
+                    reason: format!("{other:?} is not enforce or report"),
+                });
+            }
+        };
+        let metrics_namespace =
+            set(METRICS_NAMESPACE).unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
+        let valid_namespace = metrics_namespace.len() <= 255
+            && metrics_namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_/#:".contains(&b));
+        if !valid_namespace {
+            return Err(ConfigError::Invalid {
+                var: METRICS_NAMESPACE,
+                reason: format!(
+                    "{metrics_namespace:?} is not a CloudWatch namespace (up to 255 of A-Z a-z 0-9 . - _ / # :)"
+                ),
+            });
+        }
         Ok(Self {
             mandated_key,
             retry_policy,
             log_level,
+            exempt_tag,
+            mode,
+            metrics_namespace,
         })
     }
 }
@@ -84,7 +150,25 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 5] = [
+        let cases: [(&[(&str, &str)], &str); 8] = [
+            (
+                &[("MANDATED_KMS_KEY", "alias/org"), ("EXEMPT_TAG", "=x")],
+                "EXEMPT_TAG:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("ENFORCEMENT_MODE", "dry"),
+                ],
+                "ENFORCEMENT_MODE:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("METRICS_NAMESPACE", "a b"),
+                ],
+                "METRICS_NAMESPACE:",
+            ),
             (&[], "MANDATED_KMS_KEY is required"),
             (
                 &[("MANDATED_KMS_KEY", "  ")],
@@ -112,6 +196,23 @@ mod tests {
         assert_eq!(c.mandated_key.configured(), "alias/aws/kinesis");
         assert_eq!(c.retry_policy, RetryPolicy::default_policy());
         assert_eq!(c.log_level, tracing::Level::INFO);
+        assert_eq!((c.exempt_tag, c.mode), (None, Mode::Enforce));
+        assert_eq!(c.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+        let c = config(&[
+            ("MANDATED_KMS_KEY", "alias/org"),
+            ("EXEMPT_TAG", "compliance=exempt"),
+            ("ENFORCEMENT_MODE", "report"),
+            ("METRICS_NAMESPACE", "Security/Streams"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.exempt_tag.map(|t| t.to_string()).as_deref(),
+            Some("compliance=exempt")
+        );
+        assert_eq!(
+            (c.mode, c.metrics_namespace.as_str()),
+            (Mode::Report, "Security/Streams")
+        );
         let c = config(&[
             ("MANDATED_KMS_KEY", "alias/org"),
             (

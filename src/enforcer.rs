@@ -1,8 +1,9 @@
 //! The decision for one event: inspect, decide, apply under the retry policy, confirm, report.
 
 use crate::aws_error::AwsError;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::event::{self, InvalidEvent, Parsed, Trigger};
+use crate::exemption::{ExemptTag, Tags};
 use crate::firehose::{
     DeliveryStatus, DeliverySummary, EncryptionStatus, FirehoseApi, FirehoseKey,
 };
@@ -64,6 +65,8 @@ pub struct Enforcer<K, F, M> {
     kms: M,
     key: MandatedKey,
     policy: RetryPolicy,
+    exempt_tag: Option<ExemptTag>,
+    mode: Mode,
     polling: ConfirmPolling,
     resolved: Mutex<Option<KeyInfo>>,
     foreign_keys: Mutex<HashMap<String, KeyInfo>>,
@@ -122,6 +125,8 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             kms,
             key: config.mandated_key.clone(),
             policy: config.retry_policy.clone(),
+            exempt_tag: config.exempt_tag.clone(),
+            mode: config.mode,
             polling: ConfirmPolling::default(),
             resolved: Mutex::new(None),
             foreign_keys: Mutex::new(HashMap::new()),
@@ -176,9 +181,12 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             writes: 0,
         };
         let result = match trigger.resource.service {
-            Service::Kinesis => self.enforce_stream(&trigger.resource, &mut run).await,
+            Service::Kinesis => {
+                self.enforce_stream(&trigger.resource, trigger.tags.as_ref(), &mut run)
+                    .await
+            }
             Service::Firehose => {
-                self.enforce_delivery_stream(&trigger.resource, &mut run)
+                self.enforce_delivery_stream(&trigger.resource, trigger.tags.as_ref(), &mut run)
                     .await
             }
         };
@@ -352,6 +360,40 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         }
     }
 
+    /// For a resource that is not on the mandated key: `exempt` when it carries the exemption tag
+    /// (from the create call's own tags when the record has them, else listed), `noncompliant` in
+    /// report mode, `None` when the key is to be applied.
+    async fn exempt_or_reported<Fut>(
+        &self,
+        record_tags: Option<&Tags>,
+        run: &mut Run<'_>,
+        was: &str,
+        list_tags: impl FnMut() -> Fut,
+    ) -> Result<Option<Done>, Stop>
+    where
+        Fut: Future<Output = Result<Tags, AwsError>>,
+    {
+        if let Some(tag) = &self.exempt_tag {
+            let exempt = match record_tags {
+                Some(tags) if tag.matches(tags) => true,
+                _ => tag.matches(&self.call(run, "ListTags", false, list_tags).await?),
+            };
+            if exempt {
+                return Ok(Some(Done(
+                    Outcome::Exempt,
+                    format!("{was}; exempt by tag {tag}"),
+                )));
+            }
+        }
+        if self.mode == Mode::Report {
+            return Ok(Some(Done(
+                Outcome::Noncompliant,
+                format!("{was}; report mode: the mandated key was not applied"),
+            )));
+        }
+        Ok(None)
+    }
+
     async fn describe_stream(
         &self,
         stream: &Resource,
@@ -371,7 +413,12 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         Ok(summary)
     }
 
-    async fn enforce_stream(&self, stream: &Resource, run: &mut Run<'_>) -> Result<Done, Stop> {
+    async fn enforce_stream(
+        &self,
+        stream: &Resource,
+        record_tags: Option<&Tags>,
+        run: &mut Run<'_>,
+    ) -> Result<Done, Stop> {
         let before = self.describe_stream(stream, run).await?;
         let mandated = match self.mandated_key(run).await {
             Ok(mandated) => mandated,
@@ -400,16 +447,22 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 format!("encrypted with {key}"),
             ));
         }
+        let was = before
+            .key_id
+            .as_deref()
+            .map_or("unencrypted".to_owned(), |k| format!("encrypted with {k}"));
+        if let Some(done) = self
+            .exempt_or_reported(record_tags, run, &was, || self.kinesis.stream_tags(stream))
+            .await?
+        {
+            return Ok(done);
+        }
         // Kinesis takes the key in the configured form; CREATING / UPDATING answer
         // ResourceInUseException, which the retry policy waits out.
         self.call(run, "StartStreamEncryption", true, || {
             self.kinesis.start_encryption(stream, self.key.configured())
         })
         .await?;
-        let was = before
-            .key_id
-            .as_deref()
-            .map_or("unencrypted".to_owned(), |k| format!("encrypted with {k}"));
         let mut delay = self.polling.first;
         loop {
             let now = self.describe_stream(stream, run).await?;
@@ -465,6 +518,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     async fn enforce_delivery_stream(
         &self,
         stream: &Resource,
+        record_tags: Option<&Tags>,
         run: &mut Run<'_>,
     ) -> Result<Done, Stop> {
         let before = self.describe_delivery_stream(stream, run).await?;
@@ -502,6 +556,18 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             // Someone (or an earlier delivery of this event) already asked for the mandated key.
             Some(EncryptionStatus::Enabling) => {}
             _ => {
+                let was = before
+                    .encryption
+                    .as_ref()
+                    .map_or("unencrypted".to_owned(), |e| e.to_string());
+                if let Some(done) = self
+                    .exempt_or_reported(record_tags, run, &was, || {
+                        self.firehose.delivery_stream_tags(stream)
+                    })
+                    .await?
+                {
+                    return Ok(done);
+                }
                 self.call(run, "StartDeliveryStreamEncryption", true, || {
                     self.firehose.start_encryption(stream, &wanted)
                 })
@@ -547,13 +613,10 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                         reason: format!("encryption ENABLING_FAILED: {failure}"),
                     });
                 }
-                (status, _) => {
+                _ => {
                     return Err(Stop::failed(
                         codes::KEY_MISMATCH,
-                        format!(
-                            "after StartDeliveryStreamEncryption the encryption is {status:?} with key {:?}",
-                            enc.key
-                        ),
+                        format!("after StartDeliveryStreamEncryption the stream reports {enc}"),
                     ));
                 }
             }

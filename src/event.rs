@@ -4,6 +4,7 @@
 //! that needs no action, with the reason), or an [`InvalidEvent`] error (malformed, or a value
 //! that fails validation). Nothing from the event reaches an ARN or an AWS call unvalidated.
 
+use crate::exemption::Tags;
 use crate::resource::{InvalidValue, Location, Resource, Service};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::Deserialize;
@@ -37,6 +38,8 @@ pub struct Trigger {
     pub event_name: String,
     /// The stream or delivery stream.
     pub resource: Resource,
+    /// Tags given in the create call itself, when the record has them (saves a ListTags call).
+    pub tags: Option<Tags>,
 }
 
 /// The result of parsing a well-formed event.
@@ -219,11 +222,33 @@ pub fn parse(value: Value) -> Result<Parsed, InvalidEvent> {
             )?
         }
     };
+    let tags = params.and_then(|p| p.get("tags")).and_then(record_tags);
     Ok(Parsed::Trigger(Trigger {
         event_id,
         event_name: record.event_name,
         resource,
+        tags,
     }))
+}
+
+/// Tags as CloudTrail records them: a map for Kinesis (`{"team": "a"}`), a list of
+/// `{"key", "value"}` for Firehose. Anything else is no hint (the tags are then listed).
+fn record_tags(value: &Value) -> Option<Tags> {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| Some((k.clone(), Some(v.as_str()?.to_owned()))))
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                let key = item.get("key")?.as_str()?.to_owned();
+                let value = item.get("value").and_then(Value::as_str).map(str::to_owned);
+                Some((key, value))
+            })
+            .collect(),
+        _ => None,
+    }
 }
 
 /// A string field of an object that may be absent or null; a non-string value is an error.
@@ -498,6 +523,45 @@ mod tests {
         ));
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse_bytes(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn tags_in_the_create_call_are_kept_for_the_exemption_check() {
+        let mut event = fixture("kinesis-create-stream");
+        event["detail"]["requestParameters"]["tags"] =
+            json!({"team": "data", "compliance": "exempt"});
+        let Parsed::Trigger(t) = parse(event).unwrap() else {
+            panic!()
+        };
+        let mut tags = t.tags.unwrap();
+        tags.sort();
+        assert_eq!(
+            tags,
+            vec![
+                ("compliance".into(), Some("exempt".into())),
+                ("team".into(), Some("data".into()))
+            ]
+        );
+        let mut event = fixture("firehose-create-delivery-stream");
+        event["detail"]["requestParameters"]["tags"] =
+            json!([{"key": "compliance", "value": "exempt"}, {"key": "bare"}]);
+        let Parsed::Trigger(t) = parse(event).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            t.tags.unwrap(),
+            vec![
+                ("compliance".into(), Some("exempt".into())),
+                ("bare".into(), None)
+            ]
+        );
+        assert_eq!(trigger("kinesis-create-stream").tags, None);
+        let mut odd = fixture("kinesis-create-stream");
+        odd["detail"]["requestParameters"]["tags"] = json!("not tags");
+        let Parsed::Trigger(t) = parse(odd).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.tags, None);
     }
 
     #[test]

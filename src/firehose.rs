@@ -1,11 +1,13 @@
 //! What the enforcer needs from Amazon Data Firehose, and its adapter for the SDK client.
 
 use crate::aws_error::{AwsError, transport};
+use crate::exemption::Tags;
 use crate::resource::Resource;
 use aws_sdk_firehose::types::{
     DeliveryStreamEncryptionConfigurationInput, DeliveryStreamEncryptionStatus as SdkEncStatus,
     DeliveryStreamStatus as SdkStatus, DeliveryStreamType, KeyType,
 };
+use std::fmt;
 use std::future::Future;
 
 /// `DeliveryStreamStatus`.
@@ -62,6 +64,39 @@ pub struct DeliveryEncryption {
     pub failure: Option<String>,
 }
 
+impl EncryptionStatus {
+    /// The status as AWS spells it.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Enabled => "ENABLED",
+            Self::Enabling => "ENABLING",
+            Self::EnablingFailed => "ENABLING_FAILED",
+            Self::Disabled => "DISABLED",
+            Self::Disabling => "DISABLING",
+            Self::DisablingFailed => "DISABLING_FAILED",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+impl fmt::Display for FirehoseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AwsOwned => f.write_str("AWS_OWNED_CMK"),
+            Self::CustomerManaged(arn) => write!(f, "CUSTOMER_MANAGED_CMK {arn}"),
+        }
+    }
+}
+
+impl fmt::Display for DeliveryEncryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "encryption {} with {key}", self.status.name()),
+            None => write!(f, "encryption {}", self.status.name()),
+        }
+    }
+}
+
 /// What DescribeDeliveryStream says that the enforcer needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliverySummary {
@@ -87,6 +122,11 @@ pub trait FirehoseApi: Send + Sync {
         &self,
         stream: &Resource,
     ) -> impl Future<Output = Result<DeliverySummary, AwsError>> + Send;
+    /// ListTagsForDeliveryStream, every page.
+    fn delivery_stream_tags(
+        &self,
+        stream: &Resource,
+    ) -> impl Future<Output = Result<Tags, AwsError>> + Send;
     /// StartDeliveryStreamEncryption.
     fn start_encryption(
         &self,
@@ -144,6 +184,29 @@ impl FirehoseApi for aws_sdk_firehose::Client {
             source_type: desc.delivery_stream_type().as_str().to_owned(),
             encryption,
         })
+    }
+
+    async fn delivery_stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
+        let mut tags = Tags::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .list_tags_for_delivery_stream()
+                .delivery_stream_name(&stream.name)
+                .set_exclusive_start_tag_key(after.take())
+                .send()
+                .await
+                .map_err(AwsError::from_sdk)?;
+            tags.extend(
+                page.tags()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().map(str::to_owned))),
+            );
+            match tags.last() {
+                Some((last, _)) if page.has_more_tags() => after = Some(last.clone()),
+                _ => return Ok(tags),
+            }
+        }
     }
 
     async fn start_encryption(&self, stream: &Resource, key: &FirehoseKey) -> Result<(), AwsError> {

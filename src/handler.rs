@@ -6,6 +6,7 @@ use crate::event::InvalidEvent;
 use crate::firehose::FirehoseApi;
 use crate::kinesis::KinesisApi;
 use crate::kms::KmsApi;
+use crate::metrics::{emf_line, now_ms};
 use crate::outcome::{Outcome, Report};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use std::time::{Duration, SystemTime};
@@ -99,15 +100,22 @@ pub async fn run_event<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     Ok(report)
 }
 
-/// The Lambda handler.
+/// The Lambda handler: runs the event, then writes its metrics line (EMF) to stdout.
 pub async fn lambda_handler<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     enforcer: &Enforcer<K, F, M>,
+    metrics_namespace: &str,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<Report, HandlerError> {
     let deadline = deadline_from(event.context.deadline());
     let result = run_event(enforcer, event.payload, deadline).await;
-    if let Err(HandlerError::InvalidEvent(invalid)) = &result {
-        tracing::error!(request_id = %event.context.request_id, error = %invalid, "invalid event");
+    match &result {
+        Ok(report) => println!("{}", emf_line(metrics_namespace, report, now_ms())),
+        Err(HandlerError::Failed(report)) => {
+            println!("{}", emf_line(metrics_namespace, report, now_ms()))
+        }
+        Err(HandlerError::InvalidEvent(invalid)) => {
+            tracing::error!(request_id = %event.context.request_id, error = %invalid, "invalid event");
+        }
     }
     result
 }

@@ -1,6 +1,7 @@
 //! What the enforcer needs from Kinesis Data Streams, and its adapter for the SDK client.
 
 use crate::aws_error::AwsError;
+use crate::exemption::Tags;
 use crate::resource::Resource;
 use aws_sdk_kinesis::types::{EncryptionType, StreamStatus as SdkStatus};
 use std::future::Future;
@@ -50,6 +51,9 @@ pub trait KinesisApi: Send + Sync {
         &self,
         stream: &Resource,
     ) -> impl Future<Output = Result<StreamSummary, AwsError>> + Send;
+    /// ListTagsForStream, every page.
+    fn stream_tags(&self, stream: &Resource)
+    -> impl Future<Output = Result<Tags, AwsError>> + Send;
     /// StartStreamEncryption with `EncryptionType: KMS` and this key id.
     fn start_encryption(
         &self,
@@ -84,6 +88,29 @@ impl KinesisApi for aws_sdk_kinesis::Client {
             _ => None,
         };
         Ok(StreamSummary { status, key_id })
+    }
+
+    async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
+        let mut tags = Tags::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .list_tags_for_stream()
+                .stream_arn(stream.arn())
+                .set_exclusive_start_tag_key(after.take())
+                .send()
+                .await
+                .map_err(AwsError::from_sdk)?;
+            tags.extend(
+                page.tags()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().map(str::to_owned))),
+            );
+            match tags.last() {
+                Some((last, _)) if page.has_more_tags() => after = Some(last.clone()),
+                _ => return Ok(tags),
+            }
+        }
     }
 
     async fn start_encryption(&self, stream: &Resource, key_id: &str) -> Result<(), AwsError> {

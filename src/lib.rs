@@ -12,12 +12,14 @@
 //! - [`resource`]: stream names, ARNs, accounts, regions and partitions, validated.
 //! - [`key`]: key forms, the mandated key, and what can be proven about two key references.
 //! - [`config`]: environment variables, read once and validated.
+//! - [`exemption`]: the exemption tag.
 //! - [`retry`]: the retry policy (Amazon States Language `Retry`), parsed and executed.
 //! - [`aws_error`]: one error type for every AWS call, named as the policy names errors.
 //! - [`kinesis`], [`firehose`], [`kms`]: the narrow traits the enforcer needs, and their
 //!   adapters for the SDK clients.
 //! - [`enforcer`]: the decision for one event: inspect, decide, apply, confirm.
 //! - [`outcome`]: the outcome vocabulary and the per-event report.
+//! - [`metrics`]: one CloudWatch embedded-metric-format line per outcome.
 //! - [`handler`]: deadline, logging and errors shared by the Lambda and the CLI.
 //! - [`clients`]: the SDK clients, built once with the SDK's own retries off.
 //!
@@ -28,11 +30,13 @@ pub mod clients;
 pub mod config;
 pub mod enforcer;
 pub mod event;
+pub mod exemption;
 pub mod firehose;
 pub mod handler;
 pub mod key;
 pub mod kinesis;
 pub mod kms;
+pub mod metrics;
 pub mod outcome;
 pub mod resource;
 pub mod retry;

@@ -21,6 +21,9 @@ pub enum Outcome {
     Ignored,
     /// The resource was deleted before the enforcer got to it.
     Gone,
+    /// Report mode (`ENFORCEMENT_MODE=report`): the resource is not on the mandated key and
+    /// would have been changed; no write call was made.
+    Noncompliant,
     /// The key could not be applied or confirmed; the event is returned as an error.
     Failed,
 }
@@ -35,6 +38,7 @@ impl Outcome {
             Self::NotApplicable => "not_applicable",
             Self::Ignored => "ignored",
             Self::Gone => "gone",
+            Self::Noncompliant => "noncompliant",
             Self::Failed => "failed",
         }
     }

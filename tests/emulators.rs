@@ -405,3 +405,78 @@ async fn the_cli_exits_2_on_an_unusable_event_or_configuration() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exempt_streams_are_left_alone_and_report_mode_writes_nothing() {
+    let emu = emulators().await;
+    emu.create_key(ALIAS).await;
+    for name in ["legacy", "orders", "payments"] {
+        emu.create_stream(name).await;
+        emu.wait_active(name).await;
+    }
+    emu.kinesis
+        .add_tags_to_stream()
+        .stream_name("legacy")
+        .tags("compliance", "exempt")
+        .send()
+        .await
+        .unwrap();
+    emu.create_delivery_stream("clickstream", None).await;
+    emu.firehose
+        .tag_delivery_stream()
+        .delivery_stream_name("clickstream")
+        .tags(
+            aws_sdk_firehose::types::Tag::builder()
+                .key("compliance")
+                .value("exempt")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut env = emu.env(ALIAS);
+    env.push(("EXEMPT_TAG".into(), "compliance=exempt".into()));
+
+    // Tagged after creation: found by ListTagsForStream.
+    let inv = invoke(&env, &event("kinesis-create-stream", "legacy"), &[]).await;
+    assert_eq!(outcome(&inv), "exempt", "{inv:?}");
+    assert!(
+        inv.report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("compliance=exempt")
+    );
+    assert_eq!(emu.kinesis_proxy.calls("ListTagsForStream"), 1);
+    assert!(emu.stream("legacy").await.key_id.is_none());
+
+    // Tagged in the create call itself: the record says so, no ListTags call.
+    let mut tagged = event("kinesis-create-stream", "orders");
+    tagged["detail"]["requestParameters"]["tags"] = json!({"compliance": "exempt"});
+    let inv = invoke(&env, &tagged, &[]).await;
+    assert_eq!(outcome(&inv), "exempt", "{inv:?}");
+    assert_eq!(emu.kinesis_proxy.calls("ListTagsForStream"), 1);
+
+    let inv = invoke(
+        &env,
+        &event("firehose-create-delivery-stream", "clickstream"),
+        &[],
+    )
+    .await;
+    assert_eq!(outcome(&inv), "exempt", "{inv:?}");
+    assert_eq!(emu.moto_proxy.calls("ListTagsForDeliveryStream"), 1);
+    assert!(emu.delivery_encryption("clickstream").await.is_none());
+
+    // Report mode: decided and reported, never written.
+    env.push(("ENFORCEMENT_MODE".into(), "report".into()));
+    let inv = invoke(&env, &event("kinesis-create-stream", "payments"), &[]).await;
+    assert_eq!(
+        (inv.code, outcome(&inv)),
+        (Some(0), "noncompliant"),
+        "{inv:?}"
+    );
+    assert_eq!(inv.report["attempts"], json!(0));
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 0);
+    assert_eq!(emu.moto_proxy.calls("StartDeliveryStreamEncryption"), 0);
+    assert!(emu.stream("payments").await.key_id.is_none());
+}

@@ -94,6 +94,34 @@ async fn the_lambda_returns_outcomes_and_fails_with_a_diagnostic_so_lambda_retri
             .any(|l| l.contains("invalid event") && l.contains("req-3")),
         "{logs}"
     );
+    // One embedded-metric-format line per outcome, in the default namespace.
+    let metrics: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l.get("_aws").is_some())
+        .collect();
+    let counted: Vec<(&str, &str)> = metrics
+        .iter()
+        .map(|m| {
+            (
+                m["service"].as_str().unwrap(),
+                m["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            ("kinesis", "failed"),
+            ("kinesis", "remediated"),
+            ("kinesis", "ignored")
+        ]
+    );
+    assert_eq!(
+        metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        json!("StreamEncryptionEnforcer")
+    );
+    assert_eq!(metrics[1]["WriteCalls"], remediated.body["attempts"]);
     // The mandated key was resolved once for the container, not per event.
     assert_eq!(emu.moto_proxy.calls("DescribeKey"), 1);
 }

@@ -35,8 +35,9 @@ async fn main() -> Result<(), Error> {
     };
     let clients = AwsClients::from_env().await;
     let enforcer = Enforcer::new(clients.kinesis, clients.firehose, clients.kms, &config);
+    let namespace = config.metrics_namespace.as_str();
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        lambda_handler(&enforcer, event)
+        lambda_handler(&enforcer, namespace, event)
     }))
     .await
 }

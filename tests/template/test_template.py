@@ -186,8 +186,10 @@ class IamPolicy(unittest.TestCase):
             code_operations(),
             {
                 "kinesis:DescribeStreamSummary",
+                "kinesis:ListTagsForStream",
                 "kinesis:StartStreamEncryption",
                 "firehose:DescribeDeliveryStream",
+                "firehose:ListTagsForDeliveryStream",
                 "firehose:StartDeliveryStreamEncryption",
                 "kms:DescribeKey",
             },

@@ -1,0 +1,79 @@
+//! CloudWatch metrics as embedded metric format (EMF) log lines: one line per outcome, which
+//! CloudWatch turns into the `Events` and `WriteCalls` metrics without any API call.
+
+use crate::outcome::Report;
+use serde_json::json;
+
+/// The EMF line for one report: metric `Events` (1) and `WriteCalls` (the write calls made), with
+/// dimensions `service` + `outcome` and `outcome` alone (what the template's alarm watches).
+pub fn emf_line(namespace: &str, report: &Report, timestamp_ms: u64) -> String {
+    let service = report
+        .service
+        .map_or_else(|| "none".to_owned(), |s| s.to_string());
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["service", "outcome"], ["outcome"]],
+                "Metrics": [
+                    {"Name": "Events", "Unit": "Count"},
+                    {"Name": "WriteCalls", "Unit": "Count"}
+                ]
+            }]
+        },
+        "service": service,
+        "outcome": report.outcome.as_str(),
+        "Events": 1,
+        "WriteCalls": report.attempts
+    })
+    .to_string()
+}
+
+/// Milliseconds since the Unix epoch, as EMF wants its timestamp.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Outcome;
+    use crate::resource::Service;
+
+    #[test]
+    fn one_line_with_both_dimension_sets() {
+        let report = Report {
+            outcome: Outcome::Remediated,
+            service: Some(Service::Firehose),
+            resource: None,
+            event_id: None,
+            event_name: None,
+            key: None,
+            attempts: 2,
+            reason: None,
+            error_code: None,
+        };
+        let line = emf_line("Security/Streams", &report, 1_700_000_000_000);
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Security/Streams");
+        assert_eq!(
+            directive["Dimensions"],
+            json!([["service", "outcome"], ["outcome"]])
+        );
+        assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
+        assert_eq!(
+            (&v["service"], &v["outcome"], &v["Events"], &v["WriteCalls"]),
+            (
+                &json!("firehose"),
+                &json!("remediated"),
+                &json!(1),
+                &json!(2)
+            )
+        );
+    }
+}
