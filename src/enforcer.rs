@@ -11,6 +11,7 @@ use crate::key::{KeyForm, KeyInfo, KeyMatch, MandatedKey, compare};
 use crate::kinesis::{KinesisApi, StreamStatus, StreamSummary};
 use crate::kms::KmsApi;
 use crate::outcome::{Outcome, Report};
+use crate::ratelimit::{Operation, RateLimiter};
 use crate::resource::{Location, Resource, Service};
 use crate::retry::{self, CallError, RandomSource, RetryPolicy};
 use std::collections::HashMap;
@@ -68,6 +69,7 @@ pub struct Enforcer<K, F, M> {
     exempt_tag: Option<ExemptTag>,
     mode: Mode,
     polling: ConfirmPolling,
+    limiter: RateLimiter,
     resolved: Mutex<Option<KeyInfo>>,
     foreign_keys: Mutex<HashMap<String, KeyInfo>>,
 }
@@ -128,6 +130,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             exempt_tag: config.exempt_tag.clone(),
             mode: config.mode,
             polling: ConfirmPolling::default(),
+            limiter: RateLimiter::default(),
             resolved: Mutex::new(None),
             foreign_keys: Mutex::new(HashMap::new()),
         }
@@ -211,28 +214,54 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         }
     }
 
-    /// One AWS call under the retry policy. Write calls are counted in `run.writes`.
+    /// One AWS call under the rate limiter (every attempt waits for its slot) and the retry
+    /// policy. Returns the value and the number of calls made.
+    async fn limited<T, Fut>(
+        &self,
+        run: &mut Run<'_>,
+        operation: Operation,
+        mut call: impl FnMut() -> Fut,
+    ) -> Result<(T, u32), CallError>
+    where
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        retry::run(
+            &self.policy,
+            run.deadline,
+            &mut *run.random,
+            operation.name(),
+            || {
+                let attempt = call();
+                async move {
+                    self.limiter.acquire(operation).await;
+                    attempt.await
+                }
+            },
+        )
+        .await
+    }
+
+    /// One AWS call, as [`Self::limited`], with write calls counted in `run.writes`.
     async fn call<T, Fut>(
         &self,
         run: &mut Run<'_>,
-        what: &str,
-        write: bool,
+        operation: Operation,
         call: impl FnMut() -> Fut,
     ) -> Result<T, Stop>
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        let result = retry::run(&self.policy, run.deadline, &mut *run.random, what, call).await;
-        let attempts = match &result {
-            Ok((_, n)) => *n,
-            Err(e) => e.attempts(),
-        };
-        if write {
+        let result = self.limited(run, operation, call).await;
+        if operation.is_write() {
+            let attempts = match &result {
+                Ok((_, n)) => *n,
+                Err(e) => e.attempts(),
+            };
             run.writes = run.writes.saturating_add(attempts);
         }
         result
             .map(|(value, _)| value)
-            .map_err(|e| Stop::from_call(what, e))
+            .map_err(|e| Stop::from_call(operation.name(), e))
     }
 
     /// Sleeps for the next confirm poll, or stops when it would pass the deadline.
@@ -262,14 +291,11 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             return Ok(Some(info));
         }
         let configured = self.key.configured();
-        match retry::run(
-            &self.policy,
-            run.deadline,
-            &mut *run.random,
-            "kms:DescribeKey",
-            || self.kms.describe_key(configured),
-        )
-        .await
+        match self
+            .limited(run, Operation::DescribeKey, || {
+                self.kms.describe_key(configured)
+            })
+            .await
         {
             Ok((info, _)) => {
                 *lock(&self.resolved) = Some(info.clone());
@@ -330,14 +356,11 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         if let Some(info) = lock(&self.foreign_keys).get(reported).cloned() {
             return Ok(info.arn == mandated.arn);
         }
-        match retry::run(
-            &self.policy,
-            run.deadline,
-            &mut *run.random,
-            "kms:DescribeKey",
-            || self.kms.describe_key(reported),
-        )
-        .await
+        match self
+            .limited(run, Operation::DescribeKey, || {
+                self.kms.describe_key(reported)
+            })
+            .await
         {
             Ok((info, _)) => {
                 let same = info.arn == mandated.arn;
@@ -368,6 +391,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         record_tags: Option<&Tags>,
         run: &mut Run<'_>,
         was: &str,
+        list_operation: Operation,
         list_tags: impl FnMut() -> Fut,
     ) -> Result<Option<Done>, Stop>
     where
@@ -376,7 +400,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         if let Some(tag) = &self.exempt_tag {
             let exempt = match record_tags {
                 Some(tags) if tag.matches(tags) => true,
-                _ => tag.matches(&self.call(run, "ListTags", false, list_tags).await?),
+                _ => tag.matches(&self.call(run, list_operation, list_tags).await?),
             };
             if exempt {
                 return Ok(Some(Done(
@@ -400,7 +424,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         run: &mut Run<'_>,
     ) -> Result<StreamSummary, Stop> {
         let summary = self
-            .call(run, "DescribeStreamSummary", false, || {
+            .call(run, Operation::DescribeStreamSummary, || {
                 self.kinesis.stream_summary(stream)
             })
             .await?;
@@ -452,14 +476,16 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             .as_deref()
             .map_or("unencrypted".to_owned(), |k| format!("encrypted with {k}"));
         if let Some(done) = self
-            .exempt_or_reported(record_tags, run, &was, || self.kinesis.stream_tags(stream))
+            .exempt_or_reported(record_tags, run, &was, Operation::ListTagsForStream, || {
+                self.kinesis.stream_tags(stream)
+            })
             .await?
         {
             return Ok(done);
         }
         // Kinesis takes the key in the configured form; CREATING / UPDATING answer
         // ResourceInUseException, which the retry policy waits out.
-        self.call(run, "StartStreamEncryption", true, || {
+        self.call(run, Operation::StartStreamEncryption, || {
             self.kinesis.start_encryption(stream, self.key.configured())
         })
         .await?;
@@ -502,7 +528,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         run: &mut Run<'_>,
     ) -> Result<DeliverySummary, Stop> {
         let summary = self
-            .call(run, "DescribeDeliveryStream", false, || {
+            .call(run, Operation::DescribeDeliveryStream, || {
                 self.firehose.delivery_summary(stream)
             })
             .await?;
@@ -561,14 +587,18 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     .as_ref()
                     .map_or("unencrypted".to_owned(), |e| e.to_string());
                 if let Some(done) = self
-                    .exempt_or_reported(record_tags, run, &was, || {
-                        self.firehose.delivery_stream_tags(stream)
-                    })
+                    .exempt_or_reported(
+                        record_tags,
+                        run,
+                        &was,
+                        Operation::ListTagsForDeliveryStream,
+                        || self.firehose.delivery_stream_tags(stream),
+                    )
                     .await?
                 {
                     return Ok(done);
                 }
-                self.call(run, "StartDeliveryStreamEncryption", true, || {
+                self.call(run, Operation::StartDeliveryStreamEncryption, || {
                     self.firehose.start_encryption(stream, &wanted)
                 })
                 .await?;

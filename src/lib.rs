@@ -14,6 +14,7 @@
 //! - [`config`]: environment variables, read once and validated.
 //! - [`exemption`]: the exemption tag.
 //! - [`retry`]: the retry policy (Amazon States Language `Retry`), parsed and executed.
+//! - [`ratelimit`]: client-side pacing inside the per-account API limits.
 //! - [`aws_error`]: one error type for every AWS call, named as the policy names errors.
 //! - [`kinesis`], [`firehose`], [`kms`]: the narrow traits the enforcer needs, and their
 //!   adapters for the SDK clients.
@@ -38,5 +39,6 @@ pub mod kinesis;
 pub mod kms;
 pub mod metrics;
 pub mod outcome;
+pub mod ratelimit;
 pub mod resource;
 pub mod retry;

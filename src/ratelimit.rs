@@ -1,0 +1,167 @@
+//! Client-side rate limits: the enforcer paces its own calls to stay inside the documented
+//! per-account control-plane limits instead of provoking throttling.
+
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Every AWS operation the enforcer calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// kinesis:DescribeStreamSummary.
+    DescribeStreamSummary,
+    /// kinesis:ListStreams.
+    ListStreams,
+    /// kinesis:ListTagsForStream.
+    ListTagsForStream,
+    /// kinesis:StartStreamEncryption.
+    StartStreamEncryption,
+    /// firehose:DescribeDeliveryStream.
+    DescribeDeliveryStream,
+    /// firehose:ListDeliveryStreams.
+    ListDeliveryStreams,
+    /// firehose:ListTagsForDeliveryStream.
+    ListTagsForDeliveryStream,
+    /// firehose:StartDeliveryStreamEncryption.
+    StartDeliveryStreamEncryption,
+    /// kms:DescribeKey.
+    DescribeKey,
+}
+
+/// Calls that share one per-account limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bucket {
+    KinesisDescribe,
+    KinesisList,
+    KinesisTags,
+    KinesisWrite,
+    Firehose,
+    Kms,
+}
+
+const BUCKETS: usize = 6;
+
+impl Bucket {
+    /// Calls per second: the documented per-account limits (Kinesis DescribeStreamSummary 20/s,
+    /// ListStreams 5/s, ListTagsForStream 5/s; every Firehose control-plane call together 5/s).
+    /// StartStreamEncryption has no published rate; 5/s keeps it with the other mutations. KMS
+    /// DescribeKey shares a quota of thousands per second with the whole account: 50/s leaves it
+    /// to everyone else.
+    fn per_second(self) -> f64 {
+        match self {
+            Self::KinesisDescribe => 20.0,
+            Self::KinesisList | Self::KinesisTags | Self::KinesisWrite | Self::Firehose => 5.0,
+            Self::Kms => 50.0,
+        }
+    }
+}
+
+impl Operation {
+    /// The operation's name in the API reference.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DescribeStreamSummary => "DescribeStreamSummary",
+            Self::ListStreams => "ListStreams",
+            Self::ListTagsForStream => "ListTagsForStream",
+            Self::StartStreamEncryption => "StartStreamEncryption",
+            Self::DescribeDeliveryStream => "DescribeDeliveryStream",
+            Self::ListDeliveryStreams => "ListDeliveryStreams",
+            Self::ListTagsForDeliveryStream => "ListTagsForDeliveryStream",
+            Self::StartDeliveryStreamEncryption => "StartDeliveryStreamEncryption",
+            Self::DescribeKey => "kms:DescribeKey",
+        }
+    }
+
+    /// Whether the call changes a resource (counted in a report's `attempts`).
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Self::StartStreamEncryption | Self::StartDeliveryStreamEncryption
+        )
+    }
+
+    fn bucket(self) -> Bucket {
+        match self {
+            Self::DescribeStreamSummary => Bucket::KinesisDescribe,
+            Self::ListStreams => Bucket::KinesisList,
+            Self::ListTagsForStream => Bucket::KinesisTags,
+            Self::StartStreamEncryption => Bucket::KinesisWrite,
+            Self::DescribeDeliveryStream
+            | Self::ListDeliveryStreams
+            | Self::ListTagsForDeliveryStream
+            | Self::StartDeliveryStreamEncryption => Bucket::Firehose,
+            Self::DescribeKey => Bucket::Kms,
+        }
+    }
+}
+
+/// Paces calls per bucket: each call gets the next free slot, `1 / rate` after the previous
+/// one, so no second ever holds more than the rate. Shared by everything one account's calls go
+/// through; calls that find their slot free pay nothing.
+#[derive(Debug)]
+pub struct RateLimiter {
+    next_slot: [Mutex<Option<Instant>>; BUCKETS],
+    scale: f64,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::new(1.0)
+    }
+}
+
+impl RateLimiter {
+    /// A limiter at `scale` times the documented limits (1.0 in production; below 1.0 leaves
+    /// headroom for other callers in the account).
+    pub fn new(scale: f64) -> Self {
+        Self {
+            next_slot: Default::default(),
+            scale: if scale.is_finite() && scale > 0.0 {
+                scale
+            } else {
+                1.0
+            },
+        }
+    }
+
+    /// Waits for the operation's next slot.
+    pub async fn acquire(&self, operation: Operation) {
+        let bucket = operation.bucket();
+        let interval = Duration::from_secs_f64(1.0 / (bucket.per_second() * self.scale));
+        let slot = {
+            let mut next = self.next_slot[bucket as usize]
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + interval);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_paced_per_bucket_and_buckets_are_independent() {
+        let limiter = RateLimiter::default();
+        let start = Instant::now();
+        for _ in 0..11 {
+            limiter.acquire(Operation::ListStreams).await;
+        }
+        // 5/s: the 11th call is due 2 s after the first.
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+        // Firehose calls share one bucket; a Kinesis describe does not wait for it.
+        let before = Instant::now();
+        limiter.acquire(Operation::DescribeStreamSummary).await;
+        assert_eq!(Instant::now(), before);
+        limiter.acquire(Operation::DescribeDeliveryStream).await;
+        limiter
+            .acquire(Operation::StartDeliveryStreamEncryption)
+            .await;
+        assert_eq!(Instant::now() - before, Duration::from_millis(200));
+    }
+}
