@@ -23,6 +23,10 @@ pub struct AwsClients {
     pub firehose: aws_sdk_firehose::Client,
     /// KMS.
     pub kms: aws_sdk_kms::Client,
+    /// STS, for the CLI's "which account am I in".
+    pub sts: aws_sdk_sts::Client,
+    /// The region the clients call.
+    pub region: Option<String>,
 }
 
 impl AwsClients {
@@ -43,6 +47,28 @@ impl AwsClients {
             kinesis: aws_sdk_kinesis::Client::new(&shared),
             firehose: aws_sdk_firehose::Client::new(&shared),
             kms: aws_sdk_kms::Client::new(&shared),
+            sts: aws_sdk_sts::Client::new(&shared),
+            region: shared.region().map(|r| r.to_string()),
         }
+    }
+}
+
+impl AwsClients {
+    /// The account (sts:GetCallerIdentity) and region the clients act in.
+    pub async fn home(&self) -> Result<crate::resource::Location, String> {
+        let region = self
+            .region
+            .clone()
+            .ok_or("no AWS region is configured (set AWS_REGION)")?;
+        let identity = self.sts.get_caller_identity().send().await.map_err(|e| {
+            format!(
+                "sts:GetCallerIdentity: {}",
+                crate::aws_error::AwsError::from_sdk(e)
+            )
+        })?;
+        let account = identity
+            .account()
+            .ok_or("sts:GetCallerIdentity returned no account")?;
+        crate::resource::Location::new(account, &region).map_err(|e| e.to_string())
     }
 }

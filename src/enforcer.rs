@@ -10,7 +10,7 @@ use crate::firehose::{
 use crate::key::{KeyForm, KeyInfo, KeyMatch, MandatedKey, compare};
 use crate::kinesis::{KinesisApi, StreamStatus, StreamSummary};
 use crate::kms::KmsApi;
-use crate::outcome::{Outcome, Report};
+use crate::outcome::{Found, Outcome, Report};
 use crate::ratelimit::{Operation, RateLimiter};
 use crate::resource::{Location, Resource, Service};
 use crate::retry::{self, CallError, RandomSource, RetryPolicy};
@@ -103,6 +103,25 @@ impl Stop {
     }
 }
 
+/// A listing call failed (after the retry policy), so the inventory is incomplete.
+#[derive(Debug, thiserror::Error)]
+#[error("{} failed: {reason}", operation.name())]
+pub struct ListError {
+    /// The listing call.
+    pub operation: Operation,
+    /// Why, with the AWS error code.
+    pub reason: String,
+}
+
+impl ListError {
+    fn new(operation: Operation, err: CallError) -> Self {
+        Self {
+            operation,
+            reason: err.to_string(),
+        }
+    }
+}
+
 /// A positive outcome and its reason.
 struct Done(Outcome, String);
 
@@ -111,6 +130,7 @@ struct Run<'a> {
     deadline: Instant,
     random: &'a mut (dyn RandomSource + Send),
     writes: u32,
+    found: Option<Found>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -166,9 +186,69 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 attempts: 0,
                 reason: Some(reason),
                 error_code: None,
+                found: None,
             },
             Parsed::Trigger(trigger) => self.enforce(&trigger, deadline, random).await,
         })
+    }
+
+    /// Every Kinesis data stream and Firehose delivery stream (all source types) in the
+    /// account and region `at`, each listing paged and paced under the rate limits.
+    pub async fn list_resources(
+        &self,
+        at: &Location,
+        deadline: Instant,
+        random: &mut (dyn RandomSource + Send),
+    ) -> Result<Vec<Resource>, ListError> {
+        let mut run = Run {
+            deadline,
+            random,
+            writes: 0,
+            found: None,
+        };
+        let mut names: Vec<(Service, String)> = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .limited(&mut run, Operation::ListStreams, || {
+                    self.kinesis.list_streams(cursor.clone())
+                })
+                .await
+                .map_err(|e| ListError::new(Operation::ListStreams, e))?
+                .0;
+            names.extend(page.names.into_iter().map(|n| (Service::Kinesis, n)));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let (page, more) = self
+                .limited(&mut run, Operation::ListDeliveryStreams, || {
+                    self.firehose.list_delivery_streams(after.clone())
+                })
+                .await
+                .map_err(|e| ListError::new(Operation::ListDeliveryStreams, e))?
+                .0;
+            after = page.last().cloned();
+            names.extend(page.into_iter().map(|n| (Service::Firehose, n)));
+            if !more || after.is_none() {
+                break;
+            }
+        }
+        names
+            .into_iter()
+            .map(|(service, name)| {
+                Resource::named(service, at.clone(), &name).map_err(|invalid| ListError {
+                    operation: match service {
+                        Service::Kinesis => Operation::ListStreams,
+                        Service::Firehose => Operation::ListDeliveryStreams,
+                    },
+                    reason: invalid.to_string(),
+                })
+            })
+            .collect()
     }
 
     /// Enforces the mandated key on the resource an event names.
@@ -182,6 +262,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             deadline,
             random,
             writes: 0,
+            found: None,
         };
         let result = match trigger.resource.service {
             Service::Kinesis => {
@@ -211,6 +292,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             attempts: run.writes,
             reason: Some(reason),
             error_code,
+            found: run.found,
         }
     }
 
@@ -444,6 +526,16 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         run: &mut Run<'_>,
     ) -> Result<Done, Stop> {
         let before = self.describe_stream(stream, run).await?;
+        run.found = Some(Found {
+            status: before.status.name().to_owned(),
+            encryption: if before.key_id.is_some() {
+                "KMS"
+            } else {
+                "NONE"
+            }
+            .to_owned(),
+            key: before.key_id.clone(),
+        });
         let mandated = match self.mandated_key(run).await {
             Ok(mandated) => mandated,
             // Without KMS only the forms provably equal to the configured key can be trusted;
@@ -548,6 +640,23 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         run: &mut Run<'_>,
     ) -> Result<Done, Stop> {
         let before = self.describe_delivery_stream(stream, run).await?;
+        run.found = Some(Found {
+            status: before.status.name().to_owned(),
+            encryption: before
+                .encryption
+                .as_ref()
+                .map_or("NONE".to_owned(), |e| match &e.key {
+                    Some(FirehoseKey::AwsOwned) => format!("{} AWS_OWNED_CMK", e.status.name()),
+                    Some(FirehoseKey::CustomerManaged(_)) => {
+                        format!("{} CUSTOMER_MANAGED_CMK", e.status.name())
+                    }
+                    None => e.status.name().to_owned(),
+                }),
+            key: before.encryption.as_ref().and_then(|e| match &e.key {
+                Some(FirehoseKey::CustomerManaged(arn)) => Some(arn.clone()),
+                _ => None,
+            }),
+        });
         if before.status == DeliveryStatus::CreatingFailed {
             return Ok(Done(
                 Outcome::NotApplicable,

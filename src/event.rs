@@ -107,6 +107,13 @@ struct CloudTrailRecord {
     response_elements: Option<Value>,
 }
 
+/// Whether an event is EventBridge's scheduled event (`aws.events`, `Scheduled Event`), which
+/// starts a sweep.
+pub fn is_scheduled(value: &Value) -> bool {
+    value.get("source").and_then(Value::as_str) == Some("aws.events")
+        && value.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+}
+
 /// Parses a payload as the Lambda or the CLI receives it.
 pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, InvalidEvent> {
     if bytes.len() > MAX_EVENT_BYTES {

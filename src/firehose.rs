@@ -64,6 +64,19 @@ pub struct DeliveryEncryption {
     pub failure: Option<String>,
 }
 
+impl DeliveryStatus {
+    /// The status as AWS spells it.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Creating => "CREATING",
+            Self::CreatingFailed => "CREATING_FAILED",
+            Self::Deleting => "DELETING",
+            Self::Active => "ACTIVE",
+            Self::Other(other) => other,
+        }
+    }
+}
+
 impl EncryptionStatus {
     /// The status as AWS spells it.
     pub fn name(&self) -> &str {
@@ -122,6 +135,11 @@ pub trait FirehoseApi: Send + Sync {
         &self,
         stream: &Resource,
     ) -> impl Future<Output = Result<DeliverySummary, AwsError>> + Send;
+    /// One page of ListDeliveryStreams (all source types): the names, and whether more follow.
+    fn list_delivery_streams(
+        &self,
+        after: Option<String>,
+    ) -> impl Future<Output = Result<(Vec<String>, bool), AwsError>> + Send;
     /// ListTagsForDeliveryStream, every page.
     fn delivery_stream_tags(
         &self,
@@ -186,6 +204,23 @@ impl FirehoseApi for aws_sdk_firehose::Client {
         })
     }
 
+    async fn list_delivery_streams(
+        &self,
+        after: Option<String>,
+    ) -> Result<(Vec<String>, bool), AwsError> {
+        let page = self
+            .list_delivery_streams()
+            .set_exclusive_start_delivery_stream_name(after)
+            .limit(100)
+            .send()
+            .await
+            .map_err(AwsError::from_sdk)?;
+        Ok((
+            page.delivery_stream_names().to_vec(),
+            page.has_more_delivery_streams(),
+        ))
+    }
+
     async fn delivery_stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
         let mut tags = Tags::new();
         let mut after: Option<String> = None;
@@ -193,6 +228,7 @@ impl FirehoseApi for aws_sdk_firehose::Client {
             let page = self
                 .list_tags_for_delivery_stream()
                 .delivery_stream_name(&stream.name)
+                .limit(50)
                 .set_exclusive_start_tag_key(after.take())
                 .send()
                 .await

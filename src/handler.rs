@@ -1,14 +1,17 @@
 //! The glue shared by the Lambda binary and `enforcer invoke`: deadline, logging, and the split
 //! into a returned report or an error.
 
-use crate::enforcer::Enforcer;
-use crate::event::InvalidEvent;
+use crate::enforcer::{Enforcer, ListError};
+use crate::event::{self, InvalidEvent};
 use crate::firehose::FirehoseApi;
 use crate::kinesis::KinesisApi;
 use crate::kms::KmsApi;
 use crate::metrics::{emf_line, now_ms};
 use crate::outcome::{Outcome, Report};
+use crate::resource::Location;
+use crate::sweep::{SweepSummary, sweep};
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::Serialize;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
@@ -25,6 +28,38 @@ pub enum HandlerError {
     /// The outcome is `failed`.
     #[error("{}", failure_message(.0))]
     Failed(Box<Report>),
+    /// A sweep could not list the account's resources.
+    #[error("sweep: {0}")]
+    Inventory(#[from] ListError),
+    /// A sweep left resources failed or unreached.
+    #[error("{}", sweep_message(.0))]
+    SweepIncomplete(Box<SweepSummary>),
+}
+
+/// What an invocation returns: one event's report, or a sweep's summary.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    /// The report of a CloudTrail event.
+    Event(Report),
+    /// The summary of a scheduled sweep.
+    Sweep(SweepSummary),
+}
+
+fn sweep_message(summary: &SweepSummary) -> String {
+    let failed: Vec<&str> = summary
+        .reports
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .filter_map(|r| r.resource.as_deref())
+        .collect();
+    format!(
+        "sweep incomplete: {} failed {:?}, {} not reached before the deadline {:?}",
+        failed.len(),
+        failed,
+        summary.unreached.len(),
+        summary.unreached
+    )
 }
 
 fn failure_message(report: &Report) -> String {
@@ -50,6 +85,8 @@ impl From<HandlerError> for Diagnostic {
         let error_type = match &err {
             HandlerError::InvalidEvent(_) => "InvalidEvent",
             HandlerError::Failed(_) => "RemediationFailed",
+            HandlerError::Inventory(_) => "InventoryFailed",
+            HandlerError::SweepIncomplete(_) => "SweepIncomplete",
         };
         Diagnostic {
             error_type: error_type.to_owned(),
@@ -84,38 +121,72 @@ pub fn deadline_from(at: SystemTime) -> Instant {
     Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN)
 }
 
-/// Runs one event to its report, logs it, and turns `failed` and invalid events into errors.
+/// Runs one invocation: a scheduled event sweeps the account and region `home` (the
+/// function's own), any other event is handled on its own. Every report is logged and passed to
+/// `on_report`; `failed`, an incomplete sweep and an unusable event become errors.
 pub async fn run_event<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     enforcer: &Enforcer<K, F, M>,
     event: serde_json::Value,
     deadline: Instant,
-) -> Result<Report, HandlerError> {
+    home: Option<&Location>,
+    on_report: impl Fn(&Report),
+) -> Result<Output, HandlerError> {
     let mut random = fastrand::Rng::new();
+    if event::is_scheduled(&event) {
+        let home = home.ok_or_else(|| {
+            InvalidEvent::Inconsistent(
+                "a scheduled sweep needs the function's account and region".into(),
+            )
+        })?;
+        let resources = Box::pin(enforcer.list_resources(home, deadline, &mut random)).await?;
+        let summary = Box::pin(sweep(enforcer, resources, deadline, |report| {
+            report.log();
+            on_report(report);
+        }))
+        .await;
+        summary.log();
+        if !summary.is_complete() {
+            return Err(HandlerError::SweepIncomplete(Box::new(summary)));
+        }
+        return Ok(Output::Sweep(summary));
+    }
     // Boxed: the enforcement future is deep, and the runtime nests it further.
     let report = Box::pin(enforcer.handle(event, deadline, &mut random)).await?;
     report.log();
+    on_report(&report);
     if report.outcome == Outcome::Failed {
         return Err(HandlerError::Failed(Box::new(report)));
     }
-    Ok(report)
+    Ok(Output::Event(report))
 }
 
-/// The Lambda handler: runs the event, then writes its metrics line (EMF) to stdout.
+/// The account and region of an invoked function's ARN
+/// (`arn:<partition>:lambda:<region>:<account>:function:<name>`).
+pub fn home_of(function_arn: &str) -> Option<Location> {
+    let parts: Vec<&str> = function_arn.splitn(7, ':').collect();
+    match parts[..] {
+        ["arn", _, "lambda", region, account, "function", _] => Location::new(account, region).ok(),
+        _ => None,
+    }
+}
+
+/// The Lambda handler: runs the invocation, writing one metrics line (EMF) per outcome.
 pub async fn lambda_handler<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     enforcer: &Enforcer<K, F, M>,
     metrics_namespace: &str,
     event: LambdaEvent<serde_json::Value>,
-) -> Result<Report, HandlerError> {
+) -> Result<Output, HandlerError> {
     let deadline = deadline_from(event.context.deadline());
-    let result = run_event(enforcer, event.payload, deadline).await;
-    match &result {
-        Ok(report) => println!("{}", emf_line(metrics_namespace, report, now_ms())),
-        Err(HandlerError::Failed(report)) => {
-            println!("{}", emf_line(metrics_namespace, report, now_ms()))
-        }
-        Err(HandlerError::InvalidEvent(invalid)) => {
-            tracing::error!(request_id = %event.context.request_id, error = %invalid, "invalid event");
-        }
+    let home = home_of(&event.context.invoked_function_arn);
+    let metrics = |report: &Report| println!("{}", emf_line(metrics_namespace, report, now_ms()));
+    let result = run_event(enforcer, event.payload, deadline, home.as_ref(), metrics).await;
+    // A `failed` report is already logged as its outcome line.
+    if let Some(err) = result
+        .as_ref()
+        .err()
+        .filter(|e| !matches!(e, HandlerError::Failed(_)))
+    {
+        tracing::error!(request_id = %event.context.request_id, error = %err, "invocation failed");
     }
     result
 }

@@ -44,6 +44,28 @@ pub struct StreamSummary {
     pub key_id: Option<String>,
 }
 
+/// Stream names per ListStreams page (the API's default; its maximum is 10,000).
+const LIST_PAGE: i32 = 100;
+
+/// Where the next ListStreams page starts. AWS returns a `NextToken`; the legacy form it still
+/// serves (and the only one moto implements) pages by `HasMoreStreams` and the last name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListCursor {
+    /// Continue with this `NextToken`.
+    Token(String),
+    /// Continue after this stream name (`ExclusiveStartStreamName`).
+    After(String),
+}
+
+/// One page of stream names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPage {
+    /// The names on this page.
+    pub names: Vec<String>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<ListCursor>,
+}
+
 /// The Kinesis calls the enforcer makes.
 pub trait KinesisApi: Send + Sync {
     /// DescribeStreamSummary: status and encryption.
@@ -51,6 +73,11 @@ pub trait KinesisApi: Send + Sync {
         &self,
         stream: &Resource,
     ) -> impl Future<Output = Result<StreamSummary, AwsError>> + Send;
+    /// One page of ListStreams.
+    fn list_streams(
+        &self,
+        from: Option<ListCursor>,
+    ) -> impl Future<Output = Result<StreamPage, AwsError>> + Send;
     /// ListTagsForStream, every page.
     fn stream_tags(&self, stream: &Resource)
     -> impl Future<Output = Result<Tags, AwsError>> + Send;
@@ -90,6 +117,27 @@ impl KinesisApi for aws_sdk_kinesis::Client {
         Ok(StreamSummary { status, key_id })
     }
 
+    async fn list_streams(&self, from: Option<ListCursor>) -> Result<StreamPage, AwsError> {
+        let request = match from {
+            Some(ListCursor::Token(token)) => self.list_streams().next_token(token),
+            Some(ListCursor::After(name)) => self
+                .list_streams()
+                .exclusive_start_stream_name(name)
+                .limit(1000),
+            None => self.list_streams().limit(LIST_PAGE),
+        };
+        let page = request.send().await.map_err(AwsError::from_sdk)?;
+        let names = page.stream_names().to_vec();
+        let next = match (page.next_token(), names.last()) {
+            (Some(token), _) if page.has_more_streams() || !token.is_empty() => {
+                Some(ListCursor::Token(token.to_owned()))
+            }
+            (None, Some(last)) if page.has_more_streams() => Some(ListCursor::After(last.clone())),
+            _ => None,
+        };
+        Ok(StreamPage { names, next })
+    }
+
     async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
         let mut tags = Tags::new();
         let mut after: Option<String> = None;
@@ -97,6 +145,7 @@ impl KinesisApi for aws_sdk_kinesis::Client {
             let page = self
                 .list_tags_for_stream()
                 .stream_arn(stream.arn())
+                .limit(50)
                 .set_exclusive_start_tag_key(after.take())
                 .send()
                 .await

@@ -19,6 +19,7 @@
 //! - [`kinesis`], [`firehose`], [`kms`]: the narrow traits the enforcer needs, and their
 //!   adapters for the SDK clients.
 //! - [`enforcer`]: the decision for one event: inspect, decide, apply, confirm.
+//! - [`sweep`]: every resource of an account and region through the same decision.
 //! - [`outcome`]: the outcome vocabulary and the per-event report.
 //! - [`metrics`]: one CloudWatch embedded-metric-format line per outcome.
 //! - [`handler`]: deadline, logging and errors shared by the Lambda and the CLI.
@@ -42,3 +43,4 @@ pub mod outcome;
 pub mod ratelimit;
 pub mod resource;
 pub mod retry;
+pub mod sweep;

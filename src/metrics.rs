@@ -55,6 +55,7 @@ mod tests {
             attempts: 2,
             reason: None,
             error_code: None,
+            found: None,
         };
         let line = emf_line("Security/Streams", &report, 1_700_000_000_000);
         assert!(!line.contains('\n'));

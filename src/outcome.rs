@@ -50,6 +50,18 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// What the enforcer found before it changed anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Found {
+    /// `StreamStatus` / `DeliveryStreamStatus`.
+    pub status: String,
+    /// `NONE` or `KMS` (Kinesis); the SSE status and key type (Firehose), or `NONE`.
+    pub encryption: String,
+    /// The key the resource reported, as it reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
 /// The report of one event: what the Lambda logs and returns and `enforcer invoke` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -78,6 +90,9 @@ pub struct Report {
     /// The AWS error code (or transport name) behind a `failed` or `gone` outcome.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// The resource's state when first inspected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<Found>,
 }
 
 impl Report {

@@ -1,0 +1,143 @@
+//! The sweep: the same decision as for one event, for every stream and delivery stream in an
+//! account and region. It catches what events miss (CloudTrail delivers to EventBridge on a
+//! best-effort basis; streams created before the stack never produce an event).
+//!
+//! How the work is split: one invocation lists everything, then works through the list with a
+//! few resources in flight at once, every call paced by the shared rate limiter (so concurrency
+//! only fills the per-account budget, never exceeds it). A resource is only started while enough
+//! of the invocation's time is left to finish it; any resource not reached, and any that failed,
+//! is named in the summary and makes the sweep an error, so Lambda's retries and the on-failure
+//! queue keep it. A retried sweep is cheap where the first one got: a compliant stream costs one
+//! Describe. At the documented limits one invocation of 15 minutes inspects about 15,000 Kinesis
+//! streams (20 Describe/s) or 4,000 delivery streams (5 calls/s for all of Firehose).
+
+use crate::enforcer::Enforcer;
+use crate::event::Trigger;
+use crate::firehose::FirehoseApi;
+use crate::kinesis::KinesisApi;
+use crate::kms::KmsApi;
+use crate::outcome::{Outcome, Report};
+use crate::resource::Resource;
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Resources worked on at once. The rate limiter, not this number, bounds the request rate.
+pub const CONCURRENCY: usize = 8;
+/// A resource is started only with at least this much time left, enough for a Start and its
+/// confirmation in the common case.
+pub const RESERVE: Duration = Duration::from_secs(30);
+/// The CloudTrail-style name sweep reports carry as `event_name`.
+pub const SWEEP_EVENT_NAME: &str = "Sweep";
+
+/// The result of a sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepSummary {
+    /// Resources per outcome.
+    pub counts: BTreeMap<&'static str, usize>,
+    /// One report per resource reached, sorted by ARN.
+    pub reports: Vec<Report>,
+    /// ARNs of resources not reached before the deadline.
+    pub unreached: Vec<String>,
+}
+
+impl SweepSummary {
+    /// Whether every resource was reached and none failed.
+    pub fn is_complete(&self) -> bool {
+        self.unreached.is_empty() && !self.reports.iter().any(|r| r.outcome == Outcome::Failed)
+    }
+
+    /// Resources whose outcome leaves them off the mandated key: failed, noncompliant.
+    pub fn not_compliant(&self) -> impl Iterator<Item = &Report> {
+        self.reports
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::Noncompliant))
+    }
+
+    /// Logs the summary (counts, every resource that is not compliant, the unreached).
+    pub fn log(&self) {
+        let not_compliant: Vec<&str> = self
+            .not_compliant()
+            .filter_map(|r| r.resource.as_deref())
+            .collect();
+        tracing::info!(
+            counts = %serde_json::to_string(&self.counts).unwrap_or_default(),
+            not_compliant = ?not_compliant,
+            unreached = ?self.unreached,
+            "sweep summary"
+        );
+    }
+}
+
+/// The audit's verdict on one report.
+pub fn verdict(report: &Report) -> &'static str {
+    match report.outcome {
+        Outcome::AlreadyCompliant | Outcome::Remediated => "compliant",
+        Outcome::Noncompliant => match report.found.as_ref().and_then(|f| f.key.as_ref()) {
+            Some(_) => "wrong key",
+            None if report
+                .found
+                .as_ref()
+                .is_some_and(|f| f.encryption != "NONE") =>
+            {
+                "wrong key"
+            }
+            None => "unencrypted",
+        },
+        Outcome::Exempt => "exempt",
+        Outcome::NotApplicable => "not applicable",
+        Outcome::Gone => "gone",
+        Outcome::Failed => "error",
+        Outcome::Ignored => "ignored",
+    }
+}
+
+/// Runs the enforcer's decision on every resource, `on_done` called after each one.
+pub async fn sweep<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
+    enforcer: &Enforcer<K, F, M>,
+    resources: Vec<Resource>,
+    deadline: Instant,
+    on_done: impl Fn(&Report),
+) -> SweepSummary {
+    let results: Vec<Result<Report, String>> = stream::iter(resources)
+        .map(|resource| async move {
+            if Instant::now() + RESERVE > deadline {
+                return Err(resource.arn());
+            }
+            let trigger = Trigger {
+                event_id: None,
+                event_name: SWEEP_EVENT_NAME.to_owned(),
+                resource,
+                tags: None,
+            };
+            let mut random = fastrand::Rng::new();
+            Ok(Box::pin(enforcer.enforce(&trigger, deadline, &mut random)).await)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .inspect(|result| {
+            if let Ok(report) = result {
+                on_done(report);
+            }
+        })
+        .collect()
+        .await;
+    let mut summary = SweepSummary {
+        counts: BTreeMap::new(),
+        reports: Vec::new(),
+        unreached: Vec::new(),
+    };
+    for result in results {
+        match result {
+            Ok(report) => {
+                *summary.counts.entry(report.outcome.as_str()).or_default() += 1;
+                summary.reports.push(report);
+            }
+            Err(arn) => summary.unreached.push(arn),
+        }
+    }
+    summary.reports.sort_by(|a, b| a.resource.cmp(&b.resource));
+    summary.unreached.sort();
+    summary
+}
