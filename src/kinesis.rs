@@ -123,7 +123,7 @@ impl KinesisApi for aws_sdk_kinesis::Client {
             Some(ListCursor::After(name)) => self
                 .list_streams()
                 .exclusive_start_stream_name(name)
-                .limit(1000),
+                .limit(LIST_PAGE),
             None => self.list_streams().limit(LIST_PAGE),
         };
         let page = request.send().await.map_err(AwsError::from_sdk)?;
