@@ -160,6 +160,8 @@ impl Fault {
 
 struct Rule {
     operation: String,
+    /// Only requests whose body contains this (e.g. a stream name).
+    body_contains: Option<String>,
     remaining: usize,
     fault: Fault,
 }
@@ -167,8 +169,8 @@ struct Rule {
 #[derive(Default)]
 struct ProxyState {
     rules: Vec<Rule>,
-    /// Requests seen per operation (`X-Amz-Target` after the dot), faults included.
-    seen: HashMap<String, usize>,
+    /// When each request arrived, per operation (`X-Amz-Target` after the dot), faults included.
+    seen: HashMap<String, Vec<Instant>>,
 }
 
 /// A recording, fault-injecting proxy in front of one emulator.
@@ -201,6 +203,17 @@ impl Proxy {
     pub fn inject(&self, operation: &str, times: usize, fault: Fault) {
         self.state.lock().unwrap().rules.push(Rule {
             operation: operation.into(),
+            body_contains: None,
+            remaining: times,
+            fault,
+        });
+    }
+
+    /// As [`Proxy::inject`], only for requests whose body contains `needle`.
+    pub fn inject_for(&self, operation: &str, needle: &str, times: usize, fault: Fault) {
+        self.state.lock().unwrap().rules.push(Rule {
+            operation: operation.into(),
+            body_contains: Some(needle.into()),
             remaining: times,
             fault,
         });
@@ -213,13 +226,33 @@ impl Proxy {
             .unwrap()
             .seen
             .get(operation)
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, Vec::len)
     }
 
     /// How many calls of any operation reached the proxy.
     pub fn total_calls(&self) -> usize {
-        self.state.lock().unwrap().seen.values().sum()
+        self.state.lock().unwrap().seen.values().map(Vec::len).sum()
+    }
+
+    /// The most calls of `operations` together in one second (any window `[t, t + 1 s)`).
+    pub fn peak_per_second(&self, operations: &[&str]) -> usize {
+        let state = self.state.lock().unwrap();
+        let mut times: Vec<Instant> = operations
+            .iter()
+            .filter_map(|op| state.seen.get(*op))
+            .flatten()
+            .copied()
+            .collect();
+        times.sort();
+        let mut peak = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end] - times[start] >= Duration::from_secs(1) {
+                start += 1;
+            }
+            peak = peak.max(end - start + 1);
+        }
+        peak
     }
 
     pub fn reset_counts(&self) {
@@ -257,13 +290,26 @@ async fn handle(
         .and_then(|v| v.rsplit('.').next())
         .unwrap_or("")
         .to_owned();
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
     let fault = {
         let mut state = state.lock().unwrap();
-        *state.seen.entry(operation.clone()).or_default() += 1;
+        state
+            .seen
+            .entry(operation.clone())
+            .or_default()
+            .push(Instant::now());
+        let text = String::from_utf8_lossy(&body);
         state
             .rules
             .iter_mut()
-            .find(|r| r.operation == operation && r.remaining > 0)
+            .find(|r| {
+                r.operation == operation
+                    && r.remaining > 0
+                    && r.body_contains
+                        .as_ref()
+                        .is_none_or(|needle| text.contains(needle.as_str()))
+            })
             .map(|r| {
                 r.remaining -= 1;
                 r.fault.clone()
@@ -281,8 +327,6 @@ async fn handle(
         Some(Fault::Raw { status, body }) => return Ok(full(status, body)),
         None => {}
     }
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await?.to_bytes();
     let forwarded = Request::from_parts(parts, Full::new(body));
     let stream = match TcpStream::connect(upstream).await {
         Ok(s) => s,
@@ -298,6 +342,8 @@ async fn handle(
 
 /// The emulators, a proxy in front of each, and SDK clients for seeding and checking.
 pub struct Emulators {
+    /// moto server itself (seeding and checking that bypasses the proxies).
+    pub moto_url: String,
     pub kinesis_proxy: Proxy,
     pub moto_proxy: Proxy,
     pub kinesis: aws_sdk_kinesis::Client,
@@ -307,7 +353,7 @@ pub struct Emulators {
     _moto: Process,
 }
 
-fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
@@ -330,6 +376,7 @@ impl Emulators {
             kinesis: aws_sdk_kinesis::Client::new(&sdk_config(&kinesis_url)),
             firehose: aws_sdk_firehose::Client::new(&sdk_config(&moto_url)),
             kms: aws_sdk_kms::Client::new(&sdk_config(&moto_url)),
+            moto_url,
             kinesis_proxy,
             moto_proxy,
             _kinesis_mock: kinesis_mock,
@@ -343,6 +390,7 @@ impl Emulators {
             ("AWS_ENDPOINT_URL_KINESIS", self.kinesis_proxy.url.as_str()),
             ("AWS_ENDPOINT_URL_FIREHOSE", self.moto_proxy.url.as_str()),
             ("AWS_ENDPOINT_URL_KMS", self.moto_proxy.url.as_str()),
+            ("AWS_ENDPOINT_URL_STS", self.moto_proxy.url.as_str()),
             ("AWS_ACCESS_KEY_ID", ACCOUNT),
             ("AWS_SECRET_ACCESS_KEY", "test-secret"),
             ("AWS_REGION", REGION),
@@ -540,6 +588,13 @@ fn isolate_env(command: &mut Command, env: &[(String, String)]) {
         }
     }
     command.envs(env.iter().map(|(k, v)| (k, v)));
+}
+
+/// Runs the real `enforcer` with these arguments.
+pub async fn enforcer(env: &[(String, String)], args: &[&str]) -> Invocation {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_enforcer"));
+    command.args(args);
+    run_command(command, env).await
 }
 
 pub async fn run_command(mut command: Command, env: &[(String, String)]) -> Invocation {
