@@ -166,7 +166,10 @@ mod tests {
             shared.acquire(Operation::ListStreams).await;
         }
         let nine_intervals = Instant::now() - start;
-        assert!((nine_intervals.as_secs_f64() - 2.0).abs() < 1e-6, "{nine_intervals:?}");
+        assert!(
+            (nine_intervals.as_secs_f64() - 2.0).abs() < 1e-6,
+            "{nine_intervals:?}"
+        );
         // Firehose calls share one bucket; a Kinesis describe does not wait for it.
         let before = Instant::now();
         limiter.acquire(Operation::DescribeStreamSummary).await;

@@ -151,3 +151,50 @@ async fn a_bad_configuration_fails_every_event_with_the_variable_named() {
         "{results:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_event_sweeps_the_functions_own_account_and_region() {
+    let emu = Emulators::start(Duration::from_millis(200), Duration::from_millis(300)).await;
+    let key_arn = emu.create_key("alias/org-streams").await;
+    for name in ["before-the-stack", "missed-event"] {
+        emu.create_stream(name).await;
+        emu.wait_active(name).await;
+    }
+    emu.create_delivery_stream("clickstream", None).await;
+    let scheduled: serde_json::Value =
+        serde_json::from_str(include_str!("../events/scheduled-sweep.json")).unwrap();
+
+    let api = RuntimeApi::start().await;
+    api.push("sweep-1", scheduled, Duration::from_secs(120));
+    let lambda = start_bootstrap(&api, &emu.env("alias/org-streams"));
+    let results = api.results(1, Duration::from_secs(120)).await;
+    let logs = lambda.stop_and_read_stdout();
+
+    let sweep = &results[0];
+    assert_eq!(sweep.kind, "response", "{sweep:?}");
+    assert_eq!(sweep.body["counts"], json!({"remediated": 3}), "{sweep:?}");
+    assert_eq!(sweep.body["unreached"], json!([]));
+    for name in ["before-the-stack", "missed-event"] {
+        let key = emu.stream(name).await.key_id.unwrap();
+        assert_eq!(emu.key_arn(&key).await, key_arn);
+    }
+    let firehose = emu.delivery_encryption("clickstream").await.unwrap();
+    assert_eq!(firehose.key_arn.as_deref(), Some(key_arn.as_str()));
+    // One outcome line and one metrics line per resource, and the summary.
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["message"] == json!("outcome"))
+            .count(),
+        3
+    );
+    assert_eq!(lines.iter().filter(|l| l.get("_aws").is_some()).count(), 3);
+    assert!(
+        lines.iter().any(|l| l["message"] == json!("sweep summary")),
+        "{logs}"
+    );
+}
