@@ -220,6 +220,21 @@ pub fn init_tracing(level: tracing::Level, json: bool, to_stderr: bool) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn home_comes_from_the_function_arn() {
+        let home = home_of("arn:aws:lambda:eu-west-1:123456789012:function:enforcer").unwrap();
+        assert_eq!(
+            (
+                home.account.as_str(),
+                home.region.as_str(),
+                home.partition.as_str()
+            ),
+            ("123456789012", "eu-west-1", "aws")
+        );
+        assert!(home_of("function-arn").is_none());
+        assert!(home_of("arn:aws:lambda:eu-west-1:123:function:x").is_none());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_deadline_keeps_a_margin_and_a_placeholder_means_the_longest_timeout() {
         let now = Instant::now();

@@ -164,15 +164,42 @@ async fn a_scheduled_event_sweeps_the_functions_own_account_and_region() {
     let scheduled: serde_json::Value =
         serde_json::from_str(include_str!("../events/scheduled-sweep.json")).unwrap();
 
+    // The first sweep cannot encrypt one stream: the sweep is an error that names it, so
+    // Lambda retries it; the retry finds the rest compliant and finishes the job.
+    emu.kinesis_proxy.inject_for(
+        "StartStreamEncryption",
+        "stream/missed-event",
+        1,
+        Fault::error(
+            "KMSAccessDeniedException",
+            "The caller is not authorized to use the key",
+        ),
+    );
     let api = RuntimeApi::start().await;
-    api.push("sweep-1", scheduled, Duration::from_secs(120));
+    api.push("sweep-1", scheduled.clone(), Duration::from_secs(120));
+    api.push("sweep-2", scheduled, Duration::from_secs(120));
     let lambda = start_bootstrap(&api, &emu.env("alias/org-streams"));
-    let results = api.results(1, Duration::from_secs(120)).await;
+    let results = api.results(2, Duration::from_secs(120)).await;
     let logs = lambda.stop_and_read_stdout();
 
-    let sweep = &results[0];
+    let first = &results[0];
+    assert_eq!(
+        (first.kind.as_str(), &first.body["errorType"]),
+        ("error", &json!("SweepIncomplete")),
+        "{first:?}"
+    );
+    let message = first.body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("1 failed") && message.contains("stream/missed-event"),
+        "{message}"
+    );
+    let sweep = &results[1];
     assert_eq!(sweep.kind, "response", "{sweep:?}");
-    assert_eq!(sweep.body["counts"], json!({"remediated": 3}), "{sweep:?}");
+    assert_eq!(
+        sweep.body["counts"],
+        json!({"already_compliant": 2, "remediated": 1}),
+        "{sweep:?}"
+    );
     assert_eq!(sweep.body["unreached"], json!([]));
     for name in ["before-the-stack", "missed-event"] {
         let key = emu.stream(name).await.key_id.unwrap();
@@ -180,7 +207,7 @@ async fn a_scheduled_event_sweeps_the_functions_own_account_and_region() {
     }
     let firehose = emu.delivery_encryption("clickstream").await.unwrap();
     assert_eq!(firehose.key_arn.as_deref(), Some(key_arn.as_str()));
-    // One outcome line and one metrics line per resource, and the summary.
+    // One outcome line and one metrics line per resource per sweep, and the summaries.
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -190,9 +217,9 @@ async fn a_scheduled_event_sweeps_the_functions_own_account_and_region() {
             .iter()
             .filter(|l| l["message"] == json!("outcome"))
             .count(),
-        3
+        6
     );
-    assert_eq!(lines.iter().filter(|l| l.get("_aws").is_some()).count(), 3);
+    assert_eq!(lines.iter().filter(|l| l.get("_aws").is_some()).count(), 6);
     assert!(
         lines.iter().any(|l| l["message"] == json!("sweep summary")),
         "{logs}"
