@@ -156,12 +156,6 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         }
     }
 
-    /// Replaces the confirm step's polling schedule.
-    pub fn with_confirm_polling(mut self, polling: ConfirmPolling) -> Self {
-        self.polling = polling;
-        self
-    }
-
     /// Handles one event: parse, then enforce. `Err` only for an event that cannot be used;
     /// every AWS outcome, `failed` included, is a [`Report`].
     pub async fn handle(
