@@ -480,3 +480,28 @@ async fn exempt_streams_are_left_alone_and_report_mode_writes_nothing() {
     assert_eq!(emu.moto_proxy.calls("StartDeliveryStreamEncryption"), 0);
     assert!(emu.stream("payments").await.key_id.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn even_trace_logs_carry_no_credentials_or_signatures() {
+    let emu = emulators().await;
+    emu.create_key(ALIAS).await;
+    emu.create_stream("orders").await;
+    emu.wait_active("orders").await;
+    let mut env = emu.env(ALIAS);
+    env.push(("LOG_LEVEL".into(), "trace".into()));
+    let inv = invoke(&env, &event("kinesis-create-stream", "orders"), &[]).await;
+    assert_eq!(outcome(&inv), "remediated", "{inv:?}");
+    assert!(
+        inv.stderr.len() > 1000,
+        "trace logging is on: {} bytes",
+        inv.stderr.len()
+    );
+    for secret in [
+        "test-secret",
+        "Signature=",
+        "Credential=",
+        "X-Amz-Security-Token",
+    ] {
+        assert!(!inv.stderr.contains(secret), "the log contains {secret:?}");
+    }
+}
