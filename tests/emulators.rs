@@ -505,3 +505,37 @@ async fn even_trace_logs_carry_no_credentials_or_signatures() {
         assert!(!inv.stderr.contains(secret), "the log contains {secret:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_connection_and_a_reset_are_transport_errors_the_policy_retries() {
+    let emu = emulators().await;
+    emu.create_key(ALIAS).await;
+    emu.create_stream("orders").await;
+    emu.wait_active("orders").await;
+    // The first Describe never gets an answer: the 10 s attempt timeout ends it. The first Start
+    // has its connection closed under it.
+    emu.kinesis_proxy
+        .inject("DescribeStreamSummary", 1, Fault::Hang);
+    emu.kinesis_proxy
+        .inject("StartStreamEncryption", 1, Fault::Reset);
+    let started = std::time::Instant::now();
+    let inv = invoke(
+        &emu.env(ALIAS),
+        &event("kinesis-create-stream", "orders"),
+        &["--timeout", "60"],
+    )
+    .await;
+    assert_eq!(outcome(&inv), "remediated", "{inv:?}");
+    assert_eq!(inv.report["attempts"], json!(2));
+    assert!(inv.stderr.contains("Enforcer.Timeout"), "{}", inv.stderr);
+    assert!(
+        inv.stderr.contains("Enforcer.ConnectionError")
+            || inv.stderr.contains("Enforcer.ResponseError"),
+        "{}",
+        inv.stderr
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "the hang lasted until the attempt timeout"
+    );
+}

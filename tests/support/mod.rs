@@ -105,14 +105,15 @@ pub fn start_moto() -> (Process, String) {
 }
 
 /// Serves HTTP/1.1 on a fresh loopback port with `handler`; returns the address and the task.
-async fn serve<S, H, Fut>(
+async fn serve<S, H, Fut, E>(
     state: Arc<Mutex<S>>,
     handler: H,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>)
 where
     S: Send + 'static,
     H: Fn(Request<Incoming>, Arc<Mutex<S>>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, hyper::Error>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -146,6 +147,10 @@ pub enum Fault {
     },
     /// Any status and body.
     Raw { status: u16, body: String },
+    /// Close the connection without an answer (a reset, as the client sees it).
+    Reset,
+    /// Never answer (the client's attempt timeout must end the wait).
+    Hang,
 }
 
 impl Fault {
@@ -278,11 +283,13 @@ fn full(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     response
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 async fn handle(
     req: Request<Incoming>,
     upstream: SocketAddr,
     state: Arc<Mutex<ProxyState>>,
-) -> Result<Response<Full<Bytes>>, hyper::Error> {
+) -> Result<Response<Full<Bytes>>, BoxError> {
     let operation = req
         .headers()
         .get("x-amz-target")
@@ -325,6 +332,11 @@ async fn handle(
             return Ok(full(status, body));
         }
         Some(Fault::Raw { status, body }) => return Ok(full(status, body)),
+        Some(Fault::Reset) => return Err("injected connection reset".into()),
+        Some(Fault::Hang) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return Err("hung for an hour".into());
+        }
         None => {}
     }
     let forwarded = Request::from_parts(parts, Full::new(body));
