@@ -142,8 +142,8 @@ pub enum Fault {
     /// An AWS JSON-protocol error: HTTP status and `__type`.
     AwsError {
         status: u16,
-        code: &'static str,
-        message: &'static str,
+        code: String,
+        message: String,
     },
     /// Any status and body.
     Raw { status: u16, body: String },
@@ -154,11 +154,11 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub fn error(code: &'static str, message: &'static str) -> Self {
+    pub fn error(code: &str, message: &str) -> Self {
         Self::AwsError {
             status: 400,
-            code,
-            message,
+            code: code.to_owned(),
+            message: message.to_owned(),
         }
     }
 }
