@@ -3,6 +3,7 @@
 //! and the behaviour cannot drift apart.
 
 mod mocks;
+mod readme;
 
 use mocks::*;
 
@@ -35,27 +36,16 @@ struct Row {
 
 /// The rows between the README's `error-table` markers.
 fn table() -> Vec<Row> {
-    let readme = include_str!("../README.md");
-    let start = readme
-        .find("<!-- error-table:start -->")
-        .expect("start marker");
-    let end = readme.find("<!-- error-table:end -->").expect("end marker");
-    readme[start..end]
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .map(|line| {
-            let cells: Vec<String> = line
-                .trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().trim_matches('`').to_owned())
-                .collect();
+    readme::table("error-table")
+        .into_iter()
+        .map(|cells| {
             let retries = match cells[2].as_str() {
                 "no" => 0,
                 other => other
                     .strip_prefix("yes, ")
                     .and_then(|r| r.split(' ').next())
                     .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("cannot read the retry cell of {line}")),
+                    .unwrap_or_else(|| panic!("cannot read the retry cell of {cells:?}")),
             };
             Row {
                 api: cells[0].clone(),
@@ -179,14 +169,14 @@ async fn every_documented_error_code_has_the_documented_outcome() {
 
 #[test]
 fn the_readme_prints_the_default_policy_the_code_uses() {
-    let readme = include_str!("../README.md");
-    let start = readme
+    let text = include_str!("../README.md");
+    let start = text
         .find("<!-- default-policy:start -->")
         .expect("start marker");
-    let end = readme
+    let end = text
         .find("<!-- default-policy:end -->")
         .expect("end marker");
-    let block = &readme[start..end];
+    let block = &text[start..end];
     let json = &block
         [block.find("```json").expect("json block") + 7..block.rfind("```").expect("end of block")];
     let printed = stream_encryption_enforcer::retry::RetryPolicy::parse(json)

@@ -3,6 +3,7 @@
 //! must be retried before the event is `remediated`; one it does not retry is injected once and
 //! must end in the table's outcome after exactly one call.
 
+mod readme;
 mod support;
 
 use serde_json::json;
@@ -20,30 +21,17 @@ struct Row {
 }
 
 fn table() -> Vec<Row> {
-    let readme = include_str!("../README.md");
-    let start = readme
-        .find("<!-- fault-table:start -->")
-        .expect("start marker");
-    let end = readme.find("<!-- fault-table:end -->").expect("end marker");
-    readme[start..end]
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .map(|line| {
-            let cells: Vec<&str> = line
-                .trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().trim_matches('`'))
-                .collect();
-            Row {
-                call: cells[0].to_owned(),
-                fault: cells[1].to_owned(),
-                retried: match cells[2] {
-                    "yes" => true,
-                    "no" => false,
-                    other => panic!("retried must be yes or no, got {other:?} in {line}"),
-                },
-                outcome: cells[3].to_owned(),
-            }
+    readme::table("fault-table")
+        .into_iter()
+        .map(|cells| Row {
+            call: cells[0].clone(),
+            fault: cells[1].clone(),
+            retried: match cells[2].as_str() {
+                "yes" => true,
+                "no" => false,
+                other => panic!("retried must be yes or no, got {other:?} in {cells:?}"),
+            },
+            outcome: cells[3].clone(),
         })
         .collect()
 }
