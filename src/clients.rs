@@ -23,10 +23,8 @@ pub struct AwsClients {
     pub firehose: aws_sdk_firehose::Client,
     /// KMS.
     pub kms: aws_sdk_kms::Client,
-    /// STS, for the CLI's "which account am I in".
-    pub sts: aws_sdk_sts::Client,
-    /// The region the clients call.
-    pub region: Option<String>,
+    /// The shared configuration, kept for the clients only some commands need.
+    shared: aws_config::SdkConfig,
 }
 
 impl AwsClients {
@@ -47,20 +45,20 @@ impl AwsClients {
             kinesis: aws_sdk_kinesis::Client::new(&shared),
             firehose: aws_sdk_firehose::Client::new(&shared),
             kms: aws_sdk_kms::Client::new(&shared),
-            sts: aws_sdk_sts::Client::new(&shared),
-            region: shared.region().map(|r| r.to_string()),
+            shared,
         }
     }
-}
 
-impl AwsClients {
-    /// The account (sts:GetCallerIdentity) and region the clients act in.
+    /// The account (sts:GetCallerIdentity) and region the clients act in. Only the CLI's sweep
+    /// commands ask, so the STS client is built here and never on the Lambda's cold start.
     pub async fn home(&self) -> Result<crate::resource::Location, String> {
         let region = self
-            .region
-            .clone()
+            .shared
+            .region()
+            .map(|r| r.to_string())
             .ok_or("no AWS region is configured (set AWS_REGION)")?;
-        let identity = self.sts.get_caller_identity().send().await.map_err(|e| {
+        let sts = aws_sdk_sts::Client::new(&self.shared);
+        let identity = sts.get_caller_identity().send().await.map_err(|e| {
             format!(
                 "sts:GetCallerIdentity: {}",
                 crate::aws_error::AwsError::from_sdk(e)

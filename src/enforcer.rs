@@ -410,19 +410,14 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         if self.provably_configured(reported, at) {
             return Ok(true);
         }
-        if let Ok(form) = KeyForm::parse(reported) {
-            let mut candidates = vec![self.key.form().clone()];
-            if let Some(arn) = mandated.and_then(|m| KeyForm::parse(&m.arn).ok()) {
-                candidates.push(arn);
-            }
-            let verdicts: Vec<KeyMatch> =
-                candidates.iter().map(|c| compare(&form, c, at)).collect();
-            if verdicts.contains(&KeyMatch::Same) {
-                return Ok(true);
-            }
-            // `Different` is only ever proven between two key ARNs, so it is final.
-            if verdicts.contains(&KeyMatch::Different) {
-                return Ok(false);
+        // Against the resolved key ARN, a key id or key ARN is decided without KMS: `Different`
+        // is only ever proven between two key ARNs, so it is final.
+        let resolved = mandated.and_then(|m| KeyForm::parse(&m.arn).ok());
+        if let (Ok(form), Some(arn)) = (KeyForm::parse(reported), resolved) {
+            match compare(&form, &arn, at) {
+                KeyMatch::Same => return Ok(true),
+                KeyMatch::Different => return Ok(false),
+                KeyMatch::Unknown => {}
             }
         }
         let Some(mandated) = mandated else {
