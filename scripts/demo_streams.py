@@ -85,6 +85,20 @@ def table():
             print("  " + "  ".join("-" * w for w in widths))
 
 
+def check():
+    """Exit 1 unless the stream and the DirectPut delivery stream ended on the mandated key."""
+    kms = client("kms")
+    mandated = key_arn(kms, "alias/org-streams")
+    s = client("kinesis").describe_stream_summary(StreamName="orders")["StreamDescriptionSummary"]
+    d = client("firehose").describe_delivery_stream(DeliveryStreamName="clickstream")
+    enc = d["DeliveryStreamDescription"].get("DeliveryStreamEncryptionConfiguration") or {}
+    got = {"orders": key_arn(kms, s["KeyId"]) if s.get("KeyId") else None, "clickstream": enc.get("KeyARN")}
+    wrong = {name: key for name, key in got.items() if key != mandated}
+    if wrong:
+        sys.exit(f"demo: not on the mandated key {mandated}: {wrong}")
+    print(f"  orders and clickstream are on the mandated key {mandated}")
+
+
 def outcome(fixture, status, output):
     try:
         report = json.loads(output)
@@ -114,6 +128,8 @@ if __name__ == "__main__":
         seed()
     elif command == "table":
         table()
+    elif command == "check":
+        check()
     elif command == "outcome":
         outcome(*sys.argv[2:5])
     elif command == "logs":

@@ -122,6 +122,31 @@ impl ListError {
     }
 }
 
+/// Why `resource` is not the function's to act on, or `None` when it is in `home`.
+pub fn out_of_scope(resource: &Resource, home: Option<&Location>) -> Option<String> {
+    let Some(home) = home else {
+        return Some(
+            "the function's own account and region are unknown, so no resource can be checked \
+             against them"
+                .to_owned(),
+        );
+    };
+    let at = &resource.location;
+    let differs = if at.partition != home.partition {
+        "partition"
+    } else if at.account != home.account {
+        "account"
+    } else if at.region != home.region {
+        "region"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "the resource is in {at}, but this function serves {home} only (the {differs} differs); \
+         no AWS call was made"
+    ))
+}
+
 /// A positive outcome and its reason.
 struct Done(Outcome, String);
 
@@ -156,11 +181,17 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         }
     }
 
-    /// Handles one event: parse, then enforce. `Err` only for an event that cannot be used;
-    /// every AWS outcome, `failed` included, is a [`Report`].
+    /// Handles one event: parse, check that the resource is in `home` (the account and region
+    /// the clients act in), then enforce. `Err` only for an event that cannot be used; every
+    /// other outcome, `failed` and `refused` included, is a [`Report`].
+    ///
+    /// An event about a resource anywhere but `home` is `refused` without an AWS call: the
+    /// clients would otherwise act on a same-named stream in the wrong account or region.
+    /// Without a `home` (the function's account cannot be told) every trigger is refused.
     pub async fn handle(
         &self,
         event: serde_json::Value,
+        home: Option<&Location>,
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
     ) -> Result<Report, InvalidEvent> {
@@ -182,7 +213,21 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 error_code: None,
                 found: None,
             },
-            Parsed::Trigger(trigger) => self.enforce(&trigger, deadline, random).await,
+            Parsed::Trigger(trigger) => match out_of_scope(&trigger.resource, home) {
+                Some(reason) => Report {
+                    outcome: Outcome::Refused,
+                    service: Some(trigger.resource.service),
+                    resource: Some(trigger.resource.arn()),
+                    event_id: trigger.event_id,
+                    event_name: Some(trigger.event_name),
+                    key: None,
+                    attempts: 0,
+                    reason: Some(reason),
+                    error_code: None,
+                    found: None,
+                },
+                None => self.enforce(&trigger, deadline, random).await,
+            },
         })
     }
 

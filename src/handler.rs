@@ -1,6 +1,7 @@
 //! The glue shared by the Lambda binary and `enforcer invoke`: deadline, logging, and the split
 //! into a returned report or an error.
 
+use crate::clients::AwsClients;
 use crate::enforcer::{Enforcer, ListError};
 use crate::event::{self, InvalidEvent};
 use crate::firehose::FirehoseApi;
@@ -12,6 +13,7 @@ use crate::resource::Location;
 use crate::sweep::{SweepSummary, sweep};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
@@ -28,6 +30,9 @@ pub enum HandlerError {
     /// The outcome is `failed`.
     #[error("{}", failure_message(.0))]
     Failed(Box<Report>),
+    /// The outcome is `refused`: the resource is outside the function's account and region.
+    #[error("refused {}: {}", .0.resource.as_deref().unwrap_or("-"), .0.reason.as_deref().unwrap_or("-"))]
+    Refused(Box<Report>),
     /// A sweep could not list the account's resources.
     #[error("sweep: {0}")]
     Inventory(#[from] ListError),
@@ -85,6 +90,7 @@ impl From<HandlerError> for Diagnostic {
         let error_type = match &err {
             HandlerError::InvalidEvent(_) => "InvalidEvent",
             HandlerError::Failed(_) => "RemediationFailed",
+            HandlerError::Refused(_) => "EventRefused",
             HandlerError::Inventory(_) => "InventoryFailed",
             HandlerError::SweepIncomplete(_) => "SweepIncomplete",
         };
@@ -122,7 +128,8 @@ pub fn deadline_from(at: SystemTime) -> Instant {
 }
 
 /// Runs one invocation: a scheduled event sweeps the account and region `home` (the
-/// function's own), any other event is handled on its own. Every report is logged and passed to
+/// function's own), any other event is handled on its own and refused unless its resource is in
+/// `home`. Every report is logged and passed to
 /// `on_report`; `failed`, an incomplete sweep and an unusable event become errors.
 pub async fn run_event<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     enforcer: &Enforcer<K, F, M>,
@@ -151,11 +158,13 @@ pub async fn run_event<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
         return Ok(Output::Sweep(summary));
     }
     // Boxed: the enforcement future is deep, and the runtime nests it further.
-    let report = Box::pin(enforcer.handle(event, deadline, &mut random)).await?;
+    let report = Box::pin(enforcer.handle(event, home, deadline, &mut random)).await?;
     report.log();
     on_report(&report);
-    if report.outcome == Outcome::Failed {
-        return Err(HandlerError::Failed(Box::new(report)));
+    match report.outcome {
+        Outcome::Failed => return Err(HandlerError::Failed(Box::new(report))),
+        Outcome::Refused => return Err(HandlerError::Refused(Box::new(report))),
+        _ => {}
     }
     Ok(Output::Event(report))
 }
@@ -170,21 +179,70 @@ pub fn home_of(function_arn: &str) -> Option<Location> {
     }
 }
 
+/// The account and region the function serves. Lambda names them in the invoked function's
+/// ARN; a local runtime may send a placeholder instead (`cargo lambda watch` sends
+/// `function-arn`), and then they are those of the clients' credentials and region
+/// (sts:GetCallerIdentity, asked once per container).
+pub struct Home {
+    clients: AwsClients,
+    known: Mutex<Option<Location>>,
+}
+
+impl Home {
+    /// A lookup that falls back to `clients`' identity.
+    pub fn new(clients: AwsClients) -> Self {
+        Self {
+            clients,
+            known: Mutex::new(None),
+        }
+    }
+
+    /// The home for an invocation of `function_arn`, or `None` when it cannot be told.
+    pub async fn of(&self, function_arn: &str) -> Option<Location> {
+        if let Some(home) = home_of(function_arn) {
+            return Some(home);
+        }
+        if let Some(home) = self.lock().clone() {
+            return Some(home);
+        }
+        match self.clients.home().await {
+            Ok(home) => {
+                tracing::info!(
+                    function_arn,
+                    home = %home,
+                    "the invoked function's ARN names no account; serving the credentials' own"
+                );
+                *self.lock() = Some(home.clone());
+                Some(home)
+            }
+            Err(e) => {
+                tracing::error!(function_arn, error = %e, "cannot tell the function's account");
+                None
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Location>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The Lambda handler: runs the invocation, writing one metrics line (EMF) per outcome.
 pub async fn lambda_handler<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     enforcer: &Enforcer<K, F, M>,
     metrics_namespace: &str,
+    home: &Home,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<Output, HandlerError> {
     let deadline = deadline_from(event.context.deadline());
-    let home = home_of(&event.context.invoked_function_arn);
+    let home = home.of(&event.context.invoked_function_arn).await;
     let metrics = |report: &Report| println!("{}", emf_line(metrics_namespace, report, now_ms()));
     let result = run_event(enforcer, event.payload, deadline, home.as_ref(), metrics).await;
-    // A `failed` report is already logged as its outcome line.
+    // A `failed` or `refused` report is already logged as its outcome line.
     if let Some(err) = result
         .as_ref()
         .err()
-        .filter(|e| !matches!(e, HandlerError::Failed(_)))
+        .filter(|e| !matches!(e, HandlerError::Failed(_) | HandlerError::Refused(_)))
     {
         tracing::error!(request_id = %event.context.request_id, error = %err, "invocation failed");
     }

@@ -24,6 +24,9 @@ pub enum Outcome {
     /// Report mode (`ENFORCEMENT_MODE=report`): the resource is not on the mandated key and
     /// would have been changed; no write call was made.
     Noncompliant,
+    /// The event names a resource in a partition, account or region this function does not
+    /// serve; no AWS call was made and the event is returned as an error.
+    Refused,
     /// The key could not be applied or confirmed; the event is returned as an error.
     Failed,
 }
@@ -39,6 +42,7 @@ impl Outcome {
             Self::Ignored => "ignored",
             Self::Gone => "gone",
             Self::Noncompliant => "noncompliant",
+            Self::Refused => "refused",
             Self::Failed => "failed",
         }
     }
@@ -105,7 +109,7 @@ impl Report {
 
     /// Logs the report as one structured line.
     pub fn log(&self) {
-        let level_failed = self.outcome == Outcome::Failed;
+        let level_failed = matches!(self.outcome, Outcome::Failed | Outcome::Refused);
         macro_rules! emit {
             ($level:ident) => {
                 tracing::$level!(

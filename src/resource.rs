@@ -79,6 +79,16 @@ impl Location {
     }
 }
 
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "account {} in {} ({})",
+            self.account, self.region, self.partition
+        )
+    }
+}
+
 impl Resource {
     /// A resource from a name given in an event, validated against the service's name pattern.
     pub fn named(service: Service, location: Location, name: &str) -> Result<Self, InvalidValue> {

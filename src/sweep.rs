@@ -91,6 +91,7 @@ pub fn verdict(report: &Report) -> &'static str {
         Outcome::NotApplicable => "not applicable",
         Outcome::Gone => "gone",
         Outcome::Failed => "error",
+        Outcome::Refused => "refused",
         Outcome::Ignored => "ignored",
     }
 }

@@ -53,7 +53,12 @@ async fn handle(
     let enforcer = Enforcer::new(kinesis, firehose, kms, &config(policy));
     let mut random = fastrand::Rng::with_seed(3);
     enforcer
-        .handle(event(), Instant::now() + budget, &mut random)
+        .handle(
+            event(),
+            Some(&fixture_home()),
+            Instant::now() + budget,
+            &mut random,
+        )
         .await
         .unwrap()
 }
@@ -326,4 +331,58 @@ async fn a_stream_key_the_role_may_not_describe_is_another_key_and_is_replaced()
         (start.num_calls(), denied.num_calls(), mandated.num_calls()),
         (1, 1, 1)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_outside_the_home_account_region_or_partition_is_refused_without_a_call() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .then_output(|| stream_summary(StreamStatus::Active, Some(KEY_ARN)));
+    let key = key_rule();
+    let kinesis = kinesis_client(&[&describe]);
+    let kms = kms_client(&[&key]);
+    let enforcer = Enforcer::new(kinesis, firehose_client(&[]), kms, &config(None));
+    let mut random = fastrand::Rng::with_seed(5);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let homes = [
+        (
+            Location::new("210987654321", "us-east-1").unwrap(),
+            "account",
+        ),
+        (
+            Location::new("123456789012", "eu-west-1").unwrap(),
+            "region",
+        ),
+        (
+            Location::new("123456789012", "cn-north-1").unwrap(),
+            "partition",
+        ),
+    ];
+    for (home, differs) in &homes {
+        let report = enforcer
+            .handle(event(), Some(home), deadline, &mut random)
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, Outcome::Refused, "{home:?}: {report:?}");
+        let reason = report.reason.unwrap();
+        assert!(
+            reason.contains(&format!("the {differs} differs"))
+                && reason.contains("account 123456789012 in us-east-1"),
+            "{reason}"
+        );
+        assert_eq!(report.attempts, 0);
+    }
+    // Without a known home nothing can be checked, so nothing is acted on.
+    let report = enforcer
+        .handle(event(), None, deadline, &mut random)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Refused, "{report:?}");
+    assert_eq!((describe.num_calls(), key.num_calls()), (0, 0));
+    // The same event in its own account and region is acted on.
+    let report = enforcer
+        .handle(event(), Some(&fixture_home()), deadline, &mut random)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::AlreadyCompliant, "{report:?}");
+    assert_eq!(describe.num_calls(), 1);
 }

@@ -110,7 +110,10 @@ async fn run(api: &str, code: &str, failures: usize) -> (Report, usize) {
             let enforcer = Enforcer::new(kinesis, firehose, kms, &config());
             let event =
                 serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap();
-            let report = enforcer.handle(event, deadline, &mut random).await.unwrap();
+            let report = enforcer
+                .handle(event, Some(&fixture_home()), deadline, &mut random)
+                .await
+                .unwrap();
             (report, start.num_calls())
         }
         "StartDeliveryStreamEncryption" => {
@@ -133,7 +136,10 @@ async fn run(api: &str, code: &str, failures: usize) -> (Report, usize) {
                 "../events/firehose-create-delivery-stream.json"
             ))
             .unwrap();
-            let report = enforcer.handle(event, deadline, &mut random).await.unwrap();
+            let report = enforcer
+                .handle(event, Some(&fixture_home()), deadline, &mut random)
+                .await
+                .unwrap();
             (report, start.num_calls())
         }
         other => panic!("README table names an unknown API {other}"),

@@ -225,3 +225,92 @@ async fn a_scheduled_event_sweeps_the_functions_own_account_and_region() {
         "{logs}"
     );
 }
+
+/// An event about a stream in another account or region: same-named streams exist here, and
+/// acting would change the wrong one. It is refused, with no AWS call, as an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_another_account_or_region_is_refused_without_a_call() {
+    let emu = Emulators::start(Duration::from_millis(200), Duration::from_millis(200)).await;
+    emu.create_key("alias/org-streams").await;
+    emu.create_stream("orders").await;
+    emu.wait_active("orders").await;
+    let mut elsewhere = event("kinesis-create-stream", "orders");
+    elsewhere["account"] = json!("210987654321");
+    elsewhere["detail"]["recipientAccountId"] = json!("210987654321");
+    let mut other_region = event("kinesis-create-stream", "orders");
+    other_region["region"] = json!("eu-west-1");
+    other_region["detail"]["awsRegion"] = json!("eu-west-1");
+
+    let api = RuntimeApi::start().await;
+    api.push("req-account", elsewhere.clone(), Duration::from_secs(60));
+    api.push("req-region", other_region, Duration::from_secs(60));
+    let lambda = start_bootstrap(&api, &emu.env("alias/org-streams"));
+    let results = api.results(2, Duration::from_secs(60)).await;
+    let logs = lambda.stop_and_read_stdout();
+    for (result, differs) in results.iter().zip(["account", "region"]) {
+        assert_eq!(result.kind, "error", "{result:?}");
+        assert_eq!(
+            result.body["errorType"],
+            json!("EventRefused"),
+            "{result:?}"
+        );
+        let message = result.body["errorMessage"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("the {differs} differs")),
+            "{message}"
+        );
+    }
+    let refused = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == json!("outcome") && l["outcome"] == json!("refused"))
+        .count();
+    assert_eq!(refused, 2, "{logs}");
+    assert_eq!(emu.kinesis_proxy.total_calls(), 0);
+    assert_eq!(emu.moto_proxy.calls("DescribeKey"), 0);
+    assert!(emu.stream("orders").await.key_id.is_none());
+
+    // A local runtime's placeholder ARN (cargo lambda watch): the home is the credentials'
+    // account (sts:GetCallerIdentity, once) and region; the account's own events are acted on.
+    let api = RuntimeApi::start().await;
+    api.set_function_arn("function-arn");
+    api.push("req-other", elsewhere.clone(), Duration::from_secs(60));
+    api.push(
+        "req-own-1",
+        event("kinesis-create-stream", "orders"),
+        Duration::from_secs(60),
+    );
+    api.push(
+        "req-own-2",
+        event("kinesis-create-stream", "orders"),
+        Duration::from_secs(60),
+    );
+    let lambda = start_bootstrap(&api, &emu.env("alias/org-streams"));
+    let results = api.results(3, Duration::from_secs(60)).await;
+    drop(lambda);
+    let kinds: Vec<(&str, &serde_json::Value)> = results
+        .iter()
+        .map(|r| {
+            (
+                r.request_id.as_str(),
+                r.body.get("outcome").unwrap_or(&r.body["errorType"]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("req-other", &json!("EventRefused")),
+            ("req-own-1", &json!("remediated")),
+            ("req-own-2", &json!("already_compliant"))
+        ]
+    );
+    assert_eq!(emu.moto_proxy.calls("GetCallerIdentity"), 1);
+    let before = emu.kinesis_proxy.total_calls();
+
+    // `enforcer invoke` refuses it too (exit 2), with the report on stdout.
+    let inv = invoke(&emu.env("alias/org-streams"), &elsewhere, &[]).await;
+    assert_eq!(inv.code, Some(2), "{inv:?}");
+    assert_eq!(inv.report["outcome"], json!("refused"), "{inv:?}");
+    assert_eq!(emu.kinesis_proxy.total_calls(), before);
+}

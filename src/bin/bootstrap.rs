@@ -4,7 +4,7 @@ use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use stream_encryption_enforcer::clients::AwsClients;
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::enforcer::Enforcer;
-use stream_encryption_enforcer::handler::{init_tracing, lambda_handler};
+use stream_encryption_enforcer::handler::{Home, init_tracing, lambda_handler};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -34,10 +34,16 @@ async fn main() -> Result<(), Error> {
         }
     };
     let clients = AwsClients::from_env().await;
-    let enforcer = Enforcer::new(clients.kinesis, clients.firehose, clients.kms, &config);
+    let enforcer = Enforcer::new(
+        clients.kinesis.clone(),
+        clients.firehose.clone(),
+        clients.kms.clone(),
+        &config,
+    );
+    let home = Home::new(clients);
     let namespace = config.metrics_namespace.as_str();
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        lambda_handler(&enforcer, namespace, event)
+        lambda_handler(&enforcer, namespace, &home, event)
     }))
     .await
 }

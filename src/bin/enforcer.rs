@@ -10,7 +10,7 @@ use std::time::Duration;
 use stream_encryption_enforcer::clients::AwsClients;
 use stream_encryption_enforcer::config::{Config, Mode};
 use stream_encryption_enforcer::enforcer::Enforcer;
-use stream_encryption_enforcer::event::{MAX_EVENT_BYTES, is_scheduled};
+use stream_encryption_enforcer::event::{MAX_EVENT_BYTES, Parsed, is_scheduled, parse};
 use stream_encryption_enforcer::handler::{HandlerError, Output, init_tracing, run_event};
 use stream_encryption_enforcer::outcome::Outcome;
 use stream_encryption_enforcer::sweep::{SweepSummary, sweep, verdict};
@@ -28,8 +28,9 @@ struct Cli {
 enum Command {
     /// Runs the Lambda's handler once on one event and prints the outcome as JSON.
     ///
-    /// Exit code 0 for every outcome except `failed` (1); 2 when the event or the configuration
-    /// cannot be used. Configuration comes from the same environment variables as the Lambda.
+    /// Exit code 0 for every outcome except `failed` (1) and `refused` (2: the event's resource
+    /// is not in the account and region the credentials act in); 2 also when the event or the
+    /// configuration cannot be used. Configuration comes from the same environment variables as the Lambda.
     Invoke {
         /// The EventBridge event, as JSON; `-` reads standard input.
         #[arg(long, value_name = "FILE")]
@@ -128,8 +129,10 @@ async fn invoke(config: &Config, clients: AwsClients, path: &PathBuf, timeout: u
         Err(e) => return unusable(format!("invalid event: not JSON: {e}")),
     };
     let deadline = Instant::now() + Duration::from_secs(timeout);
-    // Only a scheduled event (a sweep) needs to know the account: don't ask STS otherwise.
-    let home = if is_scheduled(&value) {
+    // A resource is checked against the account and region the credentials act in; an event
+    // that is unusable or needs no action costs no call, not even sts:GetCallerIdentity.
+    let acts = is_scheduled(&value) || matches!(parse(value.clone()), Ok(Parsed::Trigger(_)));
+    let home = if acts {
         match clients.home().await {
             Ok(home) => Some(home),
             Err(e) => return unusable(e),
@@ -151,6 +154,10 @@ async fn invoke(config: &Config, clients: AwsClients, path: &PathBuf, timeout: u
         Err(HandlerError::Failed(report)) => {
             print(report.as_ref());
             ExitCode::from(EXIT_FAILED)
+        }
+        Err(HandlerError::Refused(report)) => {
+            print(report.as_ref());
+            ExitCode::from(EXIT_UNUSABLE)
         }
         Err(HandlerError::SweepIncomplete(summary)) => {
             print(summary.as_ref());

@@ -74,3 +74,8 @@ pub fn kms_client(rules: &[&Rule]) -> aws_sdk_kms::Client {
     mock_client!(aws_sdk_kms, RuleMode::MatchAny, rules, |c| c
         .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()))
 }
+
+/// The account and region of the events/ fixtures: the home the tests' function serves.
+pub fn fixture_home() -> stream_encryption_enforcer::resource::Location {
+    stream_encryption_enforcer::resource::Location::new("123456789012", "us-east-1").unwrap()
+}

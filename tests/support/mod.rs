@@ -290,15 +290,22 @@ async fn handle(
     upstream: SocketAddr,
     state: Arc<Mutex<ProxyState>>,
 ) -> Result<Response<Full<Bytes>>, BoxError> {
-    let operation = req
+    let target = req
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit('.').next())
-        .unwrap_or("")
-        .to_owned();
+        .map(str::to_owned);
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
+    // JSON protocols name the operation in X-Amz-Target; the query protocol (STS) in `Action=`.
+    let operation = target.unwrap_or_else(|| {
+        String::from_utf8_lossy(&body)
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("Action="))
+            .unwrap_or("")
+            .to_owned()
+    });
     let fault = {
         let mut state = state.lock().unwrap();
         state
@@ -637,6 +644,8 @@ pub struct RuntimeResult {
 struct RuntimeState {
     pending: std::collections::VecDeque<(String, serde_json::Value, Duration)>,
     results: Vec<RuntimeResult>,
+    /// Sent as the invoked function's ARN instead of a real one (as local runtimes do).
+    function_arn: Option<String>,
 }
 
 /// A minimal Lambda Runtime API (the 2018-06-01 interface the real `bootstrap` polls), enough to
@@ -666,6 +675,12 @@ impl RuntimeApi {
             .unwrap()
             .pending
             .push_back((request_id.into(), event, timeout));
+    }
+
+    /// Sends `arn` as the invoked function's ARN from now on (`cargo lambda watch` sends
+    /// `function-arn`).
+    pub fn set_function_arn(&self, arn: &str) {
+        self.state.lock().unwrap().function_arn = Some(arn.to_owned());
     }
 
     /// Waits until `n` results have come back (or panics after `limit`).
@@ -700,8 +715,14 @@ async fn runtime_handle(
     if path == "/2018-06-01/runtime/invocation/next" {
         // Long poll, as Lambda does, until an event is queued.
         loop {
-            let next = state.lock().unwrap().pending.pop_front();
+            let (next, arn) = {
+                let mut state = state.lock().unwrap();
+                (state.pending.pop_front(), state.function_arn.clone())
+            };
             if let Some((id, event, timeout)) = next {
+                let arn = arn.unwrap_or_else(|| {
+                    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:stream-encryption-enforcer")
+                });
                 let deadline = std::time::SystemTime::now() + timeout;
                 let ms = deadline
                     .duration_since(std::time::UNIX_EPOCH)
@@ -714,14 +735,7 @@ async fn runtime_handle(
                     "lambda-runtime-deadline-ms",
                     ms.to_string().parse().unwrap(),
                 );
-                h.insert(
-                    "lambda-runtime-invoked-function-arn",
-                    format!(
-                        "arn:aws:lambda:{REGION}:{ACCOUNT}:function:stream-encryption-enforcer"
-                    )
-                    .parse()
-                    .unwrap(),
-                );
+                h.insert("lambda-runtime-invoked-function-arn", arn.parse().unwrap());
                 h.insert(
                     "lambda-runtime-trace-id",
                     "Root=1-00000000-000000000000000000000000".parse().unwrap(),
