@@ -1,11 +1,15 @@
 # Thin aliases for the scripts; each installs what it needs.
-.PHONY: demo test build-x86_64 build-arm64 tools
+.PHONY: demo test fuzz build-x86_64 build-arm64 tools
 
 demo:            ## The enforcer's main job, locally, against the emulators
 	scripts/demo
 
 test:            ## The whole test suite (what CI runs)
 	scripts/test
+
+FUZZ_SECONDS ?= 600
+fuzz:            ## Fuzz the event and retry-policy parsers, FUZZ_SECONDS each (default 600)
+	scripts/fuzz $(FUZZ_SECONDS)
 
 build-x86_64:    ## sam build of the Lambda for x86_64
 	scripts/build-lambda x86_64

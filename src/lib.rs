@@ -34,6 +34,8 @@ pub mod enforcer;
 pub mod event;
 pub mod exemption;
 pub mod firehose;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod key;
 pub mod kinesis;
