@@ -1,39 +1,107 @@
-//! The fault table in README.md, run through the recording proxy in front of the real emulators
-//! with the real `enforcer` binary: a fault the default policy retries is injected twice and
-//! must be retried before the event is `remediated`; one it does not retry is injected once and
-//! must end in the table's outcome after exactly one call.
+//! The fault table in README.md, row by row, against the real Lambda binary (`bootstrap`) acting
+//! on the real emulators through the recording, fault-injecting proxy.
+//!
+//! Every row runs as "it persists" (the fault on every call of that kind for the row's stream):
+//! the table's outcome and error code, exactly `retries + 1` calls, an error returned to Lambda
+//! for `failed`, and the stream left as it was. A retried row also runs as "it clears" (the
+//! fault on the first two calls): both retries logged by name, then `remediated` with the stream
+//! on the mandated key. Rows run concurrently, each on a stream (and, for KMS rows, a key) of its
+//! own, so the faults of one cannot reach another.
 
 mod readme;
 mod support;
 
-use serde_json::json;
+use futures_util::stream::{self, StreamExt};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use std::time::Duration;
+use stream_encryption_enforcer::retry::{DEFAULT_POLICY_JSON, RetryPolicy};
 use support::*;
 
-const ALIAS: &str = "alias/org-streams";
+const SHARED_ALIAS: &str = "alias/org-streams";
+/// Cases run at once: enough to overlap the hung-connection rows' timeouts.
+const CONCURRENCY: usize = 8;
+
+/// The error codes the API references list for the two write calls.
+const START_STREAM_CODES: [&str; 11] = [
+    "InvalidArgumentException",
+    "LimitExceededException",
+    "ResourceInUseException",
+    "ResourceNotFoundException",
+    "KMSDisabledException",
+    "KMSInvalidStateException",
+    "KMSAccessDeniedException",
+    "KMSNotFoundException",
+    "KMSOptInRequired",
+    "KMSThrottlingException",
+    "AccessDeniedException",
+];
+const START_DELIVERY_CODES: [&str; 5] = [
+    "ResourceNotFoundException",
+    "ResourceInUseException",
+    "LimitExceededException",
+    "InvalidArgumentException",
+    "InvalidKMSResourceException",
+];
+const TRANSPORT: [&str; 4] = [
+    "HTTP 500",
+    "HTTP 503",
+    "connection reset",
+    "hung connection",
+];
 
 #[derive(Debug)]
 struct Row {
     call: String,
     fault: String,
-    retried: bool,
+    /// Retries of the default policy; 0 when not retried.
+    retries: usize,
     outcome: String,
 }
 
 fn table() -> Vec<Row> {
     readme::table("fault-table")
         .into_iter()
-        .map(|cells| Row {
-            call: cells[0].clone(),
-            fault: cells[1].clone(),
-            retried: match cells[2].as_str() {
-                "yes" => true,
-                "no" => false,
-                other => panic!("retried must be yes or no, got {other:?} in {cells:?}"),
-            },
-            outcome: cells[3].clone(),
+        .map(|cells| {
+            let retries = match cells[2].as_str() {
+                "no" => 0,
+                other => other
+                    .strip_prefix("yes, ")
+                    .and_then(|r| r.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("cannot read the retry cell of {cells:?}")),
+            };
+            Row {
+                call: cells[0].clone(),
+                fault: cells[1].clone(),
+                retries,
+                outcome: cells[3].clone(),
+            }
         })
         .collect()
+}
+
+/// The default policy with its retriers' `ErrorEquals` and `MaxAttempts` as they are and every
+/// delay at most 1 s (full jitter), so that the counts are the default policy's and the 20
+/// retries of a persisting `ResourceInUseException` take seconds, not minutes.
+fn fast_default_policy() -> String {
+    let mut policy: Value = serde_json::from_str(DEFAULT_POLICY_JSON).unwrap();
+    for retrier in policy.as_array_mut().unwrap() {
+        retrier["IntervalSeconds"] = json!(1);
+        retrier["BackoffRate"] = json!(1.0);
+        retrier["MaxDelaySeconds"] = json!(1);
+        retrier["JitterStrategy"] = json!("FULL");
+    }
+    let text = policy.to_string();
+    let fast = RetryPolicy::parse(&text).unwrap();
+    let default = RetryPolicy::default_policy();
+    for (f, d) in fast.retriers().iter().zip(default.retriers()) {
+        assert_eq!(
+            (&f.error_equals, f.max_attempts),
+            (&d.error_equals, d.max_attempts)
+        );
+    }
+    text
 }
 
 fn fault(name: &str) -> Fault {
@@ -47,87 +115,253 @@ fn fault(name: &str) -> Fault {
             body: String::new(),
         },
         "connection reset" => Fault::Reset,
+        "hung connection" => Fault::Hang,
         code => Fault::error(code, "injected by the fault matrix"),
     }
 }
 
-/// The error name the enforcer logs for a fault.
-fn logged_name(fault: &str) -> Vec<&str> {
+/// The error names the enforcer reports and logs for a fault.
+fn names(fault: &str) -> Vec<&str> {
     match fault {
         "HTTP 500" | "HTTP 503" => vec!["Enforcer.ServerError"],
         "connection reset" => vec!["Enforcer.ConnectionError", "Enforcer.ResponseError"],
+        "hung connection" => vec!["Enforcer.Timeout"],
         code => vec![code],
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_row_of_the_fault_table_holds() {
-    let rows = table();
-    assert!(rows.len() >= 14, "{rows:?}");
-    let emu = Emulators::start(Duration::from_millis(300), Duration::from_millis(300)).await;
-    emu.create_key(ALIAS).await;
-    let env = emu.env(ALIAS);
-    for (i, row) in rows.iter().enumerate() {
-        let name = format!("row-{i}");
-        let (event, proxy, operation, needle) = match row.call.as_str() {
-            "DescribeStreamSummary" => {
-                emu.create_stream(&name).await;
-                emu.wait_active(&name).await;
-                let e = event("kinesis-create-stream", &name);
-                (
-                    e,
-                    &emu.kinesis_proxy,
-                    "DescribeStreamSummary",
-                    format!("stream/{name}\""),
-                )
-            }
-            "DescribeDeliveryStream" => {
-                emu.create_delivery_stream(&name, None).await;
-                let e = event("firehose-create-delivery-stream", &name);
-                (
-                    e,
-                    &emu.moto_proxy,
-                    "DescribeDeliveryStream",
-                    format!("\"{name}\""),
-                )
-            }
-            "kms:DescribeKey" => {
-                emu.create_stream(&name).await;
-                emu.wait_active(&name).await;
-                let e = event("kinesis-create-stream", &name);
-                (e, &emu.moto_proxy, "DescribeKey", ALIAS.to_owned())
-            }
-            other => panic!("the fault table names an unknown call {other}"),
-        };
-        let times = if row.retried { 2 } else { 1 };
-        let before = proxy.calls(operation);
-        proxy.inject_for(operation, &needle, times, fault(&row.fault));
-        let inv = invoke(&env, &event, &["--timeout", "120"]).await;
-        let calls = proxy.calls(operation) - before;
-        if row.retried {
-            assert_eq!(
-                inv.report["outcome"],
-                json!("remediated"),
-                "{row:?}: {inv:?}"
-            );
-            let retries = inv
-                .stderr
-                .lines()
-                .filter(|l| l.contains("retrying"))
-                .filter(|l| logged_name(&row.fault).iter().any(|n| l.contains(n)))
-                .count();
-            assert_eq!(retries, 2, "{row:?}: {}", inv.stderr);
-            assert!(calls >= 3, "{row:?}: {calls} calls");
-        } else {
-            assert_eq!(
-                inv.report["outcome"],
-                json!(row.outcome),
-                "{row:?}: {inv:?}"
-            );
-            assert_eq!(inv.report["error_code"], json!(row.fault), "{row:?}");
-            assert_eq!(calls, 1, "{row:?}: not retried");
-            let exit = if row.outcome == "failed" { 1 } else { 0 };
-            assert_eq!(inv.code, Some(exit), "{row:?}");
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Stream,
+    Delivery,
+}
+
+#[derive(Debug)]
+struct Case<'a> {
+    row: &'a Row,
+    /// The fault persists (every call) or clears (the first two calls).
+    persists: bool,
+    /// The stream's name, unique to the case; also the needle the fault is injected for.
+    name: String,
+    kind: Kind,
+    alias: String,
+}
+
+impl Case<'_> {
+    fn operation(&self) -> &str {
+        self.row.call.strip_prefix("kms:").unwrap_or(&self.row.call)
+    }
+
+    fn proxy<'e>(&self, emu: &'e Emulators) -> &'e Proxy {
+        match self.row.call.as_str() {
+            "StartStreamEncryption" | "DescribeStreamSummary" => &emu.kinesis_proxy,
+            _ => &emu.moto_proxy,
         }
     }
+}
+
+/// The outcome line the Lambda logged.
+fn outcome_line(logs: &str) -> Option<Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == json!("outcome"))
+}
+
+/// Runs one case; `Err` says what did not hold.
+async fn run(emu: &Emulators, policy: &str, case: &Case<'_>) -> Result<(), String> {
+    let row = case.row;
+    let proxy = case.proxy(emu);
+    let times = if case.persists { 1000 } else { 2 };
+    proxy.inject_for(case.operation(), &case.name, times, fault(&row.fault));
+
+    let fixture = match case.kind {
+        Kind::Stream => "kinesis-create-stream",
+        Kind::Delivery => "firehose-create-delivery-stream",
+    };
+    let mut env = emu.env(&case.alias);
+    env.push(("RETRY_POLICY".into(), policy.into()));
+    let api = RuntimeApi::start().await;
+    api.push("req", event(fixture, &case.name), Duration::from_secs(300));
+    let lambda = start_bootstrap(&api, &env);
+    let result = api.results(1, Duration::from_secs(280)).await.remove(0);
+    let logs = lambda.stop_and_read_stdout();
+    let calls = proxy.calls_for(case.operation(), &case.name);
+    let line = outcome_line(&logs).ok_or_else(|| format!("no outcome line in {logs}"))?;
+    let ctx = || format!("{case:?}: result {result:?}, outcome {line}, {calls} calls");
+    let key = match case.kind {
+        Kind::Stream => emu.stream(&case.name).await.key_id,
+        Kind::Delivery => emu
+            .delivery_encryption(&case.name)
+            .await
+            .and_then(|e| e.key_arn),
+    };
+    let key = match key {
+        Some(k) => Some(emu.key_arn(&k).await),
+        None => None,
+    };
+    let mandated = emu.key_arn(&case.alias).await;
+
+    if case.persists {
+        if line["outcome"] != json!(row.outcome) {
+            return Err(format!("outcome is not {}: {}", row.outcome, ctx()));
+        }
+        let code = line["error_code"].as_str().unwrap_or("");
+        if !names(&row.fault).contains(&code) {
+            return Err(format!("error_code {code:?}: {}", ctx()));
+        }
+        if calls != row.retries + 1 {
+            return Err(format!("expected {} calls: {}", row.retries + 1, ctx()));
+        }
+        if row.call.starts_with("Start") && line["attempts"] != json!(row.retries + 1) {
+            return Err(format!("attempts: {}", ctx()));
+        }
+        match row.outcome.as_str() {
+            "failed" => {
+                if result.kind != "error" || result.body["errorType"] != json!("RemediationFailed")
+                {
+                    return Err(format!("Lambda was not given an error: {}", ctx()));
+                }
+                if key.as_deref() == Some(mandated.as_str()) {
+                    return Err(format!("failed, yet the key is on: {}", ctx()));
+                }
+            }
+            other => {
+                if result.kind != "response" || result.body["outcome"] != json!(other) {
+                    return Err(format!("Lambda response: {}", ctx()));
+                }
+            }
+        }
+    } else {
+        if result.kind != "response" || result.body["outcome"] != json!("remediated") {
+            return Err(format!("not remediated once the fault cleared: {}", ctx()));
+        }
+        let retried = logs
+            .lines()
+            .filter(|l| l.contains("retrying"))
+            .filter(|l| names(&row.fault).iter().any(|n| l.contains(n)))
+            .count();
+        if retried != 2 {
+            return Err(format!("{retried} retries logged, not 2: {}", ctx()));
+        }
+        if calls < 3 {
+            return Err(format!("fewer than 3 calls: {}", ctx()));
+        }
+        if key.as_deref() != Some(mandated.as_str()) {
+            return Err(format!("remediated, yet key {key:?}: {}", ctx()));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_row_of_the_fault_table_holds() {
+    let rows = table();
+    // Every error code of the two write calls' API references, and every transport fault of
+    // every call, is a row.
+    let faults = |call: &str| -> BTreeSet<&str> {
+        rows.iter()
+            .filter(|r| r.call == call)
+            .map(|r| r.fault.as_str())
+            .collect()
+    };
+    let with_transport = |codes: &[&'static str]| -> BTreeSet<&'static str> {
+        codes.iter().chain(TRANSPORT.iter()).copied().collect()
+    };
+    assert_eq!(
+        faults("StartStreamEncryption"),
+        with_transport(&START_STREAM_CODES)
+    );
+    assert_eq!(
+        faults("StartDeliveryStreamEncryption"),
+        with_transport(&START_DELIVERY_CODES)
+    );
+    for call in [
+        "DescribeStreamSummary",
+        "DescribeDeliveryStream",
+        "kms:DescribeKey",
+    ] {
+        assert!(
+            faults(call).is_superset(&with_transport(&[])),
+            "{call}: {:?}",
+            faults(call)
+        );
+    }
+
+    let emu = Emulators::start(Duration::from_millis(300), Duration::from_millis(300)).await;
+    emu.create_key(SHARED_ALIAS).await;
+    let policy = fast_default_policy();
+    let mut cases = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let kind = match row.call.as_str() {
+            "StartDeliveryStreamEncryption" | "DescribeDeliveryStream" => Kind::Delivery,
+            "StartStreamEncryption" | "DescribeStreamSummary" | "kms:DescribeKey" => Kind::Stream,
+            other => panic!("the fault table names an unknown call {other}"),
+        };
+        let variants: &[bool] = if row.retries > 0 {
+            &[true, false]
+        } else {
+            &[true]
+        };
+        for &persists in variants {
+            let name = format!("fm-{i:02}-{}", if persists { "p" } else { "c" });
+            let alias = if row.call == "kms:DescribeKey" {
+                let alias = format!("alias/{name}");
+                emu.create_key(&alias).await;
+                alias
+            } else {
+                SHARED_ALIAS.to_owned()
+            };
+            match kind {
+                Kind::Stream => emu.create_stream(&name).await,
+                Kind::Delivery => emu.create_delivery_stream(&name, None).await,
+            }
+            cases.push(Case {
+                row,
+                persists,
+                name,
+                kind,
+                alias,
+            });
+        }
+    }
+    for case in cases.iter().filter(|c| c.kind == Kind::Stream) {
+        emu.wait_active(&case.name).await;
+    }
+
+    let started = std::time::Instant::now();
+    let failures: Vec<String> = stream::iter(&cases)
+        .map(|case| run(&emu, &policy, case))
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(|r| async move { r.err() })
+        .collect()
+        .await;
+    println!(
+        "{} rows, {} cases in {:.1?}",
+        rows.len(),
+        cases.len(),
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_readme_prints_the_default_policy_the_code_uses() {
+    let text = include_str!("../README.md");
+    let start = text
+        .find("<!-- default-policy:start -->")
+        .expect("start marker");
+    let end = text
+        .find("<!-- default-policy:end -->")
+        .expect("end marker");
+    let block = &text[start..end];
+    let json = &block
+        [block.find("```json").expect("json block") + 7..block.rfind("```").expect("end of block")];
+    let printed = RetryPolicy::parse(json).expect("the README's policy parses");
+    assert_eq!(printed, RetryPolicy::default_policy());
 }

@@ -82,6 +82,7 @@ pub fn start_kinesis_mock(create: Duration, update: Duration) -> (Process, Strin
         .env("START_STREAM_ENCRYPTION_DURATION", ms(update))
         .env("STOP_STREAM_ENCRYPTION_DURATION", ms(update))
         .env("REGISTER_STREAM_CONSUMER_DURATION", ms(update))
+        .env("SHARD_LIMIT", "1000")
         .env("LOG_LEVEL", "WARN")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -174,8 +175,9 @@ struct Rule {
 #[derive(Default)]
 struct ProxyState {
     rules: Vec<Rule>,
-    /// When each request arrived, per operation (`X-Amz-Target` after the dot), faults included.
-    seen: HashMap<String, Vec<Instant>>,
+    /// When each request arrived and its body, per operation (`X-Amz-Target` after the dot, or
+    /// the query protocol's `Action`), faults included.
+    seen: HashMap<String, Vec<(Instant, String)>>,
 }
 
 /// A recording, fault-injecting proxy in front of one emulator.
@@ -234,6 +236,20 @@ impl Proxy {
             .map_or(0, Vec::len)
     }
 
+    /// How many calls of `operation` whose body contains `needle` reached the proxy.
+    pub fn calls_for(&self, operation: &str, needle: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .seen
+            .get(operation)
+            .map_or(0, |seen| {
+                seen.iter()
+                    .filter(|(_, body)| body.contains(needle))
+                    .count()
+            })
+    }
+
     /// How many calls of any operation reached the proxy.
     pub fn total_calls(&self) -> usize {
         self.state.lock().unwrap().seen.values().map(Vec::len).sum()
@@ -246,7 +262,7 @@ impl Proxy {
             .iter()
             .filter_map(|op| state.seen.get(*op))
             .flatten()
-            .copied()
+            .map(|(at, _)| *at)
             .collect();
         times.sort();
         let mut peak = 0;
@@ -308,12 +324,12 @@ async fn handle(
     });
     let fault = {
         let mut state = state.lock().unwrap();
+        let text = String::from_utf8_lossy(&body);
         state
             .seen
             .entry(operation.clone())
             .or_default()
-            .push(Instant::now());
-        let text = String::from_utf8_lossy(&body);
+            .push((Instant::now(), text.to_string()));
         state
             .rules
             .iter_mut()
