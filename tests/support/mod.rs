@@ -68,11 +68,24 @@ impl Drop for Process {
 
 /// kinesis-mock with a CREATING phase of `create` and an UPDATING phase of `update`.
 pub fn start_kinesis_mock(create: Duration, update: Duration) -> (Process, String) {
-    let pkg = tools_dir().join("node/node_modules/kinesis-local");
     let port = free_port();
+    let process = start_kinesis_mock_on(port, create, update, None);
+    (process, format!("http://127.0.0.1:{port}"))
+}
+
+/// kinesis-mock on `port`; with `persist`, its state is saved there every 100 ms and loaded
+/// at start (so that it can be killed and restarted with its streams).
+pub fn start_kinesis_mock_on(
+    port: u16,
+    create: Duration,
+    update: Duration,
+    persist: Option<&Path>,
+) -> Process {
+    let pkg = tools_dir().join("node/node_modules/kinesis-local");
     let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let mut command = Command::new("node");
     // kinesis-mock 0.6.2 shifts the encryption durations by one variable: set all three alike.
-    let mut child = Command::new("node")
+    command
         .arg(pkg.join("main.js"))
         .env("KINESIS_MOCK_CERT_PATH", pkg.join("server.json"))
         .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
@@ -85,11 +98,16 @@ pub fn start_kinesis_mock(create: Duration, update: Duration) -> (Process, Strin
         .env("SHARD_LIMIT", "1000")
         .env("LOG_LEVEL", "WARN")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node runs kinesis-mock");
+        .stderr(Stdio::null());
+    if let Some(dir) = persist {
+        command
+            .env("SHOULD_PERSIST_DATA", "true")
+            .env("PERSIST_PATH", dir)
+            .env("PERSIST_INTERVAL", "100ms");
+    }
+    let mut child = command.spawn().expect("node runs kinesis-mock");
     wait_for_port(port, &mut child, "kinesis-mock");
-    (Process(child), format!("http://127.0.0.1:{port}"))
+    Process(child)
 }
 
 /// moto server on loopback.
@@ -162,6 +180,25 @@ impl Fault {
             message: message.to_owned(),
         }
     }
+
+    /// A short name: the AWS code, `HTTP 503`, `connection reset`, `hung connection`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::AwsError { code, .. } => code.clone(),
+            Self::Raw { status, .. } => format!("HTTP {status}"),
+            Self::Reset => "connection reset".into(),
+            Self::Hang => "hung connection".into(),
+        }
+    }
+}
+
+/// Faults at random: each call of one of `operations` is answered with probability `rate` by
+/// one of `faults`, drawn from a seeded generator (same seed, same draws).
+pub struct Chaos {
+    pub rng: fastrand::Rng,
+    pub rate: f64,
+    pub faults: Vec<Fault>,
+    pub operations: Vec<String>,
 }
 
 struct Rule {
@@ -175,6 +212,12 @@ struct Rule {
 #[derive(Default)]
 struct ProxyState {
     rules: Vec<Rule>,
+    chaos: Option<Chaos>,
+    /// Faults answered, by `operation: label`.
+    injected: std::collections::BTreeMap<String, usize>,
+    /// The upstream's HTTP status for each forwarded request, with the request body, per
+    /// operation.
+    answered: HashMap<String, Vec<(String, u16)>>,
     /// When each request arrived and its body, per operation (`X-Amz-Target` after the dot, or
     /// the query protocol's `Action`), faults included.
     seen: HashMap<String, Vec<(Instant, String)>>,
@@ -276,6 +319,32 @@ impl Proxy {
         peak
     }
 
+    /// Turns random faults on (or off with `None`).
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        self.state.lock().unwrap().chaos = chaos;
+    }
+
+    /// The faults answered so far, by `operation: label`.
+    pub fn injected(&self) -> std::collections::BTreeMap<String, usize> {
+        self.state.lock().unwrap().injected.clone()
+    }
+
+    /// The upstream's statuses for the forwarded calls of `operation` whose body contains
+    /// `needle` (faults answered by the proxy are not in it).
+    pub fn answered(&self, operation: &str, needle: &str) -> Vec<u16> {
+        self.state
+            .lock()
+            .unwrap()
+            .answered
+            .get(operation)
+            .map_or_else(Vec::new, |all| {
+                all.iter()
+                    .filter(|(body, _)| body.contains(needle))
+                    .map(|(_, status)| *status)
+                    .collect()
+            })
+    }
+
     pub fn reset_counts(&self) {
         self.state.lock().unwrap().seen.clear();
     }
@@ -330,7 +399,7 @@ async fn handle(
             .entry(operation.clone())
             .or_default()
             .push((Instant::now(), text.to_string()));
-        state
+        let fault = state
             .rules
             .iter_mut()
             .find(|r| {
@@ -343,7 +412,22 @@ async fn handle(
             .map(|r| {
                 r.remaining -= 1;
                 r.fault.clone()
-            })
+            });
+        let fault = fault.or_else(|| {
+            let chaos = state.chaos.as_mut()?;
+            if !chaos.operations.contains(&operation) || chaos.rng.f64() >= chaos.rate {
+                return None;
+            }
+            let i = chaos.rng.usize(..chaos.faults.len());
+            Some(chaos.faults[i].clone())
+        });
+        if let Some(fault) = &fault {
+            *state
+                .injected
+                .entry(format!("{operation}: {}", fault.label()))
+                .or_default() += 1;
+        }
+        fault
     };
     match fault {
         Some(Fault::AwsError {
@@ -362,16 +446,22 @@ async fn handle(
         }
         None => {}
     }
+    let request_body = String::from_utf8_lossy(&body).into_owned();
     let forwarded = Request::from_parts(parts, Full::new(body));
-    let stream = match TcpStream::connect(upstream).await {
-        Ok(s) => s,
-        Err(e) => return Ok(full(502, format!("proxy: upstream unreachable: {e}"))),
-    };
+    // An upstream that is down (killed) closes the client's connection, as a dead host would.
+    let stream = TcpStream::connect(upstream).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let response = sender.send_request(forwarded).await?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();
+    state
+        .lock()
+        .unwrap()
+        .answered
+        .entry(operation)
+        .or_default()
+        .push((request_body, parts.status.as_u16()));
     Ok(Response::from_parts(parts, Full::new(body)))
 }
 
