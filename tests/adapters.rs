@@ -386,3 +386,45 @@ async fn an_event_outside_the_home_account_region_or_partition_is_refused_withou
     assert_eq!(report.outcome, Outcome::AlreadyCompliant, "{report:?}");
     assert_eq!(describe.num_calls(), 1);
 }
+
+/// The Lambda's own path (`run_event`, as `lambda_handler` calls it): a deadline that ends the
+/// waits is an error returned to Lambda, naming the deadline, and no sleep runs past it.
+#[tokio::test(start_paused = true)]
+async fn at_the_handler_a_deadline_failure_is_an_error_and_no_wait_runs_past_it() {
+    use stream_encryption_enforcer::handler::{HandlerError, run_event};
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .then_output(|| stream_summary(StreamStatus::Creating, None));
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .sequence()
+        .error(in_use)
+        .repeatedly()
+        .build();
+    let key = key_rule();
+    let enforcer = Enforcer::new(
+        kinesis_client(&[&describe, &start]),
+        firehose_client(&[]),
+        kms_client(&[&key]),
+        &config(None),
+    );
+    for budget in [1, 3, 7, 20] {
+        let began = Instant::now();
+        let deadline = began + Duration::from_secs(budget);
+        let result = run_event(&enforcer, event(), deadline, Some(&fixture_home()), |_| {}).await;
+        assert!(
+            Instant::now() <= deadline,
+            "{budget} s: slept past the deadline"
+        );
+        match result {
+            Err(HandlerError::Failed(report)) => {
+                assert!(
+                    report.reason.as_deref().unwrap().contains("deadline"),
+                    "{report:?}"
+                );
+                let diagnostic = lambda_runtime::Diagnostic::from(HandlerError::Failed(report));
+                assert_eq!(diagnostic.error_type, "RemediationFailed");
+            }
+            Err(other) => panic!("{budget} s: {other}"),
+            Ok(output) => panic!("{budget} s: not an error: {output:?}"),
+        }
+    }
+}
