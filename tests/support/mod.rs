@@ -319,6 +319,11 @@ impl Proxy {
         peak
     }
 
+    /// Drops every fault still waiting to be answered (from `inject` and `inject_for`).
+    pub fn clear_faults(&self) {
+        self.state.lock().unwrap().rules.clear();
+    }
+
     /// Turns random faults on (or off with `None`).
     pub fn set_chaos(&self, chaos: Option<Chaos>) {
         self.state.lock().unwrap().chaos = chaos;
