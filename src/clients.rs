@@ -14,6 +14,17 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The settings every client of the enforcer has: the SDK's own retries off (the retry policy
+/// is the one place where retrying is decided, else the two multiply) and the timeouts above.
+pub fn lambda_settings(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    loader.retry_config(RetryConfig::disabled()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .build(),
+    )
+}
+
 /// One client per service the enforcer calls.
 #[derive(Debug, Clone)]
 pub struct AwsClients {
@@ -28,17 +39,9 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
-    /// Loads region, credentials and endpoints from the environment. The SDK's own retries are
-    /// off: the retry policy is the one place where retrying is decided, else the two multiply.
+    /// Loads region, credentials and endpoints from the environment, with [`lambda_settings`].
     pub async fn from_env() -> Self {
-        let shared = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .build(),
-            )
+        let shared = lambda_settings(aws_config::defaults(BehaviorVersion::latest()))
             .load()
             .await;
         Self {

@@ -8,14 +8,12 @@
 mod support;
 
 use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use stream_encryption_enforcer::clients::{ATTEMPT_TIMEOUT, CONNECT_TIMEOUT};
+use stream_encryption_enforcer::clients::lambda_settings;
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::enforcer::Enforcer;
 use stream_encryption_enforcer::handler::{HandlerError, Output, run_event};
@@ -42,22 +40,15 @@ type Sdk = (
 type Handled = Result<Output, HandlerError>;
 type Soak = Enforcer<aws_sdk_kinesis::Client, aws_sdk_firehose::Client, aws_sdk_kms::Client>;
 
-/// SDK clients configured as the Lambda's (`clients.rs`): SDK retries off, the same timeouts.
+/// SDK clients configured as the Lambda's (`clients::lambda_settings`).
 async fn clients(kinesis_url: &str, moto_url: &str) -> Sdk {
     let base = |url: &str| {
-        aws_config::defaults(BehaviorVersion::latest())
+        lambda_settings(aws_config::defaults(BehaviorVersion::latest()))
             .region(aws_config::Region::new(REGION))
             .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
                 ACCOUNT, "soak", None, None, "soak",
             ))
             .endpoint_url(url)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .build(),
-            )
     };
     let kinesis = base(kinesis_url).load().await;
     let moto = base(moto_url).load().await;
@@ -191,44 +182,6 @@ fn item(kind: Kind, i: usize, rng: &mut fastrand::Rng) -> Item {
     Item { kind, name, event }
 }
 
-/// kinesis-mock allows a few streams CREATING at once; a test's own creation waits its turn.
-async fn create_stream(kinesis: &aws_sdk_kinesis::Client, name: &str) {
-    for _ in 0..600 {
-        match kinesis
-            .create_stream()
-            .stream_name(name)
-            .shard_count(1)
-            .send()
-            .await
-        {
-            Ok(_) => return,
-            Err(e) if format!("{e:?}").contains("LimitExceeded") => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("CreateStream {name}: {e:?}"),
-        }
-    }
-    panic!("CreateStream {name}: still limited after a minute");
-}
-
-async fn wait_active(kinesis: &aws_sdk_kinesis::Client, name: &str) {
-    for _ in 0..600 {
-        let summary = kinesis
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("DescribeStreamSummary")
-            .stream_description_summary
-            .expect("summary");
-        if summary.stream_status == aws_sdk_kinesis::types::StreamStatus::Active {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{name} never became ACTIVE");
-}
-
 /// Seeds what must exist before the events: everything but the streams created during the run.
 async fn prepare(emu: &Emulators, items: &[Item], mandated: &str, foreign: &str) {
     let kinesis = &emu.kinesis;
@@ -242,10 +195,10 @@ async fn prepare(emu: &Emulators, items: &[Item], mandated: &str, foreign: &str)
     let streams: Vec<&Item> = items.iter().filter(|i| kinds.contains(&i.kind)).collect();
     for chunk in streams.chunks(5) {
         for item in chunk {
-            create_stream(kinesis, &item.name).await;
+            create_stream_on(kinesis, &item.name).await;
         }
         for item in chunk {
-            wait_active(kinesis, &item.name).await;
+            wait_active_on(kinesis, &item.name).await;
         }
     }
     for item in &streams {
@@ -275,7 +228,7 @@ async fn prepare(emu: &Emulators, items: &[Item], mandated: &str, foreign: &str)
             .expect("StartStreamEncryption");
     }
     for item in &streams {
-        wait_active(kinesis, &item.name).await;
+        wait_active_on(kinesis, &item.name).await;
     }
     let source = format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/soak-source");
     for item in items {
@@ -318,7 +271,7 @@ async fn handle(
     rng_seed: u64,
 ) -> Result<Output, HandlerError> {
     if first_pass && item.kind == Kind::NewStream {
-        create_stream(&emu.kinesis, &item.name).await;
+        create_stream_on(&emu.kinesis, &item.name).await;
     }
     let deadline = Instant::now() + EVENT_TIME;
     let handling = run_event(enforcer, item.event.clone(), deadline, Some(home), |_| {});
@@ -328,12 +281,22 @@ async fn handle(
         let delay = Duration::from_millis(fastrand::Rng::with_seed(rng_seed).u64(0..400));
         let delete = async move {
             tokio::time::sleep(delay).await;
-            kinesis
-                .delete_stream()
-                .stream_name(&name)
-                .send()
-                .await
-                .expect("DeleteStream");
+            // As a person would: a stream the enforcer has put in UPDATING refuses the delete
+            // (ResourceInUseException) until it is ACTIVE again.
+            for _ in 0..300 {
+                match kinesis.delete_stream().stream_name(&name).send().await {
+                    Ok(_) => return,
+                    Err(e)
+                        if ["ResourceInUse", "LimitExceeded"]
+                            .iter()
+                            .any(|c| format!("{e:?}").contains(c)) =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("DeleteStream {name}: {e:?}"),
+                }
+            }
+            panic!("DeleteStream {name}: still in use after 30 s");
         };
         let (result, ()) = tokio::join!(handling, delete);
         return result;
@@ -647,10 +610,10 @@ async fn an_emulator_killed_mid_run_neither_hangs_the_enforcer_nor_fakes_success
     let names: Vec<String> = (0..STREAMS).map(|i| format!("kill-{i:03}")).collect();
     for chunk in names.chunks(5) {
         for name in chunk {
-            create_stream(&direct, name).await;
+            create_stream_on(&direct, name).await;
         }
         for name in chunk {
-            wait_active(&direct, name).await;
+            wait_active_on(&direct, name).await;
         }
     }
     // Let the state be saved before anything can kill it.

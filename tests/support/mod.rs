@@ -547,13 +547,7 @@ impl Emulators {
     }
 
     pub async fn create_stream(&self, name: &str) {
-        self.kinesis
-            .create_stream()
-            .stream_name(name)
-            .shard_count(1)
-            .send()
-            .await
-            .expect("CreateStream");
+        create_stream_on(&self.kinesis, name).await;
     }
 
     pub async fn stream(&self, name: &str) -> aws_sdk_kinesis::types::StreamDescriptionSummary {
@@ -569,15 +563,7 @@ impl Emulators {
 
     /// Waits until the stream is ACTIVE (kinesis-mock's own CREATING / UPDATING phases).
     pub async fn wait_active(&self, name: &str) {
-        let start = Instant::now();
-        while self.stream(name).await.stream_status != aws_sdk_kinesis::types::StreamStatus::Active
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{name} never became ACTIVE"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_active_on(&self.kinesis, name).await;
     }
 
     /// A DirectPut (or other source type) delivery stream. moto's DescribeDeliveryStream is only
@@ -647,6 +633,51 @@ impl Emulators {
             .key_metadata
             .and_then(|m| m.arn)
             .expect("arn")
+    }
+}
+
+/// Creates a one-shard stream with `kinesis`. kinesis-mock allows only a few streams CREATING at
+/// once: a `LimitExceededException` waits its turn (for up to a minute).
+pub async fn create_stream_on(kinesis: &aws_sdk_kinesis::Client, name: &str) {
+    for _ in 0..600 {
+        match kinesis
+            .create_stream()
+            .stream_name(name)
+            .shard_count(1)
+            .send()
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if format!("{e:?}").contains("LimitExceeded") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("CreateStream {name}: {e:?}"),
+        }
+    }
+    panic!("CreateStream {name}: still limited after a minute");
+}
+
+/// Waits (up to 60 s) until `name` is ACTIVE.
+pub async fn wait_active_on(kinesis: &aws_sdk_kinesis::Client, name: &str) {
+    let start = Instant::now();
+    loop {
+        let status = kinesis
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .expect("DescribeStreamSummary")
+            .stream_description_summary
+            .expect("summary")
+            .stream_status;
+        if status == aws_sdk_kinesis::types::StreamStatus::Active {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{name} never became ACTIVE"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
