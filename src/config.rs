@@ -16,6 +16,12 @@ pub const EXEMPT_TAG: &str = "EXEMPT_TAG";
 pub const ENFORCEMENT_MODE: &str = "ENFORCEMENT_MODE";
 /// The variable naming the CloudWatch namespace of the metrics.
 pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
+/// The variable holding the share of the documented per-account API limits the function uses.
+pub const RATE_SHARE: &str = "RATE_SHARE";
+/// The variable holding the function's reserved concurrency, when it has one.
+pub const RESERVED_CONCURRENCY: &str = "RESERVED_CONCURRENCY";
+/// The share of the per-account limits used when `RATE_SHARE` is not set.
+pub const DEFAULT_RATE_SHARE: f64 = crate::ratelimit::DEFAULT_SHARE;
 /// The namespace used when `METRICS_NAMESPACE` is not set.
 pub const DEFAULT_METRICS_NAMESPACE: &str = "StreamEncryptionEnforcer";
 
@@ -43,6 +49,12 @@ pub struct Config {
     pub mode: Mode,
     /// CloudWatch namespace of the embedded metrics.
     pub metrics_namespace: String,
+    /// The share of the documented per-account limits all of the function's calls together may
+    /// use (`RATE_SHARE`, 0.9 by default; above 1 only against endpoints without those limits).
+    pub rate_share: f64,
+    /// How many containers can run at once (`RESERVED_CONCURRENCY`), when that is bounded: each
+    /// one paces itself at `rate_share / containers`, so that together they stay inside it.
+    pub containers: Option<u32>,
 }
 
 /// A configuration value is missing or invalid. The message names the variable.
@@ -124,6 +136,32 @@ impl Config {
                 ),
             });
         }
+        let rate_share = match set(RATE_SHARE) {
+            None => DEFAULT_RATE_SHARE,
+            Some(text) => match text.parse::<f64>() {
+                Ok(share) if share.is_finite() && share > 0.0 && share <= 100.0 => share,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: RATE_SHARE,
+                        reason: format!(
+                            "{text:?} is not a number above 0 and at most 100 (0.9 = 90% of the documented limits)"
+                        ),
+                    });
+                }
+            },
+        };
+        let containers = match set(RESERVED_CONCURRENCY) {
+            None => None,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=100_000).contains(&n) => Some(n),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: RESERVED_CONCURRENCY,
+                        reason: format!("{text:?} is not a whole number from 1 to 100000"),
+                    });
+                }
+            },
+        };
         Ok(Self {
             mandated_key,
             retry_policy,
@@ -131,7 +169,14 @@ impl Config {
             exempt_tag,
             mode,
             metrics_namespace,
+            rate_share,
+            containers,
         })
+    }
+
+    /// The share of the per-account limits one container paces itself at.
+    pub fn container_share(&self) -> f64 {
+        self.rate_share / f64::from(self.containers.unwrap_or(1))
     }
 }
 
@@ -150,7 +195,33 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 8] = [
+        let cases: [(&[(&str, &str)], &str); 13] = [
+            (
+                &[("MANDATED_KMS_KEY", "alias/org"), ("RATE_SHARE", "0")],
+                "RATE_SHARE:",
+            ),
+            (
+                &[("MANDATED_KMS_KEY", "alias/org"), ("RATE_SHARE", "NaN")],
+                "RATE_SHARE:",
+            ),
+            (
+                &[("MANDATED_KMS_KEY", "alias/org"), ("RATE_SHARE", "101")],
+                "RATE_SHARE:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("RESERVED_CONCURRENCY", "0"),
+                ],
+                "RESERVED_CONCURRENCY:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("RESERVED_CONCURRENCY", "-3"),
+                ],
+                "RESERVED_CONCURRENCY:",
+            ),
             (
                 &[("MANDATED_KMS_KEY", "alias/org"), ("EXEMPT_TAG", "=x")],
                 "EXEMPT_TAG:",
@@ -196,8 +267,18 @@ mod tests {
         assert_eq!(c.mandated_key.configured(), "alias/aws/kinesis");
         assert_eq!(c.retry_policy, RetryPolicy::default_policy());
         assert_eq!(c.log_level, tracing::Level::INFO);
+        assert_eq!((c.rate_share, c.containers), (0.9, None));
+        assert_eq!(c.container_share(), 0.9);
         assert_eq!((c.exempt_tag, c.mode), (None, Mode::Enforce));
         assert_eq!(c.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+        let shared = config(&[
+            ("MANDATED_KMS_KEY", "alias/org"),
+            ("RATE_SHARE", "0.8"),
+            ("RESERVED_CONCURRENCY", "4"),
+        ])
+        .unwrap();
+        assert_eq!((shared.rate_share, shared.containers), (0.8, Some(4)));
+        assert_eq!(shared.container_share(), 0.2);
         let c = config(&[
             ("MANDATED_KMS_KEY", "alias/org"),
             ("EXEMPT_TAG", "compliance=exempt"),

@@ -70,6 +70,8 @@ pub struct Enforcer<K, F, M> {
     mode: Mode,
     polling: ConfirmPolling,
     limiter: RateLimiter,
+    /// The share of the per-account limits the limiter paces at.
+    share: f64,
     resolved: Mutex<Option<KeyInfo>>,
     foreign_keys: Mutex<HashMap<String, KeyInfo>>,
 }
@@ -175,10 +177,16 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             exempt_tag: config.exempt_tag.clone(),
             mode: config.mode,
             polling: ConfirmPolling::default(),
-            limiter: RateLimiter::default(),
+            limiter: RateLimiter::new(config.container_share()),
+            share: config.container_share(),
             resolved: Mutex::new(None),
             foreign_keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The share of the per-account limits this enforcer's calls are paced at.
+    pub fn rate_share(&self) -> f64 {
+        self.share
     }
 
     /// Handles one event: parse, check that the resource is in `home` (the account and region

@@ -89,10 +89,10 @@ struct RawRetrier {
 pub const DEFAULT_POLICY_JSON: &str = r#"[
   {
     "ErrorEquals": ["ResourceInUseException"],
-    "IntervalSeconds": 2,
-    "BackoffRate": 1.5,
-    "MaxDelaySeconds": 15,
-    "MaxAttempts": 20
+    "IntervalSeconds": 1,
+    "BackoffRate": 1.1,
+    "MaxDelaySeconds": 3,
+    "MaxAttempts": 85
   },
   {
     "ErrorEquals": [

@@ -25,8 +25,23 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Resources worked on at once. The rate limiter, not this number, bounds the request rate.
+/// Resources worked on at once at the default share of the limits. The rate limiter, not this
+/// number, bounds the request rate; it only has to be large enough to keep the limiter busy while
+/// resources wait for their confirmation.
 pub const CONCURRENCY: usize = 8;
+/// The most resources worked on at once, whatever the share.
+pub const MAX_CONCURRENCY: usize = 512;
+
+/// Resources worked on at once when the limiter paces at `share` of the limits: [`CONCURRENCY`]
+/// at the default share, in proportion above and below it, at least 1.
+pub fn concurrency(share: f64) -> usize {
+    let scaled = (CONCURRENCY as f64 * share / crate::ratelimit::DEFAULT_SHARE).ceil();
+    if scaled.is_finite() && scaled >= 1.0 {
+        (scaled as usize).min(MAX_CONCURRENCY)
+    } else {
+        1
+    }
+}
 /// A resource is started only with at least this much time left, enough for a Start and its
 /// confirmation in the common case.
 pub const RESERVE: Duration = Duration::from_secs(30);
@@ -117,7 +132,7 @@ pub async fn sweep<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
             let mut random = fastrand::Rng::new();
             Ok(Box::pin(enforcer.enforce(&trigger, deadline, &mut random)).await)
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(concurrency(enforcer.rate_share()))
         .inspect(|result| {
             if let Ok(report) = result {
                 on_done(report);
@@ -142,4 +157,19 @@ pub async fn sweep<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     summary.reports.sort_by(|a, b| a.resource.cmp(&b.resource));
     summary.unreached.sort();
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_follows_the_share() {
+        assert_eq!(concurrency(crate::ratelimit::DEFAULT_SHARE), CONCURRENCY);
+        assert_eq!(concurrency(0.9 / 8.0), 1);
+        assert_eq!(concurrency(0.45), 4);
+        assert_eq!(concurrency(9.0), 80);
+        assert_eq!(concurrency(100.0), MAX_CONCURRENCY);
+        assert_eq!(concurrency(f64::NAN), 1);
+    }
 }

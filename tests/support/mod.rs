@@ -59,6 +59,13 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 /// A child process killed on drop.
 pub struct Process(Child);
 
+impl Process {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -209,10 +216,20 @@ struct Rule {
     fault: Fault,
 }
 
+/// A per-account API limit as AWS applies it: at most `per_second` of `operations` together in
+/// any one second; the rest are answered `code` (throttled) without reaching the emulator.
+struct Limit {
+    operations: Vec<String>,
+    per_second: usize,
+    code: String,
+    admitted: std::collections::VecDeque<Instant>,
+}
+
 #[derive(Default)]
 struct ProxyState {
     rules: Vec<Rule>,
     chaos: Option<Chaos>,
+    limits: Vec<Limit>,
     /// Faults answered, by `operation: label`.
     injected: std::collections::BTreeMap<String, usize>,
     /// The upstream's HTTP status for each forwarded request, with the request body, per
@@ -320,6 +337,17 @@ impl Proxy {
     }
 
     /// Drops every fault still waiting to be answered (from `inject` and `inject_for`).
+    /// Throttles as AWS does: more than `per_second` calls of `operations` together within one
+    /// second are answered with `code` (counted in [`Self::injected`] as `operation: code`).
+    pub fn set_limit(&self, operations: &[&str], per_second: usize, code: &str) {
+        self.state.lock().unwrap().limits.push(Limit {
+            operations: operations.iter().map(|o| o.to_string()).collect(),
+            per_second,
+            code: code.to_owned(),
+            admitted: Default::default(),
+        });
+    }
+
     pub fn clear_faults(&self) {
         self.state.lock().unwrap().rules.clear();
     }
@@ -426,6 +454,28 @@ async fn handle(
             let i = chaos.rng.usize(..chaos.faults.len());
             Some(chaos.faults[i].clone())
         });
+        let fault = fault.or_else(|| {
+            let now = Instant::now();
+            let mut throttled = None;
+            for limit in state.limits.iter_mut() {
+                if !limit.operations.contains(&operation) {
+                    continue;
+                }
+                while limit
+                    .admitted
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+                {
+                    limit.admitted.pop_front();
+                }
+                if limit.admitted.len() >= limit.per_second {
+                    throttled = Some(Fault::error(&limit.code, "Rate exceeded"));
+                } else {
+                    limit.admitted.push_back(now);
+                }
+            }
+            throttled
+        });
         if let Some(fault) = &fault {
             *state
                 .injected
@@ -487,6 +537,7 @@ pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
+        .http_client(stream_encryption_enforcer::clients::https_client())
         .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
             aws_sdk_kinesis::config::Credentials::new(ACCOUNT, "test-secret", None, None, "tests"),
         ))
