@@ -1,5 +1,5 @@
 # Thin aliases for the scripts; each installs what it needs.
-.PHONY: demo test fuzz build-x86_64 build-arm64 tools
+.PHONY: demo test fuzz bench build-x86_64 build-arm64 tools
 
 demo:            ## The enforcer's main job, locally, against the emulators
 	scripts/demo
@@ -10,6 +10,9 @@ test:            ## The whole test suite (what CI runs)
 FUZZ_SECONDS ?= 600
 fuzz:            ## Fuzz the event and retry-policy parsers, FUZZ_SECONDS each (default 600)
 	scripts/fuzz $(FUZZ_SECONDS)
+
+bench:           ## The benchmark suite with Cloud Custodian beside it; writes target/bench/results.{md,json}
+	scripts/bench
 
 build-x86_64:    ## sam build of the Lambda for x86_64
 	scripts/build-lambda x86_64

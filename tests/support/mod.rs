@@ -59,6 +59,12 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 /// A child process killed on drop.
 pub struct Process(Child);
 
+impl From<Child> for Process {
+    fn from(child: Child) -> Self {
+        Self(child)
+    }
+}
+
 impl Process {
     /// The process id.
     pub fn id(&self) -> u32 {
@@ -227,6 +233,9 @@ struct Limit {
 
 #[derive(Default)]
 struct ProxyState {
+    /// Adds the `NextToken` paging of AWS to an emulator's ListStreams that has only
+    /// `HasMoreStreams` (clients that page by token, such as botocore's paginator, need it).
+    list_streams_tokens: bool,
     rules: Vec<Rule>,
     chaos: Option<Chaos>,
     limits: Vec<Limit>,
@@ -346,6 +355,11 @@ impl Proxy {
             code: code.to_owned(),
             admitted: Default::default(),
         });
+    }
+
+    /// Pages ListStreams by `NextToken` as AWS does, over an emulator that does not.
+    pub fn emulate_list_streams_tokens(&self) {
+        self.state.lock().unwrap().list_streams_tokens = true;
     }
 
     pub fn clear_faults(&self) {
@@ -501,6 +515,21 @@ async fn handle(
         }
         None => {}
     }
+    let tokens = operation == "ListStreams" && state.lock().unwrap().list_streams_tokens;
+    let body = if tokens {
+        // A token is the last name of the page before: ask the emulator to start after it.
+        let mut request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(token) = request.as_object_mut().and_then(|o| o.remove("NextToken")) {
+            request["ExclusiveStartStreamName"] = token;
+        }
+        Bytes::from(request.to_string())
+    } else {
+        body
+    };
+    let mut parts = parts;
+    if tokens {
+        parts.headers.remove("content-length");
+    }
     let request_body = String::from_utf8_lossy(&body).into_owned();
     let forwarded = Request::from_parts(parts, Full::new(body));
     // An upstream that is down (killed) closes the client's connection, as a dead host would.
@@ -508,8 +537,23 @@ async fn handle(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let response = sender.send_request(forwarded).await?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await?.to_bytes();
+    let (mut parts, body) = response.into_parts();
+    let mut body = body.collect().await?.to_bytes();
+    if tokens && parts.status.is_success() {
+        let mut page: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let last = page["StreamNames"]
+            .as_array()
+            .and_then(|names| names.last())
+            .cloned();
+        if page["HasMoreStreams"] == serde_json::json!(true)
+            && page.get("NextToken").is_none()
+            && let Some(last) = last
+        {
+            page["NextToken"] = last;
+            body = Bytes::from(page.to_string());
+            parts.headers.remove("content-length");
+        }
+    }
     state
         .lock()
         .unwrap()
@@ -935,7 +979,7 @@ async fn runtime_handle(
                 );
                 return Ok(response);
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
     let parts: Vec<&str> = path
