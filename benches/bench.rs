@@ -9,7 +9,6 @@
 //! builds this file but runs nothing (no `--bench` argument).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use serde_json::{Value, json};
