@@ -93,8 +93,8 @@ async fn resource_in_use_twice_then_ok_is_retried_and_confirmed() {
         (start.num_calls(), describe.num_calls(), key.num_calls()),
         (3, 3, 1)
     );
-    // Default policy: 2 s then 3 s before the retries; then one confirm poll of 0.5 s.
-    assert_eq!(Instant::now() - began, Duration::from_millis(5_500));
+    // Default policy: 1 s then 1.1 s before the retries; then one confirm poll of 0.5 s.
+    assert_eq!(Instant::now() - began, Duration::from_millis(2_600));
 }
 
 #[tokio::test(start_paused = true)]
@@ -122,8 +122,8 @@ async fn a_short_deadline_stops_the_wait_with_a_failure_that_names_it() {
         report.reason.as_deref().unwrap().contains("deadline"),
         "{report:?}"
     );
-    // Waits of 2, 3 and 4.5 s fit in 12 s; the next (6.75 s) would not.
-    assert_eq!(report.attempts, 4);
+    // Waits of 1, 1.1, 1.21, ... 1.95 s (eight, 11.44 s in all) fit in 12 s; the next would not.
+    assert_eq!(report.attempts, 9);
     assert!(Instant::now() - began <= budget);
 }
 
