@@ -286,6 +286,8 @@ async fn handle(
             for _ in 0..300 {
                 match kinesis.delete_stream().stream_name(&name).send().await {
                     Ok(_) => return,
+                    // The SDK's own retry of a delete that took (its answer lost under load).
+                    Err(e) if format!("{e:?}").contains("ResourceNotFound") => return,
                     Err(e)
                         if ["ResourceInUse", "LimitExceeded"]
                             .iter()
