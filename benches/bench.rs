@@ -1275,7 +1275,11 @@ async fn sweep(results: &mut Results, share: &str) {
     results.row(
         "sweep",
         format!("{n}: wall time ratio c7n / enforcer"),
-        format!("{ratio:.1}x faster"),
+        if ratio >= 1.0 {
+            format!("{ratio:.1}x faster")
+        } else {
+            format!("{ratio:.1}x (Custodian is faster)")
+        },
         "",
         ">= 10x",
         Some(ratio >= 10.0),
