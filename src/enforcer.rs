@@ -70,8 +70,6 @@ pub struct Enforcer<K, F, M> {
     mode: Mode,
     polling: ConfirmPolling,
     limiter: RateLimiter,
-    /// The share of the per-account limits the limiter paces at.
-    share: f64,
     resolved: Mutex<Option<KeyInfo>>,
     foreign_keys: Mutex<HashMap<String, KeyInfo>>,
 }
@@ -178,7 +176,6 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             mode: config.mode,
             polling: ConfirmPolling::default(),
             limiter: RateLimiter::new(config.container_share()),
-            share: config.container_share(),
             resolved: Mutex::new(None),
             foreign_keys: Mutex::new(HashMap::new()),
         }
@@ -186,7 +183,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
 
     /// The share of the per-account limits this enforcer's calls are paced at.
     pub fn rate_share(&self) -> f64 {
-        self.share
+        self.limiter.share()
     }
 
     /// Handles one event: parse, check that the resource is in `home` (the account and region

@@ -117,6 +117,11 @@ impl Default for RateLimiter {
 }
 
 impl RateLimiter {
+    /// The share of the documented limits this limiter paces at.
+    pub fn share(&self) -> f64 {
+        self.scale
+    }
+
     /// A limiter at `scale` times the documented limits ([`DEFAULT_SHARE`] by default).
     pub fn new(scale: f64) -> Self {
         Self {
