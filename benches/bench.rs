@@ -425,14 +425,7 @@ async fn seed_streams(emu: &Emulators, prefix: &str, n: usize, key: Option<&str>
     }
     if let Some(key) = key {
         for name in &names {
-            emu.kinesis
-                .start_stream_encryption()
-                .stream_name(name)
-                .encryption_type(aws_sdk_kinesis::types::EncryptionType::Kms)
-                .key_id(key)
-                .send()
-                .await
-                .expect("StartStreamEncryption");
+            support::encrypt_stream_on(&emu.kinesis, name, key).await;
         }
         for name in &names {
             support::wait_active_on(&emu.kinesis, name).await;

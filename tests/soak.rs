@@ -218,14 +218,7 @@ async fn prepare(emu: &Emulators, items: &[Item], mandated: &str, foreign: &str)
             }
             _ => continue,
         };
-        kinesis
-            .start_stream_encryption()
-            .stream_name(&item.name)
-            .encryption_type(aws_sdk_kinesis::types::EncryptionType::Kms)
-            .key_id(key)
-            .send()
-            .await
-            .expect("StartStreamEncryption");
+        encrypt_stream_on(kinesis, &item.name, key).await;
     }
     for item in &streams {
         wait_active_on(kinesis, &item.name).await;

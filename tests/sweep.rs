@@ -4,24 +4,12 @@
 
 mod support;
 
-use aws_sdk_kinesis::types::EncryptionType;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use support::*;
 
 const ALIAS: &str = "alias/org-streams";
-
-async fn encrypt(kinesis: &aws_sdk_kinesis::Client, name: &str, key: &str) {
-    kinesis
-        .start_stream_encryption()
-        .stream_name(name)
-        .encryption_type(EncryptionType::Kms)
-        .key_id(key)
-        .send()
-        .await
-        .unwrap();
-}
 
 fn by_name(rows: &Value, field: &str) -> BTreeMap<String, String> {
     rows.as_array()
@@ -51,8 +39,8 @@ async fn audit_lists_every_resource_with_its_verdict_and_sweep_fixes_what_is_not
         emu.create_stream(name).await;
         emu.wait_active(name).await;
     }
-    encrypt(&emu.kinesis, "good", &key_arn).await;
-    encrypt(&emu.kinesis, "wrong", &foreign).await;
+    encrypt_stream_on(&emu.kinesis, "good", &key_arn).await;
+    encrypt_stream_on(&emu.kinesis, "wrong", &foreign).await;
     emu.kinesis
         .add_tags_to_stream()
         .stream_name("legacy")
@@ -164,7 +152,7 @@ async fn a_sweep_of_1000_streams_in_moto_ends_compliant_inside_the_rate_limits()
             .unwrap();
         // Four in five already on the mandated key.
         if i % 5 != 0 {
-            encrypt(&moto_kinesis, &name, &key_arn).await;
+            encrypt_stream_on(&moto_kinesis, &name, &key_arn).await;
         }
     }
     let mut env = emu.env(ALIAS);

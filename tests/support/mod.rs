@@ -731,6 +731,18 @@ impl Emulators {
     }
 }
 
+/// Puts a stream on `key` with StartStreamEncryption (seeding, straight at the emulator).
+pub async fn encrypt_stream_on(kinesis: &aws_sdk_kinesis::Client, name: &str, key: &str) {
+    kinesis
+        .start_stream_encryption()
+        .stream_name(name)
+        .encryption_type(aws_sdk_kinesis::types::EncryptionType::Kms)
+        .key_id(key)
+        .send()
+        .await
+        .expect("StartStreamEncryption");
+}
+
 /// Creates a one-shard stream with `kinesis`. kinesis-mock allows only a few streams CREATING at
 /// once: a `LimitExceededException` waits its turn (for up to a minute).
 pub async fn create_stream_on(kinesis: &aws_sdk_kinesis::Client, name: &str) {
