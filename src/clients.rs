@@ -89,3 +89,208 @@ impl AwsClients {
         crate::resource::Location::new(account, &region).map_err(|e| e.to_string())
     }
 }
+
+/// The session name the enforcer's sessions carry in member accounts' CloudTrail.
+pub const SESSION_NAME: &str = "stream-encryption-enforcer";
+/// Cached credentials of an assumed role are renewed when they have less than this left, so
+/// that no call of an event starts with credentials about to expire.
+pub const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+
+/// The target role of one member account, with its session credentials cached until
+/// [`RENEW_BEFORE_EXPIRY`] before they expire. Concurrent events of the account wait for one
+/// sts:AssumeRole instead of each making their own.
+#[derive(Debug)]
+pub struct AssumedRole {
+    sts: aws_sdk_sts::Client,
+    arn: String,
+    external_id: Option<String>,
+    cached: tokio::sync::Mutex<Option<aws_credential_types::Credentials>>,
+}
+
+impl AssumedRole {
+    /// The role `arn`, assumed through `sts` with `external_id` when the trust policy asks for one.
+    pub fn new(sts: aws_sdk_sts::Client, arn: String, external_id: Option<String>) -> Self {
+        Self {
+            sts,
+            arn,
+            external_id,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The role's ARN.
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// The cached credentials, or new ones from sts:AssumeRole when there are none or they
+    /// expire within [`RENEW_BEFORE_EXPIRY`].
+    pub async fn credentials(
+        &self,
+    ) -> Result<aws_credential_types::Credentials, crate::aws_error::AwsError> {
+        use crate::aws_error::{AwsError, transport};
+        let mut cached = self.cached.lock().await;
+        let renew_at = std::time::SystemTime::now() + RENEW_BEFORE_EXPIRY;
+        if let Some(credentials) = cached
+            .as_ref()
+            .filter(|c| c.expiry().is_none_or(|expiry| expiry > renew_at))
+        {
+            return Ok(credentials.clone());
+        }
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&self.arn)
+            .role_session_name(SESSION_NAME)
+            .set_external_id(self.external_id.clone())
+            .send()
+            .await
+            .map_err(AwsError::from_sdk)?;
+        let given = out.credentials().ok_or_else(|| {
+            AwsError::new(
+                transport::RESPONSE_ERROR,
+                "AssumeRole returned no credentials",
+            )
+        })?;
+        let expiry = std::time::SystemTime::try_from(*given.expiration()).map_err(|e| {
+            AwsError::new(
+                transport::RESPONSE_ERROR,
+                format!("AssumeRole returned an expiration that is not a time: {e}"),
+            )
+        })?;
+        let credentials = aws_credential_types::Credentials::new(
+            given.access_key_id(),
+            given.secret_access_key(),
+            Some(given.session_token().to_owned()),
+            Some(expiry),
+            "StreamEncryptionEnforcerTargetRole",
+        );
+        tracing::info!(role = %self.arn, expires_in_s = expiry
+            .duration_since(std::time::SystemTime::now())
+            .map_or(0, |d| d.as_secs()), "assumed the target role");
+        *cached = Some(credentials.clone());
+        Ok(credentials)
+    }
+}
+
+/// An [`AssumedRole`] as the SDK's credentials provider, shared by the clients of every region
+/// of its account.
+#[derive(Debug)]
+struct RoleCredentials(std::sync::Arc<AssumedRole>);
+
+impl aws_credential_types::provider::ProvideCredentials for RoleCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            self.0.credentials().await.map_err(|e| {
+                aws_credential_types::provider::error::CredentialsError::provider_error(e)
+            })
+        })
+    }
+}
+
+/// Clients for any account and region: the function's own credentials in its own account, the
+/// target role's (one [`AssumedRole`] per account, shared by all its regions) in the others.
+#[derive(Debug)]
+pub struct SdkConnector {
+    own: AwsClients,
+    target: Option<(String, Option<String>)>,
+    sts: Option<aws_sdk_sts::Client>,
+    roles:
+        std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Arc<AssumedRole>>>,
+}
+
+impl SdkConnector {
+    /// A connector over the function's own clients; `central` names the role to assume in
+    /// other accounts (none: other accounts cannot be reached).
+    pub fn new(own: AwsClients, central: Option<&crate::config::Central>) -> Self {
+        let sts = central.map(|_| aws_sdk_sts::Client::new(&own.shared));
+        Self {
+            target: central.map(|c| (c.role_name.clone(), c.external_id.clone())),
+            sts,
+            own,
+            roles: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The function's own clients.
+    pub fn own(&self) -> &AwsClients {
+        &self.own
+    }
+
+    fn role(
+        &self,
+        at: &crate::resource::Location,
+    ) -> Result<std::sync::Arc<AssumedRole>, crate::aws_error::AwsError> {
+        let (Some((name, external_id)), Some(sts)) = (&self.target, &self.sts) else {
+            return Err(crate::aws_error::AwsError::new(
+                "Enforcer.NoTargetRole",
+                "TARGET_ROLE_NAME is not set, so no other account can be reached",
+            ));
+        };
+        let mut roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
+        let role = roles
+            .entry((at.partition.clone(), at.account.clone()))
+            .or_insert_with(|| {
+                std::sync::Arc::new(AssumedRole::new(
+                    sts.clone(),
+                    format!("arn:{}:iam::{}:role/{name}", at.partition, at.account),
+                    external_id.clone(),
+                ))
+            });
+        Ok(role.clone())
+    }
+}
+
+impl crate::fleet::Connector for SdkConnector {
+    type Kinesis = aws_sdk_kinesis::Client;
+    type Firehose = aws_sdk_firehose::Client;
+    type Kms = aws_sdk_kms::Client;
+
+    fn connect(
+        &self,
+        at: &crate::resource::Location,
+        own: bool,
+    ) -> Result<(Self::Kinesis, Self::Firehose, Self::Kms), crate::aws_error::AwsError> {
+        let same_region = self.own.shared.region().map(|r| r.as_ref()) == Some(at.region.as_str());
+        if own && same_region {
+            return Ok((
+                self.own.kinesis.clone(),
+                self.own.firehose.clone(),
+                self.own.kms.clone(),
+            ));
+        }
+        let mut builder = self
+            .own
+            .shared
+            .to_builder()
+            .region(aws_config::Region::new(at.region.clone()));
+        if !own {
+            builder = builder
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(
+                        RoleCredentials(self.role(at)?),
+                    ),
+                )
+                // The role caches its own credentials, with the renewal margin above.
+                .identity_cache(aws_config::identity::IdentityCache::no_cache());
+        }
+        let shared = builder.build();
+        Ok((
+            aws_sdk_kinesis::Client::new(&shared),
+            aws_sdk_firehose::Client::new(&shared),
+            aws_sdk_kms::Client::new(&shared),
+        ))
+    }
+
+    async fn assume(
+        &self,
+        at: &crate::resource::Location,
+    ) -> Result<(), crate::aws_error::AwsError> {
+        self.role(at)?.credentials().await.map(drop)
+    }
+}

@@ -20,6 +20,16 @@ pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
 pub const RATE_SHARE: &str = "RATE_SHARE";
 /// The variable holding the function's reserved concurrency, when it has one.
 pub const RESERVED_CONCURRENCY: &str = "RESERVED_CONCURRENCY";
+/// The variable naming the role the enforcer assumes in member accounts (central mode).
+pub const TARGET_ROLE_NAME: &str = "TARGET_ROLE_NAME";
+/// The variable holding the external id the member role's trust policy requires.
+pub const TARGET_EXTERNAL_ID: &str = "TARGET_EXTERNAL_ID";
+/// The variable listing the accounts the enforcer may act in (central mode).
+pub const ALLOWED_ACCOUNTS: &str = "ALLOWED_ACCOUNTS";
+/// The variable listing the regions the enforcer may act in and sweeps (central mode).
+pub const ALLOWED_REGIONS: &str = "ALLOWED_REGIONS";
+/// The variable naming the AWS Organizations organisation the member accounts belong to.
+pub const ORGANIZATION_ID: &str = "ORGANIZATION_ID";
 /// The share of the per-account limits used when `RATE_SHARE` is not set.
 pub const DEFAULT_RATE_SHARE: f64 = crate::ratelimit::DEFAULT_SHARE;
 /// The namespace used when `METRICS_NAMESPACE` is not set.
@@ -55,6 +65,154 @@ pub struct Config {
     /// How many containers can run at once (`RESERVED_CONCURRENCY`), when that is bounded: each
     /// one paces itself at `rate_share / containers`, so that together they stay inside it.
     pub containers: Option<u32>,
+    /// Central mode: the role assumed in every other account, and who may be acted on.
+    pub central: Option<Central>,
+}
+
+/// Central mode: one enforcer for many accounts and regions, through a role in each account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Central {
+    /// The role's name, the same in every member account (`TARGET_ROLE_NAME`).
+    pub role_name: String,
+    /// The external id the role's trust policy asks for (`TARGET_EXTERNAL_ID`).
+    pub external_id: Option<String>,
+    /// The accounts that may be acted on besides the function's own (`ALLOWED_ACCOUNTS`);
+    /// `None` when only the organisation bounds them.
+    pub accounts: Option<std::collections::BTreeSet<String>>,
+    /// The regions that may be acted on (`ALLOWED_REGIONS`); `None` for every region.
+    pub regions: Option<std::collections::BTreeSet<String>>,
+    /// The organisation (`ORGANIZATION_ID`, `o-` and 10 to 32 lower-case letters or digits).
+    pub organization_id: Option<String>,
+}
+
+impl Central {
+    /// The role's ARN in `account` of `partition`.
+    pub fn role_arn(&self, partition: &str, account: &str) -> String {
+        format!("arn:{partition}:iam::{account}:role/{}", self.role_name)
+    }
+}
+
+/// A list variable: entries separated by commas or white space, each checked by `valid`.
+fn list(
+    var: &'static str,
+    text: &str,
+    valid: impl Fn(&str) -> bool,
+    what: &str,
+) -> Result<std::collections::BTreeSet<String>, ConfigError> {
+    let items: std::collections::BTreeSet<String> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = items.iter().find(|item| !valid(item)) {
+        return Err(ConfigError::Invalid {
+            var,
+            reason: format!("{bad:?} is not {what}"),
+        });
+    }
+    if items.is_empty() {
+        return Err(ConfigError::Invalid {
+            var,
+            reason: format!("names no entry; give {what}s separated by commas"),
+        });
+    }
+    Ok(items)
+}
+
+fn central(set: &impl Fn(&str) -> Option<String>) -> Result<Option<Central>, ConfigError> {
+    let accounts = set(ALLOWED_ACCOUNTS)
+        .map(|text| {
+            list(
+                ALLOWED_ACCOUNTS,
+                &text,
+                |a| crate::resource::validate_account(a).is_ok(),
+                "a 12-digit account id",
+            )
+        })
+        .transpose()?;
+    let regions = set(ALLOWED_REGIONS)
+        .map(|text| {
+            list(
+                ALLOWED_REGIONS,
+                &text,
+                |r| crate::resource::partition_of(r).is_ok(),
+                "a region (e.g. eu-west-1)",
+            )
+        })
+        .transpose()?;
+    let organization_id = set(ORGANIZATION_ID);
+    if let Some(id) = &organization_id {
+        let body = id.strip_prefix("o-").unwrap_or("");
+        let valid = (10..=32).contains(&body.len())
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !valid {
+            return Err(ConfigError::Invalid {
+                var: ORGANIZATION_ID,
+                reason: format!("{id:?} is not an organisation id (o- and 10 to 32 of a-z 0-9)"),
+            });
+        }
+    }
+    let external_id = set(TARGET_EXTERNAL_ID);
+    if let Some(id) = &external_id {
+        let valid = (2..=1224).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/-_".contains(&b));
+        if !valid {
+            return Err(ConfigError::Invalid {
+                var: TARGET_EXTERNAL_ID,
+                reason: "is not 2 to 1224 of A-Z a-z 0-9 + = , . @ : / - _".into(),
+            });
+        }
+    }
+    let Some(role_name) = set(TARGET_ROLE_NAME) else {
+        let stray = [
+            (ALLOWED_ACCOUNTS, accounts.is_some()),
+            (ALLOWED_REGIONS, regions.is_some()),
+            (ORGANIZATION_ID, organization_id.is_some()),
+            (TARGET_EXTERNAL_ID, external_id.is_some()),
+        ];
+        if let Some((var, _)) = stray.iter().find(|(_, is_set)| *is_set) {
+            return Err(ConfigError::Invalid {
+                var,
+                reason: format!(
+                    "only applies in central mode, and {TARGET_ROLE_NAME} is not set; \
+                     without it the function acts in its own account and region only"
+                ),
+            });
+        }
+        return Ok(None);
+    };
+    let valid_name = (1..=64).contains(&role_name.len())
+        && role_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_".contains(&b));
+    if !valid_name {
+        return Err(ConfigError::Invalid {
+            var: TARGET_ROLE_NAME,
+            reason: format!(
+                "{role_name:?} is not a role name (1 to 64 of A-Z a-z 0-9 + = , . @ - _)"
+            ),
+        });
+    }
+    if accounts.is_none() && organization_id.is_none() {
+        return Err(ConfigError::Invalid {
+            var: TARGET_ROLE_NAME,
+            reason: format!(
+                "central mode needs {ALLOWED_ACCOUNTS} or {ORGANIZATION_ID} (or both): \
+                 without either, an event from any account would be acted on"
+            ),
+        });
+    }
+    Ok(Some(Central {
+        role_name,
+        external_id,
+        accounts,
+        regions,
+        organization_id,
+    }))
 }
 
 /// A configuration value is missing or invalid. The message names the variable.
@@ -162,7 +320,9 @@ impl Config {
                 }
             },
         };
+        let central = central(&set)?;
         Ok(Self {
+            central,
             mandated_key,
             retry_policy,
             log_level,

@@ -122,8 +122,45 @@ impl ListError {
     }
 }
 
-/// Why `resource` is not the function's to act on, or `None` when it is in `home`.
-pub fn out_of_scope(resource: &Resource, home: Option<&Location>) -> Option<String> {
+/// The report of an event that needs no action.
+pub fn ignored(
+    event_id: Option<String>,
+    service: Option<Service>,
+    event_name: Option<String>,
+    reason: String,
+) -> Report {
+    Report {
+        outcome: Outcome::Ignored,
+        service,
+        resource: None,
+        event_id,
+        event_name,
+        key: None,
+        attempts: 0,
+        reason: Some(reason),
+        error_code: None,
+        found: None,
+    }
+}
+
+/// The report of an event whose resource is not the function's to act on.
+pub fn refused(trigger: &Trigger, reason: String) -> Report {
+    Report {
+        outcome: Outcome::Refused,
+        service: Some(trigger.resource.service),
+        resource: Some(trigger.resource.arn()),
+        event_id: trigger.event_id.clone(),
+        event_name: Some(trigger.event_name.clone()),
+        key: None,
+        attempts: 0,
+        reason: Some(reason),
+        error_code: None,
+        found: None,
+    }
+}
+
+/// Why a resource at `at` is not the function's to act on, or `None` when it is in `home`.
+pub fn out_of_scope(at: &Location, home: Option<&Location>) -> Option<String> {
     let Some(home) = home else {
         return Some(
             "the function's own account and region are unknown, so no resource can be checked \
@@ -131,7 +168,6 @@ pub fn out_of_scope(resource: &Resource, home: Option<&Location>) -> Option<Stri
                 .to_owned(),
         );
     };
-    let at = &resource.location;
     let differs = if at.partition != home.partition {
         "partition"
     } else if at.account != home.account {
@@ -206,31 +242,9 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 service,
                 event_name,
                 reason,
-            } => Report {
-                outcome: Outcome::Ignored,
-                service,
-                resource: None,
-                event_id,
-                event_name,
-                key: None,
-                attempts: 0,
-                reason: Some(reason),
-                error_code: None,
-                found: None,
-            },
-            Parsed::Trigger(trigger) => match out_of_scope(&trigger.resource, home) {
-                Some(reason) => Report {
-                    outcome: Outcome::Refused,
-                    service: Some(trigger.resource.service),
-                    resource: Some(trigger.resource.arn()),
-                    event_id: trigger.event_id,
-                    event_name: Some(trigger.event_name),
-                    key: None,
-                    attempts: 0,
-                    reason: Some(reason),
-                    error_code: None,
-                    found: None,
-                },
+            } => ignored(event_id, service, event_name, reason),
+            Parsed::Trigger(trigger) => match out_of_scope(&trigger.resource.location, home) {
+                Some(reason) => refused(&trigger, reason),
                 None => self.enforce(&trigger, deadline, random).await,
             },
         })

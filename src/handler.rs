@@ -2,15 +2,12 @@
 //! into a returned report or an error.
 
 use crate::clients::AwsClients;
-use crate::enforcer::{Enforcer, ListError};
 use crate::event::{self, InvalidEvent};
-use crate::firehose::FirehoseApi;
-use crate::kinesis::KinesisApi;
-use crate::kms::KmsApi;
+use crate::fleet::{Connector, Fleet};
 use crate::metrics::{emf_line, now_ms};
 use crate::outcome::{Outcome, Report};
 use crate::resource::Location;
-use crate::sweep::{SweepSummary, sweep};
+use crate::sweep::SweepSummary;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use std::sync::Mutex;
@@ -30,12 +27,10 @@ pub enum HandlerError {
     /// The outcome is `failed`.
     #[error("{}", failure_message(.0))]
     Failed(Box<Report>),
-    /// The outcome is `refused`: the resource is outside the function's account and region.
+    /// The outcome is `refused`: the resource is outside the accounts and regions the function
+    /// may act on.
     #[error("refused {}: {}", .0.resource.as_deref().unwrap_or("-"), .0.reason.as_deref().unwrap_or("-"))]
     Refused(Box<Report>),
-    /// A sweep could not list the account's resources.
-    #[error("sweep: {0}")]
-    Inventory(#[from] ListError),
     /// A sweep left resources failed or unreached.
     #[error("{}", sweep_message(.0))]
     SweepIncomplete(Box<SweepSummary>),
@@ -58,12 +53,19 @@ fn sweep_message(summary: &SweepSummary) -> String {
         .filter(|r| r.outcome == Outcome::Failed)
         .filter_map(|r| r.resource.as_deref())
         .collect();
+    let unlisted: Vec<String> = summary
+        .unlisted
+        .iter()
+        .map(|u| format!("{}/{}: {}", u.account, u.region, u.reason))
+        .collect();
     format!(
-        "sweep incomplete: {} failed {:?}, {} not reached before the deadline {:?}",
+        "sweep incomplete: {} failed {:?}, {} not reached before the deadline {:?}, {} account(s) and region(s) not listed {:?}",
         failed.len(),
         failed,
         summary.unreached.len(),
-        summary.unreached
+        summary.unreached,
+        unlisted.len(),
+        unlisted
     )
 }
 
@@ -91,7 +93,6 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::InvalidEvent(_) => "InvalidEvent",
             HandlerError::Failed(_) => "RemediationFailed",
             HandlerError::Refused(_) => "EventRefused",
-            HandlerError::Inventory(_) => "InventoryFailed",
             HandlerError::SweepIncomplete(_) => "SweepIncomplete",
         };
         Diagnostic {
@@ -127,16 +128,17 @@ pub fn deadline_from(at: SystemTime) -> Instant {
     Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN)
 }
 
-/// Runs one invocation: a scheduled event sweeps the account and region `home` (the
-/// function's own), any other event is handled on its own and refused unless its resource is in
-/// `home`. Every report is logged and passed to
-/// `on_report`; `failed`, an incomplete sweep and an unusable event become errors.
-pub async fn run_event<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
-    enforcer: &Enforcer<K, F, M>,
+/// Runs one invocation: a scheduled event sweeps every account and region the function serves
+/// (its own; in central mode also the allowed ones), any other event is handled on its own and
+/// refused unless its resource is one the function may act on. Every report is logged and
+/// passed to `on_report`; `failed`, `refused`, an incomplete sweep and an unusable event become
+/// errors.
+pub async fn run_event<C: Connector>(
+    fleet: &Fleet<C>,
     event: serde_json::Value,
     deadline: Instant,
     home: Option<&Location>,
-    on_report: impl Fn(&Report),
+    on_report: impl Fn(&Report) + Sync,
 ) -> Result<Output, HandlerError> {
     let mut random = fastrand::Rng::new();
     if event::is_scheduled(&event) {
@@ -145,8 +147,8 @@ pub async fn run_event<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
                 "a scheduled sweep needs the function's account and region".into(),
             )
         })?;
-        let resources = Box::pin(enforcer.list_resources(home, deadline, &mut random)).await?;
-        let summary = Box::pin(sweep(enforcer, resources, deadline, |report| {
+        let locations = fleet.sweep_locations(home);
+        let summary = Box::pin(fleet.sweep(home, locations, deadline, |report| {
             report.log();
             on_report(report);
         }))
@@ -158,7 +160,7 @@ pub async fn run_event<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
         return Ok(Output::Sweep(summary));
     }
     // Boxed: the enforcement future is deep, and the runtime nests it further.
-    let report = Box::pin(enforcer.handle(event, home, deadline, &mut random)).await?;
+    let report = Box::pin(fleet.handle(event, home, deadline, &mut random)).await?;
     report.log();
     on_report(&report);
     match report.outcome {
@@ -228,8 +230,8 @@ impl Home {
 }
 
 /// The Lambda handler: runs the invocation, writing one metrics line (EMF) per outcome.
-pub async fn lambda_handler<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
-    enforcer: &Enforcer<K, F, M>,
+pub async fn lambda_handler<C: Connector>(
+    fleet: &Fleet<C>,
     metrics_namespace: &str,
     home: &Home,
     event: LambdaEvent<serde_json::Value>,
@@ -237,7 +239,7 @@ pub async fn lambda_handler<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     let deadline = deadline_from(event.context.deadline());
     let home = home.of(&event.context.invoked_function_arn).await;
     let metrics = |report: &Report| println!("{}", emf_line(metrics_namespace, report, now_ms()));
-    let result = run_event(enforcer, event.payload, deadline, home.as_ref(), metrics).await;
+    let result = run_event(fleet, event.payload, deadline, home.as_ref(), metrics).await;
     // A `failed` or `refused` report is already logged as its outcome line.
     if let Some(err) = result
         .as_ref()

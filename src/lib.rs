@@ -20,6 +20,7 @@
 //!   adapters for the SDK clients.
 //! - [`enforcer`]: the decision for one event: inspect, decide, apply, confirm.
 //! - [`sweep`]: every resource of an account and region through the same decision.
+//! - [`fleet`]: one enforcer per account and region; central mode's roles and allowed set.
 //! - [`outcome`]: the outcome vocabulary and the per-event report.
 //! - [`metrics`]: one CloudWatch embedded-metric-format line per outcome.
 //! - [`handler`]: deadline, logging and errors shared by the Lambda and the CLI.
@@ -34,6 +35,7 @@ pub mod enforcer;
 pub mod event;
 pub mod exemption;
 pub mod firehose;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;

@@ -24,7 +24,7 @@ impl fmt::Display for Service {
 }
 
 /// Where a resource lives: partition, region and account, all validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Location {
     /// `aws`, `aws-cn`, `aws-us-gov`, ...
     pub partition: String,

@@ -18,7 +18,7 @@ use crate::firehose::FirehoseApi;
 use crate::kinesis::KinesisApi;
 use crate::kms::KmsApi;
 use crate::outcome::{Outcome, Report};
-use crate::resource::Resource;
+use crate::resource::{Location, Resource};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -57,12 +57,65 @@ pub struct SweepSummary {
     pub reports: Vec<Report>,
     /// ARNs of resources not reached before the deadline.
     pub unreached: Vec<String>,
+    /// Accounts and regions that could not be reached or listed, with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unlisted: Vec<Unlisted>,
+}
+
+/// An account and region a sweep could not reach or list.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Unlisted {
+    /// The account.
+    pub account: String,
+    /// The region.
+    pub region: String,
+    /// Why, with the AWS error code.
+    pub reason: String,
 }
 
 impl SweepSummary {
-    /// Whether every resource was reached and none failed.
+    /// Whether every account and region was listed, every resource reached, and none failed.
     pub fn is_complete(&self) -> bool {
-        self.unreached.is_empty() && !self.reports.iter().any(|r| r.outcome == Outcome::Failed)
+        self.unlisted.is_empty()
+            && self.unreached.is_empty()
+            && !self.reports.iter().any(|r| r.outcome == Outcome::Failed)
+    }
+
+    /// The summary of an account and region that could not be reached or listed.
+    pub fn unlisted(at: &Location, reason: String) -> Self {
+        Self {
+            counts: BTreeMap::new(),
+            reports: Vec::new(),
+            unreached: Vec::new(),
+            unlisted: vec![Unlisted {
+                account: at.account.clone(),
+                region: at.region.clone(),
+                reason,
+            }],
+        }
+    }
+
+    /// One summary of several sweeps.
+    pub fn merge(parts: impl IntoIterator<Item = Self>) -> Self {
+        let mut all = Self {
+            counts: BTreeMap::new(),
+            reports: Vec::new(),
+            unreached: Vec::new(),
+            unlisted: Vec::new(),
+        };
+        for part in parts {
+            for (outcome, n) in part.counts {
+                *all.counts.entry(outcome).or_default() += n;
+            }
+            all.reports.extend(part.reports);
+            all.unreached.extend(part.unreached);
+            all.unlisted.extend(part.unlisted);
+        }
+        all.reports.sort_by(|a, b| a.resource.cmp(&b.resource));
+        all.unreached.sort();
+        all.unlisted
+            .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+        all
     }
 
     /// Resources whose outcome leaves them off the mandated key: failed, noncompliant.
@@ -82,6 +135,7 @@ impl SweepSummary {
             counts = %serde_json::to_string(&self.counts).unwrap_or_default(),
             not_compliant = ?not_compliant,
             unreached = ?self.unreached,
+            unlisted = ?self.unlisted,
             "sweep summary"
         );
     }
@@ -144,6 +198,7 @@ pub async fn sweep<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
         counts: BTreeMap::new(),
         reports: Vec::new(),
         unreached: Vec::new(),
+        unlisted: Vec::new(),
     };
     for result in results {
         match result {

@@ -400,10 +400,12 @@ async fn at_the_handler_a_deadline_failure_is_an_error_and_no_wait_runs_past_it(
         .repeatedly()
         .build();
     let key = key_rule();
-    let enforcer = Enforcer::new(
-        kinesis_client(&[&describe, &start]),
-        firehose_client(&[]),
-        kms_client(&[&key]),
+    let enforcer = stream_encryption_enforcer::fleet::Fleet::new(
+        stream_encryption_enforcer::fleet::Fixed::new(
+            kinesis_client(&[&describe, &start]),
+            firehose_client(&[]),
+            kms_client(&[&key]),
+        ),
         &config(None),
     );
     for budget in [1, 3, 7, 20] {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use stream_encryption_enforcer::clients::lambda_settings;
 use stream_encryption_enforcer::config::Config;
-use stream_encryption_enforcer::enforcer::Enforcer;
+use stream_encryption_enforcer::fleet::{Fixed, Fleet};
 use stream_encryption_enforcer::handler::{HandlerError, Output, run_event};
 use stream_encryption_enforcer::outcome::Report;
 use stream_encryption_enforcer::resource::Location;
@@ -38,7 +38,7 @@ type Sdk = (
     aws_sdk_kms::Client,
 );
 type Handled = Result<Output, HandlerError>;
-type Soak = Enforcer<aws_sdk_kinesis::Client, aws_sdk_firehose::Client, aws_sdk_kms::Client>;
+type Soak = Fleet<Fixed<aws_sdk_kinesis::Client, aws_sdk_firehose::Client, aws_sdk_kms::Client>>;
 
 /// SDK clients configured as the Lambda's (`clients::lambda_settings`).
 async fn clients(kinesis_url: &str, moto_url: &str) -> Sdk {
@@ -81,7 +81,7 @@ fn enforcer(sdk: Sdk) -> Soak {
         _ => None,
     })
     .unwrap();
-    Enforcer::new(sdk.0, sdk.1, sdk.2, &config)
+    Fleet::new(Fixed::new(sdk.0, sdk.1, sdk.2), &config)
 }
 
 /// The most write calls one event may make under the policy: the first, plus every retry of
@@ -703,21 +703,14 @@ async fn an_emulator_killed_mid_run_neither_hangs_the_enforcer_nor_fakes_success
         assert!(result.is_ok(), "{}: {}", names[i], result_name(&result));
     }
     // The scheduled sweep catches anything the restart lost (state saved every 100 ms).
-    let resources = enforcer
-        .list_resources(
+    let summary = enforcer
+        .sweep(
             &home,
+            vec![home.clone()],
             Instant::now() + deadline_each,
-            &mut fastrand::Rng::new(),
+            |_| {},
         )
-        .await
-        .expect("inventory");
-    let summary = stream_encryption_enforcer::sweep::sweep(
-        &enforcer,
-        resources,
-        Instant::now() + deadline_each,
-        |_| {},
-    )
-    .await;
+        .await;
     assert!(summary.is_complete(), "{summary:?}");
     let fixed_by_sweep = summary
         .reports

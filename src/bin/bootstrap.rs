@@ -1,9 +1,9 @@
 //! The Lambda function: configuration and clients once per container, then one event at a time.
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
-use stream_encryption_enforcer::clients::AwsClients;
+use stream_encryption_enforcer::clients::{AwsClients, SdkConnector};
 use stream_encryption_enforcer::config::Config;
-use stream_encryption_enforcer::enforcer::Enforcer;
+use stream_encryption_enforcer::fleet::Fleet;
 use stream_encryption_enforcer::handler::{Home, init_tracing, lambda_handler};
 
 #[tokio::main]
@@ -34,16 +34,11 @@ async fn main() -> Result<(), Error> {
         }
     };
     let clients = AwsClients::from_env().await;
-    let enforcer = Enforcer::new(
-        clients.kinesis.clone(),
-        clients.firehose.clone(),
-        clients.kms.clone(),
-        &config,
-    );
-    let home = Home::new(clients);
+    let home = Home::new(clients.clone());
+    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config);
     let namespace = config.metrics_namespace.as_str();
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        lambda_handler(&enforcer, namespace, &home, event)
+        lambda_handler(&fleet, namespace, &home, event)
     }))
     .await
 }

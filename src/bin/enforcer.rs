@@ -7,13 +7,14 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use stream_encryption_enforcer::clients::AwsClients;
+use stream_encryption_enforcer::clients::{AwsClients, SdkConnector};
 use stream_encryption_enforcer::config::{Config, Mode};
-use stream_encryption_enforcer::enforcer::Enforcer;
 use stream_encryption_enforcer::event::{MAX_EVENT_BYTES, Parsed, is_scheduled, parse};
+use stream_encryption_enforcer::fleet::{Connector, Fleet};
 use stream_encryption_enforcer::handler::{HandlerError, Output, init_tracing, run_event};
 use stream_encryption_enforcer::outcome::Outcome;
-use stream_encryption_enforcer::sweep::{SweepSummary, sweep, verdict};
+use stream_encryption_enforcer::resource::Location;
+use stream_encryption_enforcer::sweep::{SweepSummary, verdict};
 use tokio::time::Instant;
 
 /// Keeps Kinesis data streams and Firehose delivery streams on the mandated KMS key.
@@ -39,12 +40,16 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=900))]
         timeout: u64,
     },
-    /// Lists every stream and delivery stream of the account and region with its encryption and
-    /// a verdict; changes nothing. Exit code 0 when all are compliant, 3 when any is not.
+    /// Lists every stream and delivery stream with its encryption and a verdict; changes
+    /// nothing. Covers the account and region of the credentials; in central mode
+    /// (TARGET_ROLE_NAME) also every allowed account in every allowed region, or those given.
+    /// Exit code 0 when all are compliant, 3 when any is not or could not be listed.
     Audit {
         /// `table` for people, `json` for machines.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
+        #[command(flatten)]
+        scope: Scope,
     },
     /// Audits, then puts every stream that is not compliant on the mandated key, with the same
     /// retry policy and rate limits as the Lambda. Exit code 0 when all ended compliant, 1 when
@@ -56,7 +61,22 @@ enum Command {
         /// `table` for people, `json` for machines.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
+        #[command(flatten)]
+        scope: Scope,
     },
+}
+
+/// Which accounts and regions `audit` and `sweep` cover.
+#[derive(clap::Args)]
+struct Scope {
+    /// Accounts to cover, comma-separated (default: the credentials' own, and in central mode
+    /// every account of ALLOWED_ACCOUNTS). Each must be one the configuration allows.
+    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT,...")]
+    accounts: Vec<String>,
+    /// Regions to cover, comma-separated (default: the configured region, and in central
+    /// mode every region of ALLOWED_REGIONS).
+    #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
+    regions: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,8 +90,6 @@ const EXIT_UNUSABLE: u8 = 2;
 const EXIT_NOT_COMPLIANT: u8 = 3;
 /// The inventory commands are not bound by a Lambda timeout; this only keeps a hung run finite.
 const SWEEP_BUDGET: Duration = Duration::from_secs(24 * 3600);
-/// Below this many resources a progress bar is noise.
-const PROGRESS_THRESHOLD: usize = 20;
 
 fn unusable(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("enforcer: {message}");
@@ -106,10 +124,16 @@ async fn main() -> ExitCode {
     let clients = AwsClients::from_env().await;
     match cli.command {
         Command::Invoke { event, timeout } => invoke(&config, clients, &event, timeout).await,
-        Command::Audit { output } => inventory(&config, clients, Mode::Report, output, true).await,
-        Command::Sweep { dry_run, output } => {
+        Command::Audit { output, scope } => {
+            inventory(&config, clients, Mode::Report, output, true, &scope).await
+        }
+        Command::Sweep {
+            dry_run,
+            output,
+            scope,
+        } => {
             let mode = if dry_run { Mode::Report } else { Mode::Enforce };
-            inventory(&config, clients, mode, output, false).await
+            inventory(&config, clients, mode, output, false, &scope).await
         }
     }
 }
@@ -140,9 +164,9 @@ async fn invoke(config: &Config, clients: AwsClients, path: &PathBuf, timeout: u
     } else {
         None
     };
-    let enforcer = Enforcer::new(clients.kinesis, clients.firehose, clients.kms, config);
+    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), config);
     let print = |output: &dyn erased::Json| println!("{}", output.json());
-    match run_event(&enforcer, value, deadline, home.as_ref(), |_| {}).await {
+    match run_event(&fleet, value, deadline, home.as_ref(), |_| {}).await {
         Ok(Output::Event(report)) => {
             print(&report);
             ExitCode::SUCCESS
@@ -163,12 +187,47 @@ async fn invoke(config: &Config, clients: AwsClients, path: &PathBuf, timeout: u
             print(summary.as_ref());
             ExitCode::from(EXIT_FAILED)
         }
-        Err(HandlerError::Inventory(e)) => {
-            eprintln!("enforcer: {e}");
-            ExitCode::from(EXIT_FAILED)
-        }
         Err(HandlerError::InvalidEvent(e)) => unusable(format!("invalid event: {e}")),
     }
+}
+
+/// The accounts and regions `scope` names, every one of them checked against the
+/// configuration; the configured ones when it names none.
+fn locations<C: Connector>(
+    fleet: &Fleet<C>,
+    home: &Location,
+    scope: &Scope,
+) -> Result<Vec<Location>, String> {
+    let defaults = fleet.sweep_locations(home);
+    let pick = |given: &[String], default: Vec<String>| {
+        let mut list: Vec<String> = if given.is_empty() {
+            default
+        } else {
+            given.iter().map(|s| s.trim().to_owned()).collect()
+        };
+        list.sort();
+        list.dedup();
+        list
+    };
+    let accounts = pick(
+        &scope.accounts,
+        defaults.iter().map(|l| l.account.clone()).collect(),
+    );
+    let regions = pick(
+        &scope.regions,
+        defaults.iter().map(|l| l.region.clone()).collect(),
+    );
+    let mut out = Vec::new();
+    for account in &accounts {
+        for region in &regions {
+            let at = Location::new(account, region).map_err(|e| e.to_string())?;
+            if let Some(reason) = fleet.refusal(&at, Some(home)) {
+                return Err(format!("cannot cover {at}: {reason}"));
+            }
+            out.push(at);
+        }
+    }
+    Ok(out)
 }
 
 /// `audit` (report mode, verdict table) and `sweep` (the configured decision on every resource).
@@ -178,6 +237,7 @@ async fn inventory(
     mode: Mode,
     output: Format,
     audit: bool,
+    scope: &Scope,
 ) -> ExitCode {
     let home = match clients.home().await {
         Ok(home) => home,
@@ -185,32 +245,27 @@ async fn inventory(
     };
     let mut config = config.clone();
     config.mode = mode;
-    let enforcer = Enforcer::new(clients.kinesis, clients.firehose, clients.kms, &config);
-    let deadline = Instant::now() + SWEEP_BUDGET;
-    let resources = match enforcer
-        .list_resources(&home, deadline, &mut fastrand::Rng::new())
-        .await
-    {
-        Ok(resources) => resources,
-        Err(e) => {
-            eprintln!("enforcer: {e}");
-            return ExitCode::from(EXIT_FAILED);
-        }
+    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config);
+    let locations = match locations(&fleet, &home, scope) {
+        Ok(locations) => locations,
+        Err(e) => return unusable(e),
     };
-    let progress = if std::io::stderr().is_terminal() && resources.len() >= PROGRESS_THRESHOLD {
-        ProgressBar::with_draw_target(Some(resources.len() as u64), ProgressDrawTarget::stderr())
+    let deadline = Instant::now() + SWEEP_BUDGET;
+    let progress = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
     } else {
         ProgressBar::hidden()
     };
     progress.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{spinner} {pos} resources, {per_sec} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let summary = sweep(&enforcer, resources, deadline, |report| {
-        progress.set_message(report.resource.clone().unwrap_or_default());
-        progress.inc(1);
-    })
-    .await;
+    let summary = fleet
+        .sweep(&home, locations, deadline, |report| {
+            progress.set_message(report.resource.clone().unwrap_or_default());
+            progress.inc(1);
+        })
+        .await;
     progress.finish_and_clear();
     match output {
         Format::Json if audit => println!("{}", erased::Json::json(&audit_rows(&summary))),
@@ -218,7 +273,8 @@ async fn inventory(
         Format::Table => print_table(&summary, audit),
     }
     let any = |outcome: Outcome| summary.reports.iter().any(|r| r.outcome == outcome);
-    if any(Outcome::Failed) || !summary.unreached.is_empty() {
+    let incomplete = !summary.unreached.is_empty() || !summary.unlisted.is_empty();
+    if any(Outcome::Failed) || incomplete {
         ExitCode::from(if audit {
             EXIT_NOT_COMPLIANT
         } else {
@@ -231,10 +287,11 @@ async fn inventory(
     }
 }
 
-/// One audit row per resource.
+/// One audit row per resource, and one per account and region that could not be listed
+/// (`resource` is then `<account>/<region>`, `verdict` is `not listed`).
 #[derive(serde::Serialize)]
 struct AuditRow<'a> {
-    resource: &'a str,
+    resource: std::borrow::Cow<'a, str>,
     service: String,
     status: &'a str,
     encryption: &'a str,
@@ -248,7 +305,7 @@ fn audit_rows(summary: &SweepSummary) -> Vec<AuditRow<'_>> {
         .reports
         .iter()
         .map(|r| AuditRow {
-            resource: r.resource.as_deref().unwrap_or("-"),
+            resource: r.resource.as_deref().unwrap_or("-").into(),
             service: r.service.map(|s| s.to_string()).unwrap_or_default(),
             status: r.found.as_ref().map_or("-", |f| f.status.as_str()),
             encryption: r.found.as_ref().map_or("-", |f| f.encryption.as_str()),
@@ -256,6 +313,15 @@ fn audit_rows(summary: &SweepSummary) -> Vec<AuditRow<'_>> {
             verdict: verdict(r),
             reason: r.reason.as_deref(),
         })
+        .chain(summary.unlisted.iter().map(|u| AuditRow {
+            resource: format!("{}/{}", u.account, u.region).into(),
+            service: String::new(),
+            status: "-",
+            encryption: "-",
+            key: None,
+            verdict: "not listed",
+            reason: Some(&u.reason),
+        }))
         .collect()
 }
 
@@ -266,7 +332,7 @@ fn print_table(summary: &SweepSummary, audit: bool) {
         table.set_header(["resource", "status", "encryption", "key", "verdict"]);
         for row in audit_rows(summary) {
             table.add_row([
-                row.resource,
+                row.resource.as_ref(),
                 row.status,
                 row.encryption,
                 row.key.unwrap_or("-"),
@@ -293,6 +359,12 @@ fn print_table(summary: &SweepSummary, audit: bool) {
     println!("{} resources; {}", summary.reports.len(), counts.join(", "));
     for arn in &summary.unreached {
         println!("not reached: {arn}");
+    }
+    for u in &summary.unlisted {
+        println!(
+            "not listed: account {} in {}: {}",
+            u.account, u.region, u.reason
+        );
     }
 }
 

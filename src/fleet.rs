@@ -1,0 +1,346 @@
+//! Organisation scale: one enforcer for many accounts and regions.
+//!
+//! The function acts in its own account (the one its ARN names) with its own credentials. In
+//! central mode (`TARGET_ROLE_NAME`) it also acts in the other accounts of `ALLOWED_ACCOUNTS` /
+//! the organisation, through the role of that name in each: credentials come from
+//! sts:AssumeRole, are cached per account until shortly before they expire, and are shared by
+//! every region of the account. Clients are built per account and region, once per container.
+//!
+//! Each account and region has its own [`Enforcer`], so its own rate limiter (the API limits are
+//! per account and region: one busy account never slows another) and its own resolution of the
+//! mandated key (an alias or key id names a key in the account and region of the stream, as it
+//! would for any caller there).
+//!
+//! An event from an account or region outside the allowed set is `refused` before any AWS call.
+
+use crate::aws_error::AwsError;
+use crate::config::{Central, Config};
+use crate::enforcer::{Enforcer, ListError, ignored, out_of_scope, refused};
+use crate::event::{self, InvalidEvent, Parsed, Trigger};
+use crate::firehose::FirehoseApi;
+use crate::kinesis::KinesisApi;
+use crate::kms::KmsApi;
+use crate::outcome::{Outcome, Report};
+use crate::resource::Location;
+use crate::retry::{self, CallError, RandomSource};
+use crate::sweep::{RESERVE, SweepSummary, sweep};
+use futures_util::stream::{self, StreamExt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+/// Accounts and regions swept at once. Each has its own limits, so this only bounds the
+/// connections and memory one invocation uses; within each, the sweep's own concurrency applies.
+pub const LOCATIONS_IN_FLIGHT: usize = 8;
+
+/// How the enforcer reaches an account and region.
+pub trait Connector: Send + Sync {
+    /// The Kinesis adapter.
+    type Kinesis: KinesisApi;
+    /// The Firehose adapter.
+    type Firehose: FirehoseApi;
+    /// The KMS adapter.
+    type Kms: KmsApi;
+
+    /// Adapters that act in `at`: with the function's own credentials when `own`, else with the
+    /// target role's in `at.account`. Makes no call.
+    fn connect(
+        &self,
+        at: &Location,
+        own: bool,
+    ) -> Result<(Self::Kinesis, Self::Firehose, Self::Kms), AwsError>;
+
+    /// Makes sure the target role's credentials for `at.account` are at hand: sts:AssumeRole
+    /// when none are cached or they are about to expire, else nothing.
+    fn assume(&self, at: &Location) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// A connector with one set of adapters for the function's own account, and no role: the
+/// single-account mode, and the tests that hand the enforcer fakes.
+pub struct Fixed<K, F, M> {
+    kinesis: K,
+    firehose: F,
+    kms: M,
+}
+
+impl<K, F, M> Fixed<K, F, M> {
+    /// Always these adapters.
+    pub fn new(kinesis: K, firehose: F, kms: M) -> Self {
+        Self {
+            kinesis,
+            firehose,
+            kms,
+        }
+    }
+}
+
+const NO_ROLE: &str = "Enforcer.NoTargetRole";
+
+impl<K, F, M> Connector for Fixed<K, F, M>
+where
+    K: KinesisApi + Clone,
+    F: FirehoseApi + Clone,
+    M: KmsApi + Clone,
+{
+    type Kinesis = K;
+    type Firehose = F;
+    type Kms = M;
+
+    fn connect(&self, _: &Location, own: bool) -> Result<(K, F, M), AwsError> {
+        if !own {
+            return Err(AwsError::new(NO_ROLE, "no role to reach another account"));
+        }
+        Ok((
+            self.kinesis.clone(),
+            self.firehose.clone(),
+            self.kms.clone(),
+        ))
+    }
+
+    async fn assume(&self, _: &Location) -> Result<(), AwsError> {
+        Err(AwsError::new(NO_ROLE, "no role to reach another account"))
+    }
+}
+
+type EnforcerOf<C> =
+    Enforcer<<C as Connector>::Kinesis, <C as Connector>::Firehose, <C as Connector>::Kms>;
+
+/// The enforcers of every account and region the function acts in, built on first use.
+pub struct Fleet<C: Connector> {
+    connector: C,
+    config: Config,
+    enforcers: Mutex<HashMap<Location, Arc<EnforcerOf<C>>>>,
+}
+
+/// Why an account and region could not be reached.
+struct Unreachable {
+    code: String,
+    reason: String,
+}
+
+impl<C: Connector> Fleet<C> {
+    /// A fleet with `config`, reaching accounts and regions through `connector`.
+    pub fn new(connector: C, config: &Config) -> Self {
+        Self {
+            connector,
+            config: config.clone(),
+            enforcers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The connector.
+    pub fn connector(&self) -> &C {
+        &self.connector
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Why a resource at `at` is not the function's to act on, or `None` when it is. Makes no
+    /// call: own account and region only, or in central mode the allowed accounts and regions.
+    pub fn refusal(&self, at: &Location, home: Option<&Location>) -> Option<String> {
+        let Some(central) = &self.config.central else {
+            return out_of_scope(at, home);
+        };
+        let Some(home) = home else {
+            return out_of_scope(at, None);
+        };
+        if at.partition != home.partition {
+            return Some(format!(
+                "the resource is in partition {}, but this function runs in {} and roles cannot be \
+                 assumed across partitions; no AWS call was made",
+                at.partition, home.partition
+            ));
+        }
+        let allowed = at.account == home.account
+            || central
+                .accounts
+                .as_ref()
+                .is_none_or(|accounts| accounts.contains(&at.account));
+        if !allowed {
+            return Some(format!(
+                "account {} is not in ALLOWED_ACCOUNTS; no AWS call was made",
+                at.account
+            ));
+        }
+        if let Some(regions) = &central.regions
+            && !regions.contains(&at.region)
+        {
+            return Some(format!(
+                "region {} is not in ALLOWED_REGIONS; no AWS call was made",
+                at.region
+            ));
+        }
+        None
+    }
+
+    /// Handles one event: parse, refuse what is outside the allowed accounts and regions, reach
+    /// the resource's account and region, enforce. `Err` only for an event that cannot be used.
+    pub async fn handle(
+        &self,
+        event: serde_json::Value,
+        home: Option<&Location>,
+        deadline: Instant,
+        random: &mut (dyn RandomSource + Send),
+    ) -> Result<Report, InvalidEvent> {
+        let trigger = match event::parse(event)? {
+            Parsed::Ignored {
+                event_id,
+                service,
+                event_name,
+                reason,
+            } => return Ok(ignored(event_id, service, event_name, reason)),
+            Parsed::Trigger(trigger) => trigger,
+        };
+        let at = &trigger.resource.location;
+        let home = match (self.refusal(at, home), home) {
+            (None, Some(home)) => home,
+            (reason, _) => return Ok(refused(&trigger, reason.unwrap_or_default())),
+        };
+        Ok(match self.reach(at, home, deadline, random).await {
+            Ok(enforcer) => enforcer.enforce(&trigger, deadline, random).await,
+            Err(why) => self.unreachable(&trigger, why),
+        })
+    }
+
+    /// The enforcer for `at`, after making sure its account's credentials are at hand.
+    async fn reach(
+        &self,
+        at: &Location,
+        home: &Location,
+        deadline: Instant,
+        random: &mut (dyn RandomSource + Send),
+    ) -> Result<Arc<EnforcerOf<C>>, Unreachable> {
+        let own = at.account == home.account;
+        if !own {
+            let assumed = retry::run(
+                &self.config.retry_policy,
+                deadline,
+                random,
+                "sts:AssumeRole",
+                || self.connector.assume(at),
+            )
+            .await;
+            if let Err(e) = assumed {
+                return Err(self.assume_failed(at, &e));
+            }
+        }
+        if let Some(enforcer) = self.lock().get(at) {
+            return Ok(enforcer.clone());
+        }
+        let (kinesis, firehose, kms) =
+            self.connector.connect(at, own).map_err(|e| Unreachable {
+                code: e.code().to_owned(),
+                reason: format!("no clients for {at}: {e}"),
+            })?;
+        let enforcer = Arc::new(Enforcer::new(kinesis, firehose, kms, &self.config));
+        Ok(self.lock().entry(at.clone()).or_insert(enforcer).clone())
+    }
+
+    fn assume_failed(&self, at: &Location, e: &CallError) -> Unreachable {
+        let role = self
+            .config
+            .central
+            .as_ref()
+            .map_or_else(String::new, |c: &Central| {
+                c.role_arn(&at.partition, &at.account)
+            });
+        Unreachable {
+            code: e.aws().code().to_owned(),
+            reason: format!(
+                "sts:AssumeRole of {role} failed: {e}; the member stack must be deployed in \
+                 account {} and its role must trust this function",
+                at.account
+            ),
+        }
+    }
+
+    fn unreachable(&self, trigger: &Trigger, why: Unreachable) -> Report {
+        Report {
+            outcome: Outcome::Failed,
+            service: Some(trigger.resource.service),
+            resource: Some(trigger.resource.arn()),
+            event_id: trigger.event_id.clone(),
+            event_name: Some(trigger.event_name.clone()),
+            key: Some(self.config.mandated_key.configured().to_owned()),
+            attempts: 0,
+            reason: Some(why.reason),
+            error_code: Some(why.code),
+            found: None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Location, Arc<EnforcerOf<C>>>> {
+        self.enforcers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where a scheduled sweep goes: the function's own account and every allowed account, in
+    /// each allowed region (central mode without `ALLOWED_REGIONS`: the function's own region).
+    pub fn sweep_locations(&self, home: &Location) -> Vec<Location> {
+        let Some(central) = &self.config.central else {
+            return vec![home.clone()];
+        };
+        let mut accounts = vec![home.account.clone()];
+        if let Some(allowed) = &central.accounts {
+            accounts.extend(allowed.iter().filter(|a| **a != home.account).cloned());
+        }
+        let regions: Vec<String> = match &central.regions {
+            Some(regions) => regions.iter().cloned().collect(),
+            None => vec![home.region.clone()],
+        };
+        let mut locations = Vec::new();
+        for account in &accounts {
+            for region in &regions {
+                if let Ok(at) = Location::new(account, region)
+                    && at.partition == home.partition
+                {
+                    locations.push(at);
+                }
+            }
+        }
+        locations
+    }
+
+    /// Lists every stream and delivery stream in each of `locations` and runs the decision on
+    /// each, [`LOCATIONS_IN_FLIGHT`] accounts and regions at a time, each paced by its own
+    /// limits. One summary: a location that could not be reached or listed is named in
+    /// `unlisted`, a resource not reached before the deadline in `unreached`.
+    pub async fn sweep(
+        &self,
+        home: &Location,
+        locations: Vec<Location>,
+        deadline: Instant,
+        on_done: impl Fn(&Report) + Sync,
+    ) -> SweepSummary {
+        let on_done = &on_done;
+        let parts: Vec<SweepSummary> = stream::iter(locations)
+            .map(|at| async move {
+                let unlisted = |reason: String| SweepSummary::unlisted(&at, reason);
+                if let Some(reason) = self.refusal(&at, Some(home)) {
+                    return unlisted(reason);
+                }
+                if Instant::now() + RESERVE > deadline {
+                    return unlisted("not reached before the deadline".into());
+                }
+                let mut random = fastrand::Rng::new();
+                let enforcer = match self.reach(&at, home, deadline, &mut random).await {
+                    Ok(enforcer) => enforcer,
+                    Err(why) => return unlisted(why.reason),
+                };
+                let listed = Box::pin(enforcer.list_resources(&at, deadline, &mut random)).await;
+                match listed {
+                    Ok(resources) => Box::pin(sweep(&enforcer, resources, deadline, on_done)).await,
+                    Err(ListError { operation, reason }) => {
+                        unlisted(format!("{} failed: {reason}", operation.name()))
+                    }
+                }
+            })
+            .buffer_unordered(LOCATIONS_IN_FLIGHT)
+            .collect()
+            .await;
+        SweepSummary::merge(parts)
+    }
+}
