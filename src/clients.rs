@@ -255,14 +255,14 @@ impl crate::fleet::Connector for SdkConnector {
         &self,
         at: &crate::resource::Location,
         own: bool,
-    ) -> Result<(Self::Kinesis, Self::Firehose, Self::Kms), crate::aws_error::AwsError> {
+    ) -> Result<crate::fleet::AdaptersOf<Self>, crate::aws_error::AwsError> {
         let same_region = self.own.shared.region().map(|r| r.as_ref()) == Some(at.region.as_str());
         if own && same_region {
-            return Ok((
-                self.own.kinesis.clone(),
-                self.own.firehose.clone(),
-                self.own.kms.clone(),
-            ));
+            return Ok(crate::fleet::Adapters {
+                kinesis: self.own.kinesis.clone(),
+                firehose: self.own.firehose.clone(),
+                kms: self.own.kms.clone(),
+            });
         }
         let mut builder = self
             .own
@@ -280,11 +280,11 @@ impl crate::fleet::Connector for SdkConnector {
                 .identity_cache(aws_config::identity::IdentityCache::no_cache());
         }
         let shared = builder.build();
-        Ok((
-            aws_sdk_kinesis::Client::new(&shared),
-            aws_sdk_firehose::Client::new(&shared),
-            aws_sdk_kms::Client::new(&shared),
-        ))
+        Ok(crate::fleet::Adapters {
+            kinesis: aws_sdk_kinesis::Client::new(&shared),
+            firehose: aws_sdk_firehose::Client::new(&shared),
+            kms: aws_sdk_kms::Client::new(&shared),
+        })
     }
 
     async fn assume(

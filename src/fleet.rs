@@ -34,6 +34,20 @@ use tokio::time::Instant;
 /// connections and memory one invocation uses; within each, the sweep's own concurrency applies.
 pub const LOCATIONS_IN_FLIGHT: usize = 8;
 
+/// The adapters of one account and region.
+pub struct Adapters<K, F, M> {
+    /// Kinesis Data Streams.
+    pub kinesis: K,
+    /// Firehose.
+    pub firehose: F,
+    /// KMS.
+    pub kms: M,
+}
+
+/// The adapters a connector makes.
+pub type AdaptersOf<C> =
+    Adapters<<C as Connector>::Kinesis, <C as Connector>::Firehose, <C as Connector>::Kms>;
+
 /// How the enforcer reaches an account and region.
 pub trait Connector: Send + Sync {
     /// The Kinesis adapter.
@@ -45,11 +59,7 @@ pub trait Connector: Send + Sync {
 
     /// Adapters that act in `at`: with the function's own credentials when `own`, else with the
     /// target role's in `at.account`. Makes no call.
-    fn connect(
-        &self,
-        at: &Location,
-        own: bool,
-    ) -> Result<(Self::Kinesis, Self::Firehose, Self::Kms), AwsError>;
+    fn connect(&self, at: &Location, own: bool) -> Result<AdaptersOf<Self>, AwsError>;
 
     /// Makes sure the target role's credentials for `at.account` are at hand: sts:AssumeRole
     /// when none are cached or they are about to expire, else nothing.
@@ -87,15 +97,15 @@ where
     type Firehose = F;
     type Kms = M;
 
-    fn connect(&self, _: &Location, own: bool) -> Result<(K, F, M), AwsError> {
+    fn connect(&self, _: &Location, own: bool) -> Result<Adapters<K, F, M>, AwsError> {
         if !own {
             return Err(AwsError::new(NO_ROLE, "no role to reach another account"));
         }
-        Ok((
-            self.kinesis.clone(),
-            self.firehose.clone(),
-            self.kms.clone(),
-        ))
+        Ok(Adapters {
+            kinesis: self.kinesis.clone(),
+            firehose: self.firehose.clone(),
+            kms: self.kms.clone(),
+        })
     }
 
     async fn assume(&self, _: &Location) -> Result<(), AwsError> {
@@ -231,12 +241,16 @@ impl<C: Connector> Fleet<C> {
         if let Some(enforcer) = self.lock().get(at) {
             return Ok(enforcer.clone());
         }
-        let (kinesis, firehose, kms) =
-            self.connector.connect(at, own).map_err(|e| Unreachable {
-                code: e.code().to_owned(),
-                reason: format!("no clients for {at}: {e}"),
-            })?;
-        let enforcer = Arc::new(Enforcer::new(kinesis, firehose, kms, &self.config));
+        let adapters = self.connector.connect(at, own).map_err(|e| Unreachable {
+            code: e.code().to_owned(),
+            reason: format!("no clients for {at}: {e}"),
+        })?;
+        let enforcer = Arc::new(Enforcer::new(
+            adapters.kinesis,
+            adapters.firehose,
+            adapters.kms,
+            &self.config,
+        ));
         Ok(self.lock().entry(at.clone()).or_insert(enforcer).clone())
     }
 
