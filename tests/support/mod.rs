@@ -319,6 +319,18 @@ impl Proxy {
             })
     }
 
+    /// How many calls of any operation whose body contains `needle` reached the proxy.
+    pub fn calls_anywhere(&self, needle: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .seen
+            .values()
+            .flatten()
+            .filter(|(_, body)| body.contains(needle))
+            .count()
+    }
+
     /// How many calls of any operation reached the proxy.
     pub fn total_calls(&self) -> usize {
         self.state.lock().unwrap().seen.values().map(Vec::len).sum()
@@ -326,11 +338,17 @@ impl Proxy {
 
     /// The most calls of `operations` together in one second (any window `[t, t + 1 s)`).
     pub fn peak_per_second(&self, operations: &[&str]) -> usize {
+        self.peak_per_second_for(operations, "")
+    }
+
+    /// As [`Self::peak_per_second`], counting only requests whose body contains `needle`.
+    pub fn peak_per_second_for(&self, operations: &[&str], needle: &str) -> usize {
         let state = self.state.lock().unwrap();
         let mut times: Vec<Instant> = operations
             .iter()
             .filter_map(|op| state.seen.get(*op))
             .flatten()
+            .filter(|(_, body)| body.contains(needle))
             .map(|(at, _)| *at)
             .collect();
         times.sort();

@@ -1,0 +1,485 @@
+//! Central mode against moto server modelling several accounts: the real `bootstrap` and
+//! `enforcer` binaries, the member role assumed through moto's STS (its credentials act in the
+//! role's account), every call counted at a proxy in front of moto.
+//!
+//! The same stream name exists in every account and region, so acting in the wrong place would
+//! encrypt the wrong stream; each one must end on the key of its own account and region.
+
+mod support;
+
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+
+const ROLE: &str = "StreamEncryptionEnforcerMember";
+const EXTERNAL_ID: &str = "org-streams-enforcer";
+const ALIAS: &str = "alias/org-streams";
+const MEMBER_A: &str = "111111111111";
+const MEMBER_B: &str = "222222222222";
+/// In the organisation's emulator, but not in ALLOWED_ACCOUNTS.
+const OUTSIDER: &str = "333333333333";
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+/// moto, and a counting proxy in front of it that the binaries talk to.
+struct Org {
+    moto_url: String,
+    proxy: Proxy,
+    _moto: Process,
+}
+
+/// Clients acting in `account` and `region` of moto, straight (not through the proxy): the
+/// function's own credentials for its own account, AssumeRole credentials for the others.
+struct Member {
+    kinesis: aws_sdk_kinesis::Client,
+    firehose: aws_sdk_firehose::Client,
+    kms: aws_sdk_kms::Client,
+}
+
+impl Org {
+    async fn start() -> Self {
+        let (moto, moto_url) = start_moto();
+        let proxy = Proxy::start(&moto_url).await;
+        Self {
+            moto_url,
+            proxy,
+            _moto: moto,
+        }
+    }
+
+    async fn member(&self, account: &str, region: &str) -> Member {
+        let base = sdk_config(&self.moto_url);
+        let mut config = base
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()));
+        if account != ACCOUNT {
+            let sts = aws_sdk_sts::Client::new(&base);
+            let creds = sts
+                .assume_role()
+                .role_arn(format!("arn:aws:iam::{account}:role/SeedAdmin"))
+                .role_session_name("seed")
+                .send()
+                .await
+                .expect("AssumeRole")
+                .credentials
+                .expect("credentials");
+            config = config.credentials_provider(
+                aws_sdk_kinesis::config::SharedCredentialsProvider::new(
+                    aws_sdk_kinesis::config::Credentials::new(
+                        creds.access_key_id(),
+                        creds.secret_access_key(),
+                        Some(creds.session_token().to_owned()),
+                        None,
+                        "seed",
+                    ),
+                ),
+            );
+        }
+        let config = config.build();
+        Member {
+            kinesis: aws_sdk_kinesis::Client::new(&config),
+            firehose: aws_sdk_firehose::Client::new(&config),
+            kms: aws_sdk_kms::Client::new(&config),
+        }
+    }
+
+    /// The central function's environment: home account 123456789012 in us-east-1.
+    fn env(&self, allowed: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.proxy.url.as_str()),
+            ("AWS_ACCESS_KEY_ID", ACCOUNT),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+            ("AWS_REGION", REGION),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("MANDATED_KMS_KEY", ALIAS),
+            ("TARGET_ROLE_NAME", ROLE),
+            ("TARGET_EXTERNAL_ID", EXTERNAL_ID),
+            ("ALLOWED_ACCOUNTS", allowed),
+            ("ALLOWED_REGIONS", "us-east-1,eu-west-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+impl Member {
+    /// The mandated alias in this account and region, on a new key; returns the key's ARN.
+    async fn key(&self) -> String {
+        let meta = self
+            .kms
+            .create_key()
+            .send()
+            .await
+            .expect("CreateKey")
+            .key_metadata
+            .expect("metadata");
+        self.kms
+            .create_alias()
+            .alias_name(ALIAS)
+            .target_key_id(meta.key_id())
+            .send()
+            .await
+            .expect("CreateAlias");
+        meta.arn.expect("arn")
+    }
+
+    /// The key ARN the stream is encrypted with, its key reference resolved in this account
+    /// and region (the enforcer applies the key as configured, here the alias).
+    async fn stream_key(&self, name: &str) -> Option<String> {
+        let key_id = self
+            .kinesis
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .expect("DescribeStreamSummary")
+            .stream_description_summary
+            .expect("summary")
+            .key_id?;
+        let meta = self
+            .kms
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .expect("DescribeKey")
+            .key_metadata
+            .expect("metadata");
+        meta.arn
+    }
+
+    async fn delivery_key(&self, name: &str) -> Option<String> {
+        self.firehose
+            .describe_delivery_stream()
+            .delivery_stream_name(name)
+            .send()
+            .await
+            .expect("DescribeDeliveryStream")
+            .delivery_stream_description
+            .expect("description")
+            .delivery_stream_encryption_configuration
+            .and_then(|c| c.key_arn)
+    }
+
+    async fn delivery_stream(&self, name: &str, account: &str) {
+        use aws_sdk_firehose::types::*;
+        let destination = ExtendedS3DestinationConfiguration::builder()
+            .role_arn(format!("arn:aws:iam::{account}:role/FirehoseDelivery"))
+            .bucket_arn("arn:aws:s3:::example-delivery-bucket")
+            .compression_format(CompressionFormat::Uncompressed)
+            .buffering_hints(
+                BufferingHints::builder()
+                    .size_in_mbs(5)
+                    .interval_in_seconds(300)
+                    .build(),
+            )
+            .encryption_configuration(
+                EncryptionConfiguration::builder()
+                    .no_encryption_config(NoEncryptionConfig::NoEncryption)
+                    .build(),
+            )
+            .build()
+            .expect("destination");
+        self.firehose
+            .create_delivery_stream()
+            .delivery_stream_name(name)
+            .delivery_stream_type(DeliveryStreamType::DirectPut)
+            .extended_s3_destination_configuration(destination)
+            .send()
+            .await
+            .expect("CreateDeliveryStream");
+    }
+}
+
+/// A fixture from events/ for `name` in `account` and `region`, as the member account's
+/// CloudTrail would record it and EventBridge would forward it to the central bus.
+fn event_at(fixture: &str, name: &str, account: &str, region: &str) -> serde_json::Value {
+    let mut event = event(fixture, name);
+    let text = event
+        .to_string()
+        .replace(ACCOUNT, account)
+        .replace(REGION, region);
+    event = serde_json::from_str(&text).expect("JSON");
+    event["id"] = json!(format!("{account}-{region}-{name}-{fixture}"));
+    event
+}
+
+fn locations() -> Vec<(&'static str, &'static str)> {
+    let mut all = Vec::new();
+    for account in [MEMBER_A, MEMBER_B] {
+        for region in REGIONS {
+            all.push((account, region));
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_from_member_accounts_are_enforced_in_their_own_account_and_region() {
+    let org = Org::start().await;
+    // "orders" in both member accounts in both regions, in the function's own account, and in
+    // an account outside the allowed set; each place has its own key under the same alias.
+    let mut keys = Vec::new();
+    for (account, region) in locations()
+        .into_iter()
+        .chain([(ACCOUNT, REGION), (OUTSIDER, REGION)])
+    {
+        let member = org.member(account, region).await;
+        let key = member.key().await;
+        create_stream_on(&member.kinesis, "orders").await;
+        keys.push((account, region, key));
+    }
+    let clicks = org.member(MEMBER_B, "eu-west-1").await;
+    clicks.delivery_stream("clicks", MEMBER_B).await;
+
+    let api = RuntimeApi::start().await;
+    let mut pushed = 0;
+    for (account, region) in locations().into_iter().chain([(ACCOUNT, REGION)]) {
+        let id = format!("create-{account}-{region}");
+        api.push(
+            &id,
+            event_at("kinesis-create-stream", "orders", account, region),
+            Duration::from_secs(60),
+        );
+        pushed += 1;
+    }
+    api.push(
+        "firehose",
+        event_at(
+            "firehose-create-delivery-stream",
+            "clicks",
+            MEMBER_B,
+            "eu-west-1",
+        ),
+        Duration::from_secs(60),
+    );
+    // A second delivery of one event: the same container, the same account's cached credentials.
+    api.push(
+        "again",
+        event_at("kinesis-create-stream", "orders", MEMBER_A, "eu-west-1"),
+        Duration::from_secs(60),
+    );
+    pushed += 2;
+    let allowed = format!("{MEMBER_A},{MEMBER_B}");
+    let lambda = start_bootstrap(&api, &org.env(&allowed));
+    let results = api.results(pushed, Duration::from_secs(120)).await;
+    let by_id = |id: &str| {
+        results
+            .iter()
+            .find(|r| r.request_id == id)
+            .unwrap_or_else(|| panic!("{id}: {results:?}"))
+    };
+    for (account, region) in locations().into_iter().chain([(ACCOUNT, REGION)]) {
+        let result = by_id(&format!("create-{account}-{region}"));
+        assert_eq!(result.kind, "response", "{result:?}");
+        assert_eq!(result.body["outcome"], json!("remediated"), "{result:?}");
+        assert_eq!(
+            result.body["resource"],
+            json!(format!("arn:aws:kinesis:{region}:{account}:stream/orders"))
+        );
+    }
+    assert_eq!(by_id("firehose").body["outcome"], json!("remediated"));
+    assert_eq!(by_id("again").body["outcome"], json!("already_compliant"));
+
+    // Each stream is on the key of its own account and region; the outsider's is untouched.
+    for (account, region, key) in &keys {
+        let member = org.member(account, region).await;
+        let found = member.stream_key("orders").await;
+        if *account == OUTSIDER {
+            assert_eq!(found, None, "{account} {region}");
+        } else {
+            assert_eq!(found.as_deref(), Some(key.as_str()), "{account} {region}");
+        }
+    }
+    let b_west = keys
+        .iter()
+        .find(|(a, r, _)| *a == MEMBER_B && *r == "eu-west-1")
+        .map(|(_, _, k)| k.clone());
+    assert_eq!(clicks.delivery_key("clicks").await, b_west);
+
+    // One AssumeRole per member account for all of its events and regions, with the external
+    // id; none for the function's own account, which acts with its own credentials.
+    assert_eq!(org.proxy.calls("AssumeRole"), 2);
+    for account in [MEMBER_A, MEMBER_B] {
+        assert_eq!(org.proxy.calls_for("AssumeRole", account), 1, "{account}");
+    }
+    assert_eq!(org.proxy.calls_for("AssumeRole", EXTERNAL_ID), 2);
+    assert_eq!(org.proxy.calls_for("AssumeRole", ACCOUNT), 0);
+
+    // An event from an account outside ALLOWED_ACCOUNTS: refused, and not one call is made.
+    org.proxy.reset_counts();
+    api.push(
+        "outsider",
+        event_at("kinesis-create-stream", "orders", OUTSIDER, REGION),
+        Duration::from_secs(60),
+    );
+    // And a region outside ALLOWED_REGIONS of an allowed account.
+    api.push(
+        "far-region",
+        event_at(
+            "kinesis-create-stream",
+            "orders",
+            MEMBER_A,
+            "ap-southeast-2",
+        ),
+        Duration::from_secs(60),
+    );
+    let results = api.results(pushed + 2, Duration::from_secs(60)).await;
+    let logs = lambda.stop_and_read_stdout();
+    for (id, needle) in [
+        (
+            "outsider",
+            "account 333333333333 is not in ALLOWED_ACCOUNTS",
+        ),
+        (
+            "far-region",
+            "region ap-southeast-2 is not in ALLOWED_REGIONS",
+        ),
+    ] {
+        let refused = results.iter().find(|r| r.request_id == id).unwrap();
+        assert_eq!(refused.kind, "error", "{refused:?}");
+        assert_eq!(refused.body["errorType"], json!("EventRefused"));
+        let message = refused.body["errorMessage"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+    }
+    assert_eq!(org.proxy.total_calls(), 0);
+    assert!(
+        logs.contains(r#""outcome":"refused""#),
+        "the refusal is logged as an outcome: {logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_and_sweep_cover_every_allowed_account_and_region_each_within_its_own_limits() {
+    let org = Org::start().await;
+    const PER_PLACE: usize = 12;
+    let mut keys = Vec::new();
+    for (account, region) in locations() {
+        let member = org.member(account, region).await;
+        let key = member.key().await;
+        for i in 0..PER_PLACE {
+            create_stream_on(&member.kinesis, &format!("s{i:02}")).await;
+        }
+        // One stream per place is already on the mandated key.
+        encrypt_stream_on(&member.kinesis, "s00", &key).await;
+        keys.push((account, region, key));
+    }
+    let home = org.member(ACCOUNT, REGION).await;
+    home.key().await;
+    let env = org.env(&format!("{MEMBER_A},{MEMBER_B}"));
+
+    // The audit lists every stream of every allowed account and region, and the function's
+    // own account in both regions (it has one stream, none in eu-west-1).
+    let audit = enforcer(&env, &["audit", "--output", "json"]).await;
+    assert_eq!(audit.code, Some(3), "{audit:?}");
+    let rows = audit.report.as_array().expect("rows");
+    assert_eq!(rows.len(), 4 * PER_PLACE, "{rows:?}");
+    for (account, region) in locations() {
+        let here: Vec<&serde_json::Value> = rows
+            .iter()
+            .filter(|r| {
+                r["resource"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("arn:aws:kinesis:{region}:{account}:stream/"))
+            })
+            .collect();
+        assert_eq!(here.len(), PER_PLACE, "{account} {region}");
+        let compliant = here.iter().filter(|r| r["verdict"] == "compliant").count();
+        assert_eq!(compliant, 1, "{account} {region}: {here:?}");
+    }
+
+    // The sweep puts every stream on its own place's key. Each account and region is paced on
+    // its own: together they go faster than one account's StartStreamEncryption limit (5/s)
+    // allows, while no single one exceeds it.
+    org.proxy.reset_counts();
+    let sweep = enforcer(&env, &["sweep", "--output", "json"]).await;
+    assert_eq!(sweep.code, Some(0), "{sweep:?}");
+    assert_eq!(
+        sweep.report["counts"],
+        json!({"already_compliant": 4, "remediated": 4 * (PER_PLACE - 1)})
+    );
+    for (account, region, key) in &keys {
+        let member = org.member(account, region).await;
+        for i in 0..PER_PLACE {
+            let found = member.stream_key(&format!("s{i:02}")).await;
+            assert_eq!(
+                found.as_deref(),
+                Some(key.as_str()),
+                "{account} {region} s{i:02}"
+            );
+        }
+        let place = format!("{region}:{account}:stream/");
+        let peak = org
+            .proxy
+            .peak_per_second_for(&["StartStreamEncryption"], &place);
+        eprintln!("{account} {region}: peak {peak} StartStreamEncryption calls in one second");
+        assert!(
+            peak <= 5,
+            "{account} {region}: {peak} Start calls in one second"
+        );
+    }
+    let together = org.proxy.peak_per_second(&["StartStreamEncryption"]);
+    eprintln!("all places together: peak {together} StartStreamEncryption calls in one second");
+    assert!(
+        together > 5,
+        "the places were paced as one: peak {together} Start calls per second"
+    );
+    // One AssumeRole per member account, whatever the number of regions and streams.
+    assert_eq!(org.proxy.calls("AssumeRole"), 2);
+
+    // Only allowed accounts can be named; an unreachable account is reported, not skipped.
+    let outsider = enforcer(&env, &["audit", "--accounts", OUTSIDER]).await;
+    assert_eq!(outsider.code, Some(2), "{outsider:?}");
+    assert!(
+        outsider.stderr.contains("not in ALLOWED_ACCOUNTS"),
+        "{outsider:?}"
+    );
+    org.proxy.inject_for(
+        "AssumeRole",
+        MEMBER_B,
+        1,
+        // STS speaks the query protocol: its errors are XML.
+        Fault::Raw {
+            status: 403,
+            body: "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>\
+                   <Message>User is not authorized to perform: sts:AssumeRole</Message></Error>\
+                   <RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+                .into(),
+        },
+    );
+    let denied = enforcer(
+        &env,
+        &[
+            "audit",
+            "--output",
+            "json",
+            "--accounts",
+            &format!("{MEMBER_A},{MEMBER_B}"),
+            "--regions",
+            "us-east-1",
+        ],
+    )
+    .await;
+    assert_eq!(denied.code, Some(3), "{denied:?}");
+    let rows = denied.report.as_array().expect("rows");
+    let unlisted: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["verdict"] == "not listed")
+        .collect();
+    assert_eq!(unlisted.len(), 1, "{rows:?}");
+    assert_eq!(
+        unlisted[0]["resource"],
+        json!(format!("{MEMBER_B}/us-east-1"))
+    );
+    let reason = unlisted[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("AccessDenied") && reason.contains(ROLE),
+        "{reason}"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r["verdict"] == "compliant").count(),
+        PER_PLACE,
+        "{MEMBER_A} us-east-1 is still audited"
+    );
+}
