@@ -466,4 +466,91 @@ mod tests {
         assert_eq!(c.retry_policy.retriers().len(), 1);
         assert_eq!(c.log_level, tracing::Level::DEBUG);
     }
+
+    #[test]
+    fn central_mode_needs_a_role_and_a_bound_on_the_accounts() {
+        let key = ("MANDATED_KMS_KEY", "alias/org");
+        let role = ("TARGET_ROLE_NAME", "StreamEncryptionEnforcerMember");
+        let c = config(&[
+            key,
+            role,
+            ("TARGET_EXTERNAL_ID", "org-streams-enforcer"),
+            (
+                "ALLOWED_ACCOUNTS",
+                " 111111111111, 222222222222 111111111111",
+            ),
+            ("ALLOWED_REGIONS", "eu-west-1,us-east-1"),
+            ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+        ])
+        .unwrap()
+        .central
+        .unwrap();
+        assert_eq!(
+            c.accounts.clone().unwrap().into_iter().collect::<Vec<_>>(),
+            ["111111111111", "222222222222"]
+        );
+        assert_eq!(
+            c.regions.clone().unwrap().into_iter().collect::<Vec<_>>(),
+            ["eu-west-1", "us-east-1"]
+        );
+        assert_eq!(c.external_id.as_deref(), Some("org-streams-enforcer"));
+        assert_eq!(
+            c.role_arn("aws", "111111111111"),
+            "arn:aws:iam::111111111111:role/StreamEncryptionEnforcerMember"
+        );
+        // The organisation alone bounds the accounts too.
+        let c = config(&[key, role, ("ORGANIZATION_ID", "o-a1b2c3d4e5")]).unwrap();
+        assert!(c.central.unwrap().accounts.is_none());
+        assert!(config(&[key]).unwrap().central.is_none());
+
+        let cases: [(&[(&str, &str)], &str); 8] = [
+            (&[key, role], "TARGET_ROLE_NAME: central mode needs"),
+            (
+                &[
+                    key,
+                    ("TARGET_ROLE_NAME", "a/b"),
+                    ("ALLOWED_ACCOUNTS", "111111111111"),
+                ],
+                "TARGET_ROLE_NAME:",
+            ),
+            (
+                &[key, role, ("ALLOWED_ACCOUNTS", "11111111111")],
+                "ALLOWED_ACCOUNTS: \"11111111111\"",
+            ),
+            (
+                &[key, role, ("ALLOWED_ACCOUNTS", " , ")],
+                "ALLOWED_ACCOUNTS: names no entry",
+            ),
+            (
+                &[key, role, ("ORGANIZATION_ID", "r-abcd")],
+                "ORGANIZATION_ID:",
+            ),
+            (
+                &[
+                    key,
+                    role,
+                    ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+                    ("ALLOWED_REGIONS", "europe"),
+                ],
+                "ALLOWED_REGIONS:",
+            ),
+            (
+                &[
+                    key,
+                    role,
+                    ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+                    ("TARGET_EXTERNAL_ID", "x"),
+                ],
+                "TARGET_EXTERNAL_ID:",
+            ),
+            (
+                &[key, ("ALLOWED_ACCOUNTS", "111111111111")],
+                "ALLOWED_ACCOUNTS: only applies in central mode",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let err = config(vars).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{vars:?}: {err}");
+        }
+    }
 }

@@ -358,3 +358,170 @@ impl<C: Connector> Fleet<C> {
         SweepSummary::merge(parts)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const KEY: (&str, &str) = ("MANDATED_KMS_KEY", "alias/org-streams");
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .chain(&[KEY])
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap()
+    }
+
+    /// A connector whose every AssumeRole is denied, counting them; it is never asked for
+    /// clients, since nothing may be called without the role.
+    #[derive(Default)]
+    struct Denied(std::sync::atomic::AtomicUsize);
+
+    impl Connector for Denied {
+        type Kinesis = aws_sdk_kinesis::Client;
+        type Firehose = aws_sdk_firehose::Client;
+        type Kms = aws_sdk_kms::Client;
+
+        fn connect(&self, at: &Location, _: bool) -> Result<AdaptersOf<Self>, AwsError> {
+            Err(AwsError::new("Unexpected", format!("connect {at}")))
+        }
+
+        async fn assume(&self, _: &Location) -> Result<(), AwsError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(AwsError::new("AccessDenied", "not authorized to assume"))
+        }
+    }
+
+    fn at(account: &str, region: &str) -> Location {
+        Location::new(account, region).unwrap()
+    }
+
+    fn central() -> Fleet<Denied> {
+        Fleet::new(
+            Denied::default(),
+            &config(&[
+                ("TARGET_ROLE_NAME", "Member"),
+                ("ALLOWED_ACCOUNTS", "111111111111,222222222222"),
+                ("ALLOWED_REGIONS", "us-east-1,eu-west-1"),
+            ]),
+        )
+    }
+
+    #[test]
+    fn the_allowed_set_decides_without_a_call() {
+        let home = at("123456789012", "us-east-1");
+        let fleet = central();
+        assert_eq!(
+            fleet.refusal(&at("111111111111", "eu-west-1"), Some(&home)),
+            None
+        );
+        // The function's own account is always allowed, in the allowed regions.
+        assert_eq!(
+            fleet.refusal(&at("123456789012", "eu-west-1"), Some(&home)),
+            None
+        );
+        let refused = |account, region| {
+            fleet
+                .refusal(&at(account, region), Some(&home))
+                .unwrap_or_default()
+        };
+        assert!(refused("333333333333", "us-east-1").contains("not in ALLOWED_ACCOUNTS"));
+        assert!(refused("111111111111", "ap-south-1").contains("not in ALLOWED_REGIONS"));
+        assert!(refused("123456789012", "ap-south-1").contains("not in ALLOWED_REGIONS"));
+        assert!(refused("111111111111", "cn-north-1").contains("partition"));
+        assert!(
+            fleet
+                .refusal(&at("111111111111", "us-east-1"), None)
+                .is_some()
+        );
+        assert_eq!(
+            fleet
+                .connector()
+                .0
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+
+        // Without central mode only the function's own account and region.
+        let single = Fleet::new(Denied::default(), &config(&[]));
+        assert_eq!(single.refusal(&home, Some(&home)), None);
+        assert!(
+            single
+                .refusal(&at("123456789012", "eu-west-1"), Some(&home))
+                .is_some()
+        );
+        assert!(
+            single
+                .refusal(&at("111111111111", "us-east-1"), Some(&home))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_sweep_covers_every_allowed_account_in_every_allowed_region() {
+        let home = at("123456789012", "us-east-1");
+        let names: Vec<String> = central()
+            .sweep_locations(&home)
+            .iter()
+            .map(|l| format!("{}/{}", l.account, l.region))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "123456789012/eu-west-1",
+                "123456789012/us-east-1",
+                "111111111111/eu-west-1",
+                "111111111111/us-east-1",
+                "222222222222/eu-west-1",
+                "222222222222/us-east-1",
+            ]
+        );
+        let single = Fleet::new(Denied::default(), &config(&[]));
+        assert_eq!(single.sweep_locations(&home), vec![home.clone()]);
+        let org_only = Fleet::new(
+            Denied::default(),
+            &config(&[
+                ("TARGET_ROLE_NAME", "Member"),
+                ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+            ]),
+        );
+        assert_eq!(org_only.sweep_locations(&home), vec![home]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_denied_role_fails_the_event_with_its_code_and_makes_no_other_call() {
+        let fleet = central();
+        let mut event: serde_json::Value =
+            serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap();
+        event["detail"]["recipientAccountId"] = "111111111111".into();
+        let home = at("123456789012", "us-east-1");
+        let report = fleet
+            .handle(
+                event,
+                Some(&home),
+                Instant::now() + Duration::from_secs(60),
+                &mut fastrand::Rng::with_seed(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, Outcome::Failed);
+        assert_eq!(report.error_code.as_deref(), Some("AccessDenied"));
+        let reason = report.reason.unwrap();
+        assert!(
+            reason.contains("arn:aws:iam::111111111111:role/Member"),
+            "{reason}"
+        );
+        // AccessDenied is not retried by the default policy.
+        assert_eq!(
+            fleet
+                .connector()
+                .0
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+    }
+}

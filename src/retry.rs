@@ -98,6 +98,7 @@ pub const DEFAULT_POLICY_JSON: &str = r#"[
     "ErrorEquals": [
       "LimitExceededException",
       "ThrottlingException",
+      "Throttling",
       "KMSThrottlingException",
       "ServiceUnavailableException",
       "InternalFailure",
@@ -727,6 +728,7 @@ mod tests {
         for code in [
             "LimitExceededException",
             "ThrottlingException",
+            "Throttling",
             "KMSThrottlingException",
             "Enforcer.ConnectionError",
             "Enforcer.Timeout",

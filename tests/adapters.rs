@@ -430,3 +430,79 @@ async fn at_the_handler_a_deadline_failure_is_an_error_and_no_wait_runs_past_it(
         }
     }
 }
+
+/// An AssumeRole answer whose credentials expire `valid_for` from now.
+fn assumed(valid_for: Duration) -> aws_sdk_sts::operation::assume_role::AssumeRoleOutput {
+    let expiry = std::time::SystemTime::now() + valid_for;
+    aws_sdk_sts::operation::assume_role::AssumeRoleOutput::builder()
+        .credentials(
+            aws_sdk_sts::types::Credentials::builder()
+                .access_key_id("ASIAEXAMPLE")
+                .secret_access_key("secret")
+                .session_token("token")
+                .expiration(aws_sdk_sts::primitives::DateTime::from(expiry))
+                .build()
+                .unwrap(),
+        )
+        .build()
+}
+
+fn sts_client(rules: &[&Rule]) -> aws_sdk_sts::Client {
+    aws_smithy_mocks::mock_client!(
+        aws_sdk_sts,
+        aws_smithy_mocks::RuleMode::MatchAny,
+        rules,
+        |c| c.retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+    )
+}
+
+/// A member account's role credentials are assumed once and reused until five minutes before
+/// they expire; concurrent callers wait for the one AssumeRole instead of each making their own.
+#[tokio::test]
+async fn role_credentials_are_cached_until_shortly_before_they_expire() {
+    use stream_encryption_enforcer::clients::AssumedRole;
+    const ROLE: &str = "arn:aws:iam::111111111111:role/StreamEncryptionEnforcerMember";
+
+    let hour = mock!(aws_sdk_sts::Client::assume_role)
+        .match_requests(|r| {
+            r.role_arn() == Some(ROLE)
+                && r.external_id() == Some("org-streams-enforcer")
+                && r.role_session_name() == Some("stream-encryption-enforcer")
+        })
+        .then_output(|| assumed(Duration::from_secs(3600)));
+    let role = AssumedRole::new(
+        sts_client(&[&hour]),
+        ROLE.into(),
+        Some("org-streams-enforcer".into()),
+    );
+    let (a, b, c) = tokio::join!(role.credentials(), role.credentials(), role.credentials());
+    for got in [a, b, c] {
+        assert_eq!(got.unwrap().access_key_id(), "ASIAEXAMPLE");
+    }
+    role.credentials().await.unwrap();
+    assert_eq!(hour.num_calls(), 1);
+
+    // Four minutes left is inside the renewal margin: every use renews.
+    let short =
+        mock!(aws_sdk_sts::Client::assume_role).then_output(|| assumed(Duration::from_secs(240)));
+    let role = AssumedRole::new(sts_client(&[&short]), ROLE.into(), None);
+    role.credentials().await.unwrap();
+    role.credentials().await.unwrap();
+    assert_eq!(short.num_calls(), 2);
+
+    // A denied AssumeRole is an error with its code, and nothing is cached.
+    let denied = mock!(aws_sdk_sts::Client::assume_role).then_error(|| {
+        aws_sdk_sts::operation::assume_role::AssumeRoleError::generic(
+            aws_sdk_sts::error::ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("not authorized")
+                .build(),
+        )
+    });
+    let role = AssumedRole::new(sts_client(&[&denied]), ROLE.into(), None);
+    for _ in 0..2 {
+        let err = role.credentials().await.unwrap_err();
+        assert_eq!(err.code(), "AccessDenied");
+    }
+    assert_eq!(denied.num_calls(), 2);
+}
