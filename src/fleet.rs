@@ -1,10 +1,11 @@
 //! Organisation scale: one enforcer for many accounts and regions.
 //!
-//! The function acts in its own account (the one its ARN names) with its own credentials. In
-//! central mode (`TARGET_ROLE_NAME`) it also acts in the other accounts of `ALLOWED_ACCOUNTS` /
-//! the organisation, through the role of that name in each: credentials come from
-//! sts:AssumeRole, are cached per account until shortly before they expire, and are shared by
-//! every region of the account. Clients are built per account and region, once per container.
+//! The function acts in its own account and region (the ones its ARN names) with its own
+//! credentials. In central mode (`TARGET_ROLE_NAME`) it also acts in the other accounts of
+//! `ALLOWED_ACCOUNTS` / the organisation, and in the other regions of its own account, through
+//! the role of that name in each account: credentials come from sts:AssumeRole, are cached per
+//! account until shortly before they expire, and are shared by every region of the account.
+//! Clients are built per account and region, once per container.
 //!
 //! Each account and region has its own [`Enforcer`], so its own rate limiter (the API limits are
 //! per account and region: one busy account never slows another) and its own resolution of the
@@ -224,7 +225,10 @@ impl<C: Connector> Fleet<C> {
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
     ) -> Result<Arc<EnforcerOf<C>>, Unreachable> {
-        let own = at.account == home.account;
+        // Only the function's own account and region use its own credentials (and the
+        // permissions of its own stack); every other place goes through the member role, which
+        // the member stack creates in every account, the function's own included.
+        let own = at == home;
         if !own {
             let assumed = retry::run(
                 &self.config.retry_policy,

@@ -425,8 +425,13 @@ async fn audit_and_sweep_cover_every_allowed_account_and_region_each_within_its_
         together > 5,
         "the places were paced as one: peak {together} Start calls per second"
     );
-    // One AssumeRole per member account, whatever the number of regions and streams.
-    assert_eq!(org.proxy.calls("AssumeRole"), 2);
+    // One AssumeRole per account, whatever the number of regions and streams: the two members,
+    // and the function's own account for its other region (only its own account *and* region
+    // use the function's own credentials).
+    assert_eq!(org.proxy.calls("AssumeRole"), 3);
+    for account in [MEMBER_A, MEMBER_B, ACCOUNT] {
+        assert_eq!(org.proxy.calls_for("AssumeRole", account), 1, "{account}");
+    }
 
     // Only allowed accounts can be named; an unreachable account is reported, not skipped.
     let outsider = enforcer(&env, &["audit", "--accounts", OUTSIDER]).await;

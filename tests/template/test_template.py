@@ -35,8 +35,20 @@ def _intrinsic(loader, suffix, node):
 CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
-def template():
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+def template(name="template.yaml"):
+    return yaml.load((ROOT / name).read_text(), Loader=CfnLoader)
+
+
+def member():
+    return template("member.yaml")
+
+
+def central_rules():
+    """(name, pattern) of the central bus's rule and the member accounts' forwarding rule."""
+    return [
+        ("CentralStreamCalls", template()["Resources"]["CentralStreamCalls"]["Properties"]["EventPattern"]),
+        ("ForwardStreamCalls", member()["Resources"]["ForwardStreamCalls"]["Properties"]["EventPattern"]),
+    ]
 
 
 def rules():
@@ -119,13 +131,15 @@ class EventPatterns(unittest.TestCase):
 
     def test_each_rule_receives_exactly_the_handled_calls(self):
         queues = {}
-        for name, pattern in rules():
+        for name, pattern in rules() + central_rules():
             self.events.put_rule(Name=name, EventPattern=json.dumps(pattern))
             url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
             arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             self.events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
             queues[name] = url
-        self.assertEqual(sorted(queues), ["FirehoseCalls", "KinesisCalls"])
+        self.assertEqual(
+            sorted(queues), ["CentralStreamCalls", "FirehoseCalls", "ForwardStreamCalls", "KinesisCalls"]
+        )
         # The schedule is not an event pattern; it is checked below.
 
         fixtures = sorted(EVENTS.glob("*.json"))
@@ -148,17 +162,27 @@ class EventPatterns(unittest.TestCase):
             ),
             "the Kinesis rule: handled calls only; no DeleteStream, no failed call",
         )
-        self.assertEqual(
-            self.drain(queues["FirehoseCalls"]),
-            sorted(
-                [
-                    "aws.firehose:CreateDeliveryStream:False",
-                    "aws.firehose:CreateDeliveryStream:False",
-                    "aws.firehose:StartDeliveryStreamEncryption:False",
-                    "aws.firehose:StopDeliveryStreamEncryption:False",
-                ]
-            ),
+        firehose = sorted(
+            [
+                "aws.firehose:CreateDeliveryStream:False",
+                "aws.firehose:CreateDeliveryStream:False",
+                "aws.firehose:StartDeliveryStreamEncryption:False",
+                "aws.firehose:StopDeliveryStreamEncryption:False",
+            ]
         )
+        self.assertEqual(self.drain(queues["FirehoseCalls"]), firehose)
+        # Organisation-wide: the member accounts forward, and the central bus delivers, exactly
+        # what the account's own two rules receive.
+        both = sorted(
+            firehose
+            + [
+                "aws.kinesis:CreateStream:False",
+                "aws.kinesis:StartStreamEncryption:False",
+                "aws.kinesis:StopStreamEncryption:False",
+            ]
+        )
+        self.assertEqual(self.drain(queues["ForwardStreamCalls"]), both)
+        self.assertEqual(self.drain(queues["CentralStreamCalls"]), both)
 
 
 class Schedule(unittest.TestCase):
@@ -181,9 +205,13 @@ def code_operations():
     return found
 
 
-def role_statements():
-    role = template()["Resources"]["EnforcerRole"]["Properties"]
+def role_statements(doc=None, role="EnforcerRole"):
+    role = (doc or template())["Resources"][role]["Properties"]
     return [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def member_statements():
+    return role_statements(member(), "MemberRole")
 
 
 def as_list(value):
@@ -239,6 +267,61 @@ class IamPolicy(unittest.TestCase):
                 if isinstance(resource, dict) and "Sub" in resource:
                     # ARNs are built from the stack's own partition, region and account.
                     self.assertIn("${AWS::Partition}", resource["Sub"])
+
+    # The member role does what the function does in its own account, minus what only the
+    # function's own stack needs (its queue, its logs).
+    MEMBER_ON_BEHALF = {"kms:GenerateDataKey", "kms:CreateGrant"}
+
+    def test_the_member_role_allows_exactly_the_calls_of_the_code(self):
+        allowed = {a for s in member_statements() if s["Effect"] == "Allow" for a in as_list(s["Action"])}
+        self.assertEqual(allowed, code_operations() | self.MEMBER_ON_BEHALF)
+        for statement in member_statements():
+            for action in as_list(statement["Action"]):
+                self.assertNotIn("*", action, statement)
+            for resource in as_list(statement["Resource"]):
+                if resource == "*":
+                    self.assertLessEqual(set(as_list(statement["Action"])), self.UNSCOPABLE, statement)
+                else:
+                    # This account's resources only (any region: IAM is global), or the shared key.
+                    self.assertIn("${AWS::AccountId}", json.dumps(resource), statement)
+
+    def test_the_member_role_trusts_only_the_central_function_inside_the_organisation(self):
+        role = member()["Resources"]["MemberRole"]
+        self.assertEqual(role["Condition"], "CreateRole")
+        (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        self.assertEqual(trust["Principal"], {"AWS": {"Ref": "EnforcerRoleArn"}})
+        self.assertEqual(trust["Action"], "sts:AssumeRole")
+        condition, with_id, without_id = trust["Condition"]["If"]
+        self.assertEqual(condition, "HasExternalId")
+        for branch in (with_id, without_id):
+            self.assertEqual(branch["StringEquals"]["aws:PrincipalOrgID"], {"Ref": "OrganizationId"})
+        self.assertEqual(with_id["StringEquals"]["sts:ExternalId"], {"Ref": "MemberExternalId"})
+
+    def test_central_mode_assumes_only_member_roles_inside_the_organisation(self):
+        resources = template()["Resources"]
+        policy = resources["AssumeMemberRolesPolicy"]
+        self.assertEqual(policy["Condition"], "IsCentral")
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual(statement["Action"], "sts:AssumeRole")
+        self.assertIn("${MemberRoleName}", statement["Resource"]["Sub"])
+        self.assertEqual(statement["Condition"]["StringEquals"]["aws:ResourceOrgID"], {"Ref": "OrganizationId"})
+        bus = resources["CentralEventBusPolicy"]["Properties"]["Statement"]
+        self.assertEqual(bus["Action"], "events:PutEvents")
+        self.assertEqual(bus["Condition"]["StringEquals"]["aws:PrincipalOrgID"], {"Ref": "OrganizationId"})
+        env = resources["EnforcerFunction"]["Properties"]["Environment"]["Variables"]
+        for name in ("TARGET_ROLE_NAME", "TARGET_EXTERNAL_ID", "ALLOWED_ACCOUNTS", "ALLOWED_REGIONS"):
+            self.assertEqual(env[name]["If"][0], "IsCentral", name)
+            self.assertEqual(env[name]["If"][2], "", name)
+
+    def test_the_forwarding_rule_targets_the_central_bus_with_a_role_allowed_only_that(self):
+        resources = member()["Resources"]
+        (target,) = resources["ForwardStreamCalls"]["Properties"]["Targets"]
+        bus = "arn:${AWS::Partition}:events:${CentralRegion}:${CentralAccountId}:event-bus/${CentralEventBusName}"
+        self.assertEqual(target["Arn"], {"Sub": bus})
+        self.assertEqual(target["RoleArn"], {"GetAtt": "ForwardRole.Arn"})
+        self.assertIn("Arn", target["DeadLetterConfig"])
+        (statement,) = role_statements(member(), "ForwardRole")
+        self.assertEqual((statement["Action"], statement["Resource"]), ("events:PutEvents", {"Sub": bus}))
 
     def test_the_function_uses_this_role_and_no_managed_policy(self):
         function = template()["Resources"]["EnforcerFunction"]["Properties"]
