@@ -287,6 +287,51 @@ impl crate::fleet::Connector for SdkConnector {
         })
     }
 
+    async fn organization(&self) -> Result<crate::fleet::Organization, crate::aws_error::AwsError> {
+        use crate::aws_error::{AwsError, transport};
+        use aws_sdk_organizations::types::{AccountState, AccountStatus};
+        let organizations = aws_sdk_organizations::Client::new(&self.own.shared);
+        let described = organizations
+            .describe_organization()
+            .send()
+            .await
+            .map_err(AwsError::from_sdk)?;
+        let id = described
+            .organization()
+            .and_then(|o| o.id())
+            .ok_or_else(|| {
+                AwsError::new(
+                    transport::RESPONSE_ERROR,
+                    "DescribeOrganization returned no id",
+                )
+            })?
+            .to_owned();
+        let mut accounts = std::collections::BTreeSet::new();
+        let mut next = None;
+        loop {
+            let page = organizations
+                .list_accounts()
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(AwsError::from_sdk)?;
+            for account in page.accounts() {
+                let active = match account.state() {
+                    Some(state) => *state == AccountState::Active,
+                    None => account.status() == Some(&AccountStatus::Active),
+                };
+                if let (true, Some(id)) = (active, account.id()) {
+                    accounts.insert(id.to_owned());
+                }
+            }
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(crate::fleet::Organization { id, accounts })
+    }
+
     async fn assume(
         &self,
         at: &crate::resource::Location,

@@ -26,9 +26,10 @@ use crate::resource::Location;
 use crate::retry::{self, CallError, RandomSource};
 use crate::sweep::{RESERVE, SweepSummary, sweep};
 use futures_util::stream::{self, StreamExt};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Accounts and regions swept at once. Each has its own limits, so this only bounds the
@@ -65,7 +66,26 @@ pub trait Connector: Send + Sync {
     /// Makes sure the target role's credentials for `at.account` are at hand: sts:AssumeRole
     /// when none are cached or they are about to expire, else nothing.
     fn assume(&self, at: &Location) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// The organisation the function's account belongs to, with its ACTIVE accounts
+    /// (organizations:DescribeOrganization and ListAccounts, from the management account or a
+    /// delegated administrator).
+    fn organization(&self) -> impl Future<Output = Result<Organization, AwsError>> + Send;
 }
+
+/// An organisation and its ACTIVE accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    /// `o-...`.
+    pub id: String,
+    /// The ACTIVE member accounts, the management account included.
+    pub accounts: BTreeSet<String>,
+}
+
+/// How long the organisation's account list is used before it is read again: a new account is
+/// acted on at most this long after it joins (its events meanwhile are refused, kept by Lambda's
+/// retries and the on-failure queue, and the sweep catches its streams).
+pub const ORGANIZATION_REFRESH: Duration = Duration::from_secs(600);
 
 /// A connector with one set of adapters for the function's own account, and no role: the
 /// single-account mode, and the tests that hand the enforcer fakes.
@@ -112,6 +132,13 @@ where
     async fn assume(&self, _: &Location) -> Result<(), AwsError> {
         Err(AwsError::new(NO_ROLE, "no role to reach another account"))
     }
+
+    async fn organization(&self) -> Result<Organization, AwsError> {
+        Err(AwsError::new(
+            NO_ROLE,
+            "no organisation in single-account mode",
+        ))
+    }
 }
 
 type EnforcerOf<C> =
@@ -122,22 +149,111 @@ pub struct Fleet<C: Connector> {
     connector: C,
     config: Config,
     enforcers: Mutex<HashMap<Location, Arc<EnforcerOf<C>>>>,
+    /// The accounts other than its own the function may act in, and when they were read (`None`:
+    /// from the configuration, never stale). Empty until read in organisation-only mode.
+    accounts: Mutex<Option<(Option<Instant>, Arc<BTreeSet<String>>)>>,
+    /// One reading of the organisation at a time.
+    reading: tokio::sync::Mutex<()>,
 }
 
-/// Why an account and region could not be reached.
-struct Unreachable {
-    code: String,
-    reason: String,
+/// Why an account and region could not be reached, or the allowed accounts not be read.
+#[derive(Debug)]
+pub struct Unreachable {
+    /// The AWS error code, or an `Enforcer.` name.
+    pub code: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reason, self.code)
+    }
 }
 
 impl<C: Connector> Fleet<C> {
     /// A fleet with `config`, reaching accounts and regions through `connector`.
     pub fn new(connector: C, config: &Config) -> Self {
+        let listed = config
+            .central
+            .as_ref()
+            .and_then(|c| c.accounts.clone())
+            .map(|accounts| (None, Arc::new(accounts)));
         Self {
             connector,
             config: config.clone(),
             enforcers: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(listed),
+            reading: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The accounts other than its own the function may act in, as last read; `None` in
+    /// single-account mode, or before the organisation was read.
+    fn allowed(&self) -> Option<Arc<BTreeSet<String>>> {
+        let listed = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        listed.as_ref().map(|(_, accounts)| accounts.clone())
+    }
+
+    /// In central mode with `ORGANIZATION_ID` and no `ALLOWED_ACCOUNTS`: reads the
+    /// organisation's ACTIVE accounts when they were never read or were read more than
+    /// [`ORGANIZATION_REFRESH`] ago (one call in the function's own account, under the retry
+    /// policy). Otherwise nothing.
+    pub async fn refresh_accounts(
+        &self,
+        deadline: Instant,
+        random: &mut (dyn RandomSource + Send),
+    ) -> Result<(), Unreachable> {
+        let Some(central) = &self.config.central else {
+            return Ok(());
+        };
+        let (None, Some(organization_id)) = (&central.accounts, &central.organization_id) else {
+            return Ok(());
+        };
+        let fresh = |fleet: &Self| {
+            let listed = fleet.accounts.lock().unwrap_or_else(|p| p.into_inner());
+            matches!(listed.as_ref(), Some((Some(read), _)) if read.elapsed() < ORGANIZATION_REFRESH)
+        };
+        if fresh(self) {
+            return Ok(());
+        }
+        let _reading = self.reading.lock().await;
+        if fresh(self) {
+            return Ok(());
+        }
+        let (organization, _) = retry::run(
+            &self.config.retry_policy,
+            deadline,
+            random,
+            "organizations:ListAccounts",
+            || self.connector.organization(),
+        )
+        .await
+        .map_err(|e| Unreachable {
+            code: e.aws().code().to_owned(),
+            reason: format!(
+                "cannot read the accounts of organisation {organization_id}: {e}; the function's \
+                 account must be the management account or a delegated administrator, or set \
+                 ALLOWED_ACCOUNTS"
+            ),
+        })?;
+        if organization.id != *organization_id {
+            return Err(Unreachable {
+                code: "Enforcer.OrganizationMismatch".into(),
+                reason: format!(
+                    "ORGANIZATION_ID is {organization_id}, but the function's account belongs to {}",
+                    organization.id
+                ),
+            });
+        }
+        tracing::info!(
+            organization = %organization.id,
+            accounts = organization.accounts.len(),
+            "read the organisation's accounts"
+        );
+        *self.accounts.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Some(Instant::now()), Arc::new(organization.accounts)));
+        Ok(())
     }
 
     /// The connector.
@@ -166,16 +282,22 @@ impl<C: Connector> Fleet<C> {
                 at.partition, home.partition
             ));
         }
-        let allowed = at.account == home.account
-            || central
-                .accounts
-                .as_ref()
-                .is_none_or(|accounts| accounts.contains(&at.account));
-        if !allowed {
-            return Some(format!(
-                "account {} is not in ALLOWED_ACCOUNTS; no AWS call was made",
-                at.account
-            ));
+        if at.account != home.account {
+            let allowed = self.allowed();
+            let inside = allowed.as_ref().is_some_and(|a| a.contains(&at.account));
+            if !inside {
+                let list = match (&central.accounts, &central.organization_id, allowed) {
+                    (Some(_), _, _) => "ALLOWED_ACCOUNTS".to_owned(),
+                    (None, Some(id), Some(_)) => {
+                        format!("the ACTIVE accounts of organisation {id}")
+                    }
+                    _ => "the organisation's accounts, which could not be read".to_owned(),
+                };
+                return Some(format!(
+                    "account {} is not in {list}; no AWS call was made in it",
+                    at.account
+                ));
+            }
         }
         if let Some(regions) = &central.regions
             && !regions.contains(&at.region)
@@ -207,6 +329,9 @@ impl<C: Connector> Fleet<C> {
             Parsed::Trigger(trigger) => trigger,
         };
         let at = &trigger.resource.location;
+        if let Err(why) = self.refresh_accounts(deadline, random).await {
+            return Ok(self.unreachable(&trigger, why));
+        }
         let home = match (self.refusal(at, home), home) {
             (None, Some(home)) => home,
             (reason, _) => return Ok(refused(&trigger, reason.unwrap_or_default())),
@@ -302,7 +427,7 @@ impl<C: Connector> Fleet<C> {
             return vec![home.clone()];
         };
         let mut accounts = vec![home.account.clone()];
-        if let Some(allowed) = &central.accounts {
+        if let Some(allowed) = self.allowed() {
             accounts.extend(allowed.iter().filter(|a| **a != home.account).cloned());
         }
         let regions: Vec<String> = match &central.regions {
@@ -381,9 +506,13 @@ mod tests {
     }
 
     /// A connector whose every AssumeRole is denied, counting them; it is never asked for
-    /// clients, since nothing may be called without the role.
+    /// clients, since nothing may be called without the role. Its organisation is
+    /// o-a1b2c3d4e5 with 111111111111 and 222222222222; readings are counted in `.1`.
     #[derive(Default)]
-    struct Denied(std::sync::atomic::AtomicUsize);
+    struct Denied(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    );
 
     impl Connector for Denied {
         type Kinesis = aws_sdk_kinesis::Client;
@@ -397,6 +526,16 @@ mod tests {
         async fn assume(&self, _: &Location) -> Result<(), AwsError> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Err(AwsError::new("AccessDenied", "not authorized to assume"))
+        }
+
+        async fn organization(&self) -> Result<Organization, AwsError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Organization {
+                id: "o-a1b2c3d4e5".into(),
+                accounts: ["111111111111", "222222222222", "123456789012"]
+                    .map(String::from)
+                    .into(),
+            })
         }
     }
 
@@ -527,5 +666,54 @@ mod tests {
                 .load(std::sync::atomic::Ordering::SeqCst),
             1
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_allowed_accounts_the_organisation_is_read_and_reread_every_ten_minutes() {
+        let home = at("123456789012", "us-east-1");
+        let vars = [
+            ("TARGET_ROLE_NAME", "Member"),
+            ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+        ];
+        let fleet = Fleet::new(Denied::default(), &config(&vars));
+        let member = at("222222222222", "us-east-1");
+        // Not read yet: nothing but the function's own account can be acted on.
+        assert!(fleet.refusal(&member, Some(&home)).is_some());
+        let reads = |f: &Fleet<Denied>| f.connector().1.load(std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut random = fastrand::Rng::with_seed(1);
+        fleet.refresh_accounts(deadline, &mut random).await.unwrap();
+        fleet.refresh_accounts(deadline, &mut random).await.unwrap();
+        assert_eq!(reads(&fleet), 1);
+        assert_eq!(fleet.refusal(&member, Some(&home)), None);
+        let outsider = fleet
+            .refusal(&at("333333333333", "us-east-1"), Some(&home))
+            .unwrap();
+        assert!(
+            outsider.contains("not in the ACTIVE accounts of organisation o-a1b2c3d4e5"),
+            "{outsider}"
+        );
+        assert_eq!(fleet.sweep_locations(&home).len(), 3);
+        tokio::time::advance(ORGANIZATION_REFRESH).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        fleet.refresh_accounts(deadline, &mut random).await.unwrap();
+        assert_eq!(reads(&fleet), 2);
+
+        // The function's account belongs to another organisation than the one configured.
+        let vars = [
+            ("TARGET_ROLE_NAME", "Member"),
+            ("ORGANIZATION_ID", "o-zzzzzzzzzz"),
+        ];
+        let fleet = Fleet::new(Denied::default(), &config(&vars));
+        let err = fleet
+            .refresh_accounts(deadline, &mut random)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "Enforcer.OrganizationMismatch");
+        assert!(fleet.refusal(&member, Some(&home)).is_some());
+        // ALLOWED_ACCOUNTS, when given, is the list: the organisation is not read.
+        let fleet = central();
+        fleet.refresh_accounts(deadline, &mut random).await.unwrap();
+        assert_eq!(reads(&fleet), 0);
     }
 }

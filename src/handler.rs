@@ -31,6 +31,9 @@ pub enum HandlerError {
     /// may act on.
     #[error("refused {}: {}", .0.resource.as_deref().unwrap_or("-"), .0.reason.as_deref().unwrap_or("-"))]
     Refused(Box<Report>),
+    /// The organisation's accounts, which a sweep covers, could not be read.
+    #[error("sweep: {0}")]
+    Accounts(crate::fleet::Unreachable),
     /// A sweep left resources failed or unreached.
     #[error("{}", sweep_message(.0))]
     SweepIncomplete(Box<SweepSummary>),
@@ -93,6 +96,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::InvalidEvent(_) => "InvalidEvent",
             HandlerError::Failed(_) => "RemediationFailed",
             HandlerError::Refused(_) => "EventRefused",
+            HandlerError::Accounts(_) => "AccountsUnreadable",
             HandlerError::SweepIncomplete(_) => "SweepIncomplete",
         };
         Diagnostic {
@@ -147,6 +151,10 @@ pub async fn run_event<C: Connector>(
                 "a scheduled sweep needs the function's account and region".into(),
             )
         })?;
+        fleet
+            .refresh_accounts(deadline, &mut random)
+            .await
+            .map_err(HandlerError::Accounts)?;
         let locations = fleet.sweep_locations(home);
         let summary = Box::pin(fleet.sweep(home, locations, deadline, |report| {
             report.log();

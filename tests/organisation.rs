@@ -488,3 +488,103 @@ async fn audit_and_sweep_cover_every_allowed_account_and_region_each_within_its_
         "{MEMBER_A} us-east-1 is still audited"
     );
 }
+
+/// Without ALLOWED_ACCOUNTS, the organisation is the list: read once from moto's Organizations
+/// (the function's account is the management account here), and every account outside it is
+/// refused without a call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_only_the_organisation_id_its_active_accounts_are_the_allowed_set() {
+    let org = Org::start().await;
+    let organizations = aws_sdk_organizations::Client::new(&sdk_config(&org.moto_url));
+    let organization_id = organizations
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("CreateOrganization")
+        .organization
+        .and_then(|o| o.id)
+        .expect("id");
+    let created = organizations
+        .create_account()
+        .email("streams@example.com")
+        .account_name("streams")
+        .send()
+        .await
+        .expect("CreateAccount")
+        .create_account_status
+        .expect("status");
+    let member_id = created.account_id.expect("account id");
+    let member = org.member(&member_id, REGION).await;
+    let key = member.key().await;
+    create_stream_on(&member.kinesis, "orders").await;
+
+    let mut env = org.env("");
+    env.retain(|(k, _)| k != "ALLOWED_ACCOUNTS");
+    env.push(("ORGANIZATION_ID".into(), organization_id.clone()));
+    let api = RuntimeApi::start().await;
+    api.push(
+        "member",
+        event_at("kinesis-create-stream", "orders", &member_id, REGION),
+        Duration::from_secs(60),
+    );
+    api.push(
+        "outsider",
+        event_at("kinesis-create-stream", "orders", OUTSIDER, REGION),
+        Duration::from_secs(60),
+    );
+    api.push(
+        "member-again",
+        event_at("kinesis-create-stream", "orders", &member_id, REGION),
+        Duration::from_secs(60),
+    );
+    let lambda = start_bootstrap(&api, &env);
+    let results = api.results(3, Duration::from_secs(60)).await;
+    drop(lambda);
+    let by_id = |id: &str| results.iter().find(|r| r.request_id == id).unwrap();
+    assert_eq!(
+        by_id("member").body["outcome"],
+        json!("remediated"),
+        "{results:?}"
+    );
+    assert_eq!(
+        by_id("member-again").body["outcome"],
+        json!("already_compliant")
+    );
+    let outsider = by_id("outsider");
+    assert_eq!(
+        outsider.body["errorType"],
+        json!("EventRefused"),
+        "{outsider:?}"
+    );
+    let message = outsider.body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "account {OUTSIDER} is not in the ACTIVE accounts of organisation {organization_id}"
+        )),
+        "{message}"
+    );
+    assert_eq!(member.stream_key("orders").await, Some(key));
+    // Read once for the three events; nothing was called in the outsider's account.
+    assert_eq!(org.proxy.calls("ListAccounts"), 1);
+    assert_eq!(org.proxy.calls("DescribeOrganization"), 1);
+    assert_eq!(org.proxy.calls_anywhere(OUTSIDER), 0);
+
+    // A configured organisation id that is not the account's own fails the event: kept, not
+    // refused and not acted on.
+    let mut wrong = env.clone();
+    wrong.retain(|(k, _)| k != "ORGANIZATION_ID");
+    wrong.push(("ORGANIZATION_ID".into(), "o-zzzzzzzzzz".into()));
+    let inv = invoke(
+        &wrong,
+        &event_at("kinesis-create-stream", "orders", &member_id, REGION),
+        &[],
+    )
+    .await;
+    assert_eq!(inv.code, Some(1), "{inv:?}");
+    assert_eq!(inv.report["outcome"], json!("failed"));
+    assert_eq!(
+        inv.report["error_code"],
+        json!("Enforcer.OrganizationMismatch")
+    );
+}

@@ -187,6 +187,10 @@ async fn invoke(config: &Config, clients: AwsClients, path: &PathBuf, timeout: u
             print(summary.as_ref());
             ExitCode::from(EXIT_FAILED)
         }
+        Err(HandlerError::Accounts(e)) => {
+            eprintln!("enforcer: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
         Err(HandlerError::InvalidEvent(e)) => unusable(format!("invalid event: {e}")),
     }
 }
@@ -246,11 +250,18 @@ async fn inventory(
     let mut config = config.clone();
     config.mode = mode;
     let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config);
+    let deadline = Instant::now() + SWEEP_BUDGET;
+    if let Err(e) = fleet
+        .refresh_accounts(deadline, &mut fastrand::Rng::new())
+        .await
+    {
+        eprintln!("enforcer: {e}");
+        return ExitCode::from(EXIT_FAILED);
+    }
     let locations = match locations(&fleet, &home, scope) {
         Ok(locations) => locations,
         Err(e) => return unusable(e),
     };
-    let deadline = Instant::now() + SWEEP_BUDGET;
     let progress = if std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
     } else {

@@ -301,7 +301,12 @@ class IamPolicy(unittest.TestCase):
         resources = template()["Resources"]
         policy = resources["AssumeMemberRolesPolicy"]
         self.assertEqual(policy["Condition"], "IsCentral")
-        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        statement, organisation = policy["Properties"]["PolicyDocument"]["Statement"]
+        # Reading the organisation: these calls take no resource but "*".
+        self.assertEqual(
+            (organisation["Action"], organisation["Resource"]),
+            (["organizations:DescribeOrganization", "organizations:ListAccounts"], "*"),
+        )
         self.assertEqual(statement["Action"], "sts:AssumeRole")
         self.assertIn("${MemberRoleName}", statement["Resource"]["Sub"])
         self.assertEqual(statement["Condition"]["StringEquals"]["aws:ResourceOrgID"], {"Ref": "OrganizationId"})
