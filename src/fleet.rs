@@ -151,9 +151,16 @@ pub struct Fleet<C: Connector> {
     enforcers: Mutex<HashMap<Location, Arc<EnforcerOf<C>>>>,
     /// The accounts other than its own the function may act in, and when they were read (`None`:
     /// from the configuration, never stale). Empty until read in organisation-only mode.
-    accounts: Mutex<Option<(Option<Instant>, Arc<BTreeSet<String>>)>>,
+    accounts: Mutex<Option<Listed>>,
     /// One reading of the organisation at a time.
     reading: tokio::sync::Mutex<()>,
+}
+
+/// The accounts other than its own the function may act in.
+struct Listed {
+    /// When they were read from the organisation; `None` when configured.
+    read: Option<Instant>,
+    accounts: Arc<BTreeSet<String>>,
 }
 
 /// Why an account and region could not be reached, or the allowed accounts not be read.
@@ -178,7 +185,10 @@ impl<C: Connector> Fleet<C> {
             .central
             .as_ref()
             .and_then(|c| c.accounts.clone())
-            .map(|accounts| (None, Arc::new(accounts)));
+            .map(|accounts| Listed {
+                read: None,
+                accounts: Arc::new(accounts),
+            });
         Self {
             connector,
             config: config.clone(),
@@ -192,7 +202,7 @@ impl<C: Connector> Fleet<C> {
     /// single-account mode, or before the organisation was read.
     fn allowed(&self) -> Option<Arc<BTreeSet<String>>> {
         let listed = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        listed.as_ref().map(|(_, accounts)| accounts.clone())
+        listed.as_ref().map(|l| l.accounts.clone())
     }
 
     /// In central mode with `ORGANIZATION_ID` and no `ALLOWED_ACCOUNTS`: reads the
@@ -212,7 +222,7 @@ impl<C: Connector> Fleet<C> {
         };
         let fresh = |fleet: &Self| {
             let listed = fleet.accounts.lock().unwrap_or_else(|p| p.into_inner());
-            matches!(listed.as_ref(), Some((Some(read), _)) if read.elapsed() < ORGANIZATION_REFRESH)
+            matches!(listed.as_ref(), Some(Listed { read: Some(read), .. }) if read.elapsed() < ORGANIZATION_REFRESH)
         };
         if fresh(self) {
             return Ok(());
@@ -251,8 +261,10 @@ impl<C: Connector> Fleet<C> {
             accounts = organization.accounts.len(),
             "read the organisation's accounts"
         );
-        *self.accounts.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Some(Instant::now()), Arc::new(organization.accounts)));
+        *self.accounts.lock().unwrap_or_else(|p| p.into_inner()) = Some(Listed {
+            read: Some(Instant::now()),
+            accounts: Arc::new(organization.accounts),
+        });
         Ok(())
     }
 
