@@ -325,7 +325,7 @@ async fn events_from_member_accounts_are_enforced_in_their_own_account_and_regio
         Duration::from_secs(60),
     );
     let results = api.results(pushed + 2, Duration::from_secs(60)).await;
-    let logs = lambda.stop_and_read_stdout();
+    assert_eq!(org.proxy.total_calls(), 0);
     for (id, needle) in [
         (
             "outsider",
@@ -342,7 +342,37 @@ async fn events_from_member_accounts_are_enforced_in_their_own_account_and_regio
         let message = refused.body["errorMessage"].as_str().unwrap();
         assert!(message.contains(needle), "{message}");
     }
-    assert_eq!(org.proxy.total_calls(), 0);
+
+    // The scheduled sweep covers every allowed account in every allowed region, the function's
+    // own included, in one summary: everything is already on its key, the outsider not swept.
+    let sweep: serde_json::Value =
+        serde_json::from_str(include_str!("../events/scheduled-sweep.json")).unwrap();
+    api.push("sweep", sweep, Duration::from_secs(120));
+    let results = api.results(pushed + 3, Duration::from_secs(120)).await;
+    let logs = lambda.stop_and_read_stdout();
+    let sweep = results.iter().find(|r| r.request_id == "sweep").unwrap();
+    assert_eq!(sweep.kind, "response", "{sweep:?}");
+    assert_eq!(sweep.body["counts"], json!({"already_compliant": 6}));
+    let swept: Vec<&str> = sweep.body["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        swept,
+        [
+            "arn:aws:firehose:eu-west-1:222222222222:deliverystream/clicks",
+            "arn:aws:kinesis:eu-west-1:111111111111:stream/orders",
+            "arn:aws:kinesis:eu-west-1:222222222222:stream/orders",
+            "arn:aws:kinesis:us-east-1:111111111111:stream/orders",
+            "arn:aws:kinesis:us-east-1:123456789012:stream/orders",
+            "arn:aws:kinesis:us-east-1:222222222222:stream/orders",
+        ]
+    );
+    // Only the function's own account in eu-west-1 needed a first AssumeRole.
+    assert_eq!(org.proxy.calls("AssumeRole"), 1);
+    assert_eq!(org.proxy.calls_for("AssumeRole", ACCOUNT), 1);
     assert!(
         logs.contains(r#""outcome":"refused""#),
         "the refusal is logged as an outcome: {logs}"
