@@ -30,8 +30,9 @@ enum Command {
     /// Runs the Lambda's handler once on one event and prints the outcome as JSON.
     ///
     /// Exit code 0 for every outcome except `failed` (1) and `refused` (2: the event's resource
-    /// is not in the account and region the credentials act in); 2 also when the event or the
-    /// configuration cannot be used. Configuration comes from the same environment variables as the Lambda.
+    /// is not in the account and region the credentials act in, nor in central mode in an allowed
+    /// account and region); 2 also when the event or the configuration cannot be used.
+    /// Configuration comes from the same environment variables as the Lambda.
     Invoke {
         /// The EventBridge event, as JSON; `-` reads standard input.
         #[arg(long, value_name = "FILE")]
