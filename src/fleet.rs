@@ -245,22 +245,33 @@ impl<C: Connector> Fleet<C> {
         if fresh(self) {
             return Ok(());
         }
-        let (organization, _) = retry::run(
+        let read = retry::run(
             &self.config.retry_policy,
             deadline,
             random,
             "organizations:ListAccounts",
             || self.connector.organization(),
         )
-        .await
-        .map_err(|e| Unreachable {
-            code: e.aws().code().to_owned(),
-            reason: format!(
-                "cannot read the accounts of organisation {organization_id}: {e}; the function's \
-                 account must be the management account or a delegated administrator, or set \
-                 ALLOWED_ACCOUNTS"
-            ),
-        })?;
+        .await;
+        let organization = match read {
+            Ok((organization, _)) => organization,
+            // A list read before stays in use: a passing Organizations outage must not stop
+            // enforcement in the accounts already known.
+            Err(e) if self.allowed().is_some() => {
+                tracing::warn!(organization = %organization_id, error = %e, "cannot read the organisation's accounts again; using the list read before");
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(Unreachable {
+                    code: e.aws().code().to_owned(),
+                    reason: format!(
+                        "cannot read the accounts of organisation {organization_id}: {e}; the \
+                         function's account must be the management account or a delegated \
+                         administrator, or set ALLOWED_ACCOUNTS"
+                    ),
+                });
+            }
+        };
         if organization.id != *organization_id {
             return Err(Unreachable {
                 code: "Enforcer.OrganizationMismatch".into(),
@@ -557,6 +568,8 @@ mod tests {
     struct Denied(
         std::sync::atomic::AtomicUsize,
         std::sync::atomic::AtomicUsize,
+        /// Organizations answers AccessDenied.
+        std::sync::atomic::AtomicBool,
     );
 
     impl Connector for Denied {
@@ -575,6 +588,12 @@ mod tests {
 
         async fn organization(&self) -> Result<Organization, AwsError> {
             self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self.2.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(AwsError::new(
+                    "AccessDeniedException",
+                    "not a delegated admin",
+                ));
+            }
             Ok(Organization {
                 id: "o-a1b2c3d4e5".into(),
                 accounts: ["111111111111", "222222222222", "123456789012"]
@@ -743,6 +762,27 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(60);
         fleet.refresh_accounts(deadline, &mut random).await.unwrap();
         assert_eq!(reads(&fleet), 2);
+        // A failed re-read keeps the list read before; a failed first read is an error.
+        fleet
+            .connector()
+            .2
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::advance(ORGANIZATION_REFRESH).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        fleet.refresh_accounts(deadline, &mut random).await.unwrap();
+        assert_eq!(reads(&fleet), 3);
+        assert_eq!(fleet.refusal(&member, Some(&home)), None);
+        let failing = Fleet::new(Denied::default(), &config(&vars));
+        failing
+            .connector()
+            .2
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = failing
+            .refresh_accounts(deadline, &mut random)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "AccessDeniedException");
+        assert!(err.reason.contains("delegated administrator"), "{err}");
 
         // The function's account belongs to another organisation than the one configured.
         let vars = [
