@@ -1286,45 +1286,6 @@ async fn sweep(results: &mut Results, share: &str) {
     results.record("sweep", Value::Array(json_out));
 }
 
-/// Clients acting in `account` and `region` of moto (AssumeRole straight at moto for another
-/// account): seeding the organisation section.
-async fn place_clients(
-    moto_url: &str,
-    account: &str,
-    region: &str,
-) -> (aws_sdk_kinesis::Client, aws_sdk_kms::Client) {
-    let base = support::sdk_config(moto_url);
-    let mut config = base
-        .to_builder()
-        .region(aws_config::Region::new(region.to_owned()));
-    if account != ACCOUNT {
-        let creds = aws_sdk_sts::Client::new(&base)
-            .assume_role()
-            .role_arn(format!("arn:aws:iam::{account}:role/Seed"))
-            .role_session_name("seed")
-            .send()
-            .await
-            .expect("AssumeRole")
-            .credentials
-            .expect("credentials");
-        config =
-            config.credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
-                aws_sdk_kinesis::config::Credentials::new(
-                    creds.access_key_id(),
-                    creds.secret_access_key(),
-                    Some(creds.session_token().to_owned()),
-                    None,
-                    "seed",
-                ),
-            ));
-    }
-    let config = config.build();
-    (
-        aws_sdk_kinesis::Client::new(&config),
-        aws_sdk_kms::Client::new(&config),
-    )
-}
-
 /// Central mode: one container serving 150 accounts in 4 regions (600 places, each with its own
 /// key under the mandated alias and one new stream), twice over. Memory must stay bounded (the
 /// container keeps at most `CACHED_PLACES` enforcers), and each account costs one AssumeRole.
@@ -1340,7 +1301,11 @@ async fn organisation(results: &mut Results) {
     let mut places = Vec::new();
     for account in &accounts {
         for region in REGIONS {
-            let (kinesis, kms) = place_clients(&moto_url, account, region).await;
+            let config = support::sdk_config_in(&moto_url, account, region).await;
+            let (kinesis, kms) = (
+                aws_sdk_kinesis::Client::new(&config),
+                aws_sdk_kms::Client::new(&config),
+            );
             let key = kms.create_key().send().await.expect("CreateKey");
             kms.create_alias()
                 .alias_name(format!("alias/{KEY_ALIAS}"))

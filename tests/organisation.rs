@@ -47,34 +47,7 @@ impl Org {
     }
 
     async fn member(&self, account: &str, region: &str) -> Member {
-        let base = sdk_config(&self.moto_url);
-        let mut config = base
-            .to_builder()
-            .region(aws_config::Region::new(region.to_owned()));
-        if account != ACCOUNT {
-            let sts = aws_sdk_sts::Client::new(&base);
-            let creds = sts
-                .assume_role()
-                .role_arn(format!("arn:aws:iam::{account}:role/SeedAdmin"))
-                .role_session_name("seed")
-                .send()
-                .await
-                .expect("AssumeRole")
-                .credentials
-                .expect("credentials");
-            config = config.credentials_provider(
-                aws_sdk_kinesis::config::SharedCredentialsProvider::new(
-                    aws_sdk_kinesis::config::Credentials::new(
-                        creds.access_key_id(),
-                        creds.secret_access_key(),
-                        Some(creds.session_token().to_owned()),
-                        None,
-                        "seed",
-                    ),
-                ),
-            );
-        }
-        let config = config.build();
+        let config = sdk_config_in(&self.moto_url, account, region).await;
         Member {
             kinesis: aws_sdk_kinesis::Client::new(&config),
             firehose: aws_sdk_firehose::Client::new(&config),

@@ -607,6 +607,39 @@ pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .build()
 }
 
+/// An SDK configuration acting in `account` and `region` of moto at `moto_url`, straight (not
+/// through a proxy): the default credentials for [`ACCOUNT`], credentials from moto's STS
+/// AssumeRole (which act in the role's account) for any other.
+pub async fn sdk_config_in(moto_url: &str, account: &str, region: &str) -> aws_config::SdkConfig {
+    let base = sdk_config(moto_url);
+    let config = base
+        .to_builder()
+        .region(aws_config::Region::new(region.to_owned()));
+    if account == ACCOUNT {
+        return config.build();
+    }
+    let creds = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/SeedAdmin"))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("AssumeRole")
+        .credentials
+        .expect("credentials");
+    config
+        .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
+            aws_sdk_kinesis::config::Credentials::new(
+                creds.access_key_id(),
+                creds.secret_access_key(),
+                Some(creds.session_token().to_owned()),
+                None,
+                "seed",
+            ),
+        ))
+        .build()
+}
+
 impl Emulators {
     pub async fn start(create: Duration, update: Duration) -> Self {
         let (kinesis_mock, kinesis_url) = start_kinesis_mock(create, update);
