@@ -2,7 +2,7 @@
 
 use crate::aws_error::AwsError;
 use crate::config::{Config, Mode};
-use crate::event::{self, InvalidEvent, Parsed, Trigger};
+use crate::event::Trigger;
 use crate::exemption::{ExemptTag, Tags};
 use crate::firehose::{
     DeliveryStatus, DeliverySummary, EncryptionStatus, FirehoseApi, FirehoseKey,
@@ -220,34 +220,6 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     /// The share of the per-account limits this enforcer's calls are paced at.
     pub fn rate_share(&self) -> f64 {
         self.limiter.share()
-    }
-
-    /// Handles one event: parse, check that the resource is in `home` (the account and region
-    /// the clients act in), then enforce. `Err` only for an event that cannot be used; every
-    /// other outcome, `failed` and `refused` included, is a [`Report`].
-    ///
-    /// An event about a resource anywhere but `home` is `refused` without an AWS call: the
-    /// clients would otherwise act on a same-named stream in the wrong account or region.
-    /// Without a `home` (the function's account cannot be told) every trigger is refused.
-    pub async fn handle(
-        &self,
-        event: serde_json::Value,
-        home: Option<&Location>,
-        deadline: Instant,
-        random: &mut (dyn RandomSource + Send),
-    ) -> Result<Report, InvalidEvent> {
-        Ok(match event::parse(event)? {
-            Parsed::Ignored {
-                event_id,
-                service,
-                event_name,
-                reason,
-            } => ignored(event_id, service, event_name, reason),
-            Parsed::Trigger(trigger) => match out_of_scope(&trigger.resource.location, home) {
-                Some(reason) => refused(&trigger, reason),
-                None => self.enforce(&trigger, deadline, random).await,
-            },
-        })
     }
 
     /// Every Kinesis data stream and Firehose delivery stream (all source types) in the

@@ -15,7 +15,7 @@ use aws_sdk_kms::operation::describe_key::DescribeKeyError;
 use aws_smithy_mocks::{Rule, mock};
 use std::time::Duration;
 use stream_encryption_enforcer::config::Config;
-use stream_encryption_enforcer::enforcer::Enforcer;
+use stream_encryption_enforcer::fleet::{Fixed, Fleet};
 use stream_encryption_enforcer::kinesis::KinesisApi;
 use stream_encryption_enforcer::outcome::{Outcome, Report};
 use stream_encryption_enforcer::resource::{Location, Resource, Service};
@@ -50,7 +50,7 @@ async fn handle(
     budget: Duration,
 ) -> Report {
     let firehose = firehose_client(&[]);
-    let enforcer = Enforcer::new(kinesis, firehose, kms, &config(policy));
+    let enforcer = Fleet::new(Fixed::new(kinesis, firehose, kms), &config(policy));
     let mut random = fastrand::Rng::with_seed(3);
     enforcer
         .handle(
@@ -340,7 +340,10 @@ async fn an_event_outside_the_home_account_region_or_partition_is_refused_withou
     let key = key_rule();
     let kinesis = kinesis_client(&[&describe]);
     let kms = kms_client(&[&key]);
-    let enforcer = Enforcer::new(kinesis, firehose_client(&[]), kms, &config(None));
+    let enforcer = Fleet::new(
+        Fixed::new(kinesis, firehose_client(&[]), kms),
+        &config(None),
+    );
     let mut random = fastrand::Rng::with_seed(5);
     let deadline = Instant::now() + Duration::from_secs(60);
     let homes = [
@@ -400,8 +403,8 @@ async fn at_the_handler_a_deadline_failure_is_an_error_and_no_wait_runs_past_it(
         .repeatedly()
         .build();
     let key = key_rule();
-    let enforcer = stream_encryption_enforcer::fleet::Fleet::new(
-        stream_encryption_enforcer::fleet::Fixed::new(
+    let enforcer = Fleet::new(
+        Fixed::new(
             kinesis_client(&[&describe, &start]),
             firehose_client(&[]),
             kms_client(&[&key]),
