@@ -133,35 +133,6 @@ impl Member {
             .delivery_stream_encryption_configuration
             .and_then(|c| c.key_arn)
     }
-
-    async fn delivery_stream(&self, name: &str, account: &str) {
-        use aws_sdk_firehose::types::*;
-        let destination = ExtendedS3DestinationConfiguration::builder()
-            .role_arn(format!("arn:aws:iam::{account}:role/FirehoseDelivery"))
-            .bucket_arn("arn:aws:s3:::example-delivery-bucket")
-            .compression_format(CompressionFormat::Uncompressed)
-            .buffering_hints(
-                BufferingHints::builder()
-                    .size_in_mbs(5)
-                    .interval_in_seconds(300)
-                    .build(),
-            )
-            .encryption_configuration(
-                EncryptionConfiguration::builder()
-                    .no_encryption_config(NoEncryptionConfig::NoEncryption)
-                    .build(),
-            )
-            .build()
-            .expect("destination");
-        self.firehose
-            .create_delivery_stream()
-            .delivery_stream_name(name)
-            .delivery_stream_type(DeliveryStreamType::DirectPut)
-            .extended_s3_destination_configuration(destination)
-            .send()
-            .await
-            .expect("CreateDeliveryStream");
-    }
 }
 
 /// A fixture from events/ for `name` in `account` and `region`, as the member account's
@@ -203,7 +174,7 @@ async fn events_from_member_accounts_are_enforced_in_their_own_account_and_regio
         keys.push((account, region, key));
     }
     let clicks = org.member(MEMBER_B, "eu-west-1").await;
-    clicks.delivery_stream("clicks", MEMBER_B).await;
+    create_delivery_stream_on(&clicks.firehose, MEMBER_B, "clicks", None).await;
 
     let api = RuntimeApi::start().await;
     let mut pushed = 0;

@@ -712,45 +712,9 @@ impl Emulators {
         wait_active_on(&self.kinesis, name).await;
     }
 
-    /// A DirectPut (or other source type) delivery stream. moto's DescribeDeliveryStream is only
-    /// readable by the Rust SDK when the S3 destination sets these three fields.
+    /// A DirectPut (or other source type) delivery stream: [`create_delivery_stream_on`].
     pub async fn create_delivery_stream(&self, name: &str, kinesis_source: Option<&str>) {
-        use aws_sdk_firehose::types::*;
-        let destination = ExtendedS3DestinationConfiguration::builder()
-            .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/FirehoseDelivery"))
-            .bucket_arn("arn:aws:s3:::example-delivery-bucket")
-            .compression_format(CompressionFormat::Uncompressed)
-            .buffering_hints(
-                BufferingHints::builder()
-                    .size_in_mbs(5)
-                    .interval_in_seconds(300)
-                    .build(),
-            )
-            .encryption_configuration(
-                EncryptionConfiguration::builder()
-                    .no_encryption_config(NoEncryptionConfig::NoEncryption)
-                    .build(),
-            )
-            .build()
-            .expect("destination");
-        let mut request = self
-            .firehose
-            .create_delivery_stream()
-            .delivery_stream_name(name)
-            .extended_s3_destination_configuration(destination);
-        request = match kinesis_source {
-            None => request.delivery_stream_type(DeliveryStreamType::DirectPut),
-            Some(stream_arn) => request
-                .delivery_stream_type(DeliveryStreamType::KinesisStreamAsSource)
-                .kinesis_stream_source_configuration(
-                    KinesisStreamSourceConfiguration::builder()
-                        .kinesis_stream_arn(stream_arn)
-                        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/FirehoseSourceRead"))
-                        .build()
-                        .expect("source"),
-                ),
-        };
-        request.send().await.expect("CreateDeliveryStream");
+        create_delivery_stream_on(&self.firehose, ACCOUNT, name, kinesis_source).await;
     }
 
     pub async fn delivery_encryption(
@@ -780,6 +744,52 @@ impl Emulators {
             .and_then(|m| m.arn)
             .expect("arn")
     }
+}
+
+/// A DirectPut (or, with `kinesis_source`, Kinesis-fed) delivery stream in `account`, through
+/// `firehose`. moto's DescribeDeliveryStream is only readable by the Rust SDK when the S3
+/// destination sets these three fields.
+pub async fn create_delivery_stream_on(
+    firehose: &aws_sdk_firehose::Client,
+    account: &str,
+    name: &str,
+    kinesis_source: Option<&str>,
+) {
+    use aws_sdk_firehose::types::*;
+    let destination = ExtendedS3DestinationConfiguration::builder()
+        .role_arn(format!("arn:aws:iam::{account}:role/FirehoseDelivery"))
+        .bucket_arn("arn:aws:s3:::example-delivery-bucket")
+        .compression_format(CompressionFormat::Uncompressed)
+        .buffering_hints(
+            BufferingHints::builder()
+                .size_in_mbs(5)
+                .interval_in_seconds(300)
+                .build(),
+        )
+        .encryption_configuration(
+            EncryptionConfiguration::builder()
+                .no_encryption_config(NoEncryptionConfig::NoEncryption)
+                .build(),
+        )
+        .build()
+        .expect("destination");
+    let mut request = firehose
+        .create_delivery_stream()
+        .delivery_stream_name(name)
+        .extended_s3_destination_configuration(destination);
+    request = match kinesis_source {
+        None => request.delivery_stream_type(DeliveryStreamType::DirectPut),
+        Some(stream_arn) => request
+            .delivery_stream_type(DeliveryStreamType::KinesisStreamAsSource)
+            .kinesis_stream_source_configuration(
+                KinesisStreamSourceConfiguration::builder()
+                    .kinesis_stream_arn(stream_arn)
+                    .role_arn(format!("arn:aws:iam::{account}:role/FirehoseSourceRead"))
+                    .build()
+                    .expect("source"),
+            ),
+    };
+    request.send().await.expect("CreateDeliveryStream");
 }
 
 /// Puts a stream on `key` with StartStreamEncryption (seeding, straight at the emulator).
