@@ -122,15 +122,8 @@ impl Member {
     }
 
     async fn delivery_key(&self, name: &str) -> Option<String> {
-        self.firehose
-            .describe_delivery_stream()
-            .delivery_stream_name(name)
-            .send()
+        delivery_encryption_on(&self.firehose, name)
             .await
-            .expect("DescribeDeliveryStream")
-            .delivery_stream_description
-            .expect("description")
-            .delivery_stream_encryption_configuration
             .and_then(|c| c.key_arn)
     }
 }

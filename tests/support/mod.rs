@@ -721,15 +721,7 @@ impl Emulators {
         &self,
         name: &str,
     ) -> Option<aws_sdk_firehose::types::DeliveryStreamEncryptionConfiguration> {
-        self.firehose
-            .describe_delivery_stream()
-            .delivery_stream_name(name)
-            .send()
-            .await
-            .expect("DescribeDeliveryStream")
-            .delivery_stream_description
-            .expect("description")
-            .delivery_stream_encryption_configuration
+        delivery_encryption_on(&self.firehose, name).await
     }
 
     /// Resolves any key reference to its key ARN in moto.
@@ -790,6 +782,22 @@ pub async fn create_delivery_stream_on(
             ),
     };
     request.send().await.expect("CreateDeliveryStream");
+}
+
+/// A delivery stream's encryption configuration, as DescribeDeliveryStream reports it.
+pub async fn delivery_encryption_on(
+    firehose: &aws_sdk_firehose::Client,
+    name: &str,
+) -> Option<aws_sdk_firehose::types::DeliveryStreamEncryptionConfiguration> {
+    firehose
+        .describe_delivery_stream()
+        .delivery_stream_name(name)
+        .send()
+        .await
+        .expect("DescribeDeliveryStream")
+        .delivery_stream_description
+        .expect("description")
+        .delivery_stream_encryption_configuration
 }
 
 /// Puts a stream on `key` with StartStreamEncryption (seeding, straight at the emulator).
