@@ -1306,13 +1306,7 @@ async fn organisation(results: &mut Results) {
                 aws_sdk_kinesis::Client::new(&config),
                 aws_sdk_kms::Client::new(&config),
             );
-            let key = kms.create_key().send().await.expect("CreateKey");
-            kms.create_alias()
-                .alias_name(format!("alias/{KEY_ALIAS}"))
-                .target_key_id(key.key_metadata().expect("metadata").key_id())
-                .send()
-                .await
-                .expect("CreateAlias");
+            support::create_key_on(&kms, &format!("alias/{KEY_ALIAS}")).await;
             support::create_stream_on(&kinesis, "orders").await;
             places.push((account.clone(), region));
         }

@@ -78,22 +78,7 @@ impl Org {
 impl Member {
     /// The mandated alias in this account and region, on a new key; returns the key's ARN.
     async fn key(&self) -> String {
-        let meta = self
-            .kms
-            .create_key()
-            .send()
-            .await
-            .expect("CreateKey")
-            .key_metadata
-            .expect("metadata");
-        self.kms
-            .create_alias()
-            .alias_name(ALIAS)
-            .target_key_id(meta.key_id())
-            .send()
-            .await
-            .expect("CreateAlias");
-        meta.arn.expect("arn")
+        create_key_on(&self.kms, ALIAS).await
     }
 
     /// The key ARN the stream is encrypted with, its key reference resolved in this account

@@ -680,16 +680,7 @@ impl Emulators {
 
     /// A customer managed key in moto with `alias` (e.g. `alias/org-streams`); returns its ARN.
     pub async fn create_key(&self, alias: &str) -> String {
-        let key = self.kms.create_key().send().await.expect("CreateKey");
-        let meta = key.key_metadata().expect("metadata");
-        self.kms
-            .create_alias()
-            .alias_name(alias)
-            .target_key_id(meta.key_id())
-            .send()
-            .await
-            .expect("CreateAlias");
-        meta.arn().expect("arn").to_owned()
+        create_key_on(&self.kms, alias).await
     }
 
     pub async fn create_stream(&self, name: &str) {
@@ -782,6 +773,19 @@ pub async fn create_delivery_stream_on(
             ),
     };
     request.send().await.expect("CreateDeliveryStream");
+}
+
+/// A customer managed key with `alias`, through `kms` (any account and region); returns its ARN.
+pub async fn create_key_on(kms: &aws_sdk_kms::Client, alias: &str) -> String {
+    let key = kms.create_key().send().await.expect("CreateKey");
+    let meta = key.key_metadata().expect("metadata");
+    kms.create_alias()
+        .alias_name(alias)
+        .target_key_id(meta.key_id())
+        .send()
+        .await
+        .expect("CreateAlias");
+    meta.arn().expect("arn").to_owned()
 }
 
 /// A delivery stream's encryption configuration, as DescribeDeliveryStream reports it.
