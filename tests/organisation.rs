@@ -84,16 +84,7 @@ impl Member {
     /// The key ARN the stream is encrypted with, its key reference resolved in this account
     /// and region (the enforcer applies the key as configured, here the alias).
     async fn stream_key(&self, name: &str) -> Option<String> {
-        let key_id = self
-            .kinesis
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("DescribeStreamSummary")
-            .stream_description_summary
-            .expect("summary")
-            .key_id?;
+        let key_id = stream_on(&self.kinesis, name).await.key_id?;
         let meta = self
             .kms
             .describe_key()

@@ -718,15 +718,7 @@ async fn an_emulator_killed_mid_run_neither_hangs_the_enforcer_nor_fakes_success
         .filter(|r| r.outcome.as_str() == "remediated")
         .count();
     for name in &names {
-        let key = direct
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("DescribeStreamSummary")
-            .stream_description_summary
-            .and_then(|s| s.key_id)
-            .unwrap_or_default();
+        let key = stream_on(&direct, name).await.key_id.unwrap_or_default();
         let arn = kms
             .describe_key()
             .key_id(&key)

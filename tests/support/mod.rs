@@ -688,14 +688,7 @@ impl Emulators {
     }
 
     pub async fn stream(&self, name: &str) -> aws_sdk_kinesis::types::StreamDescriptionSummary {
-        self.kinesis
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("DescribeStreamSummary")
-            .stream_description_summary
-            .expect("summary")
+        stream_on(&self.kinesis, name).await
     }
 
     /// Waits until the stream is ACTIVE (kinesis-mock's own CREATING / UPDATING phases).
@@ -773,6 +766,21 @@ pub async fn create_delivery_stream_on(
             ),
     };
     request.send().await.expect("CreateDeliveryStream");
+}
+
+/// What DescribeStreamSummary says of `name`, through `kinesis` (any emulator or account).
+pub async fn stream_on(
+    kinesis: &aws_sdk_kinesis::Client,
+    name: &str,
+) -> aws_sdk_kinesis::types::StreamDescriptionSummary {
+    kinesis
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await
+        .expect("DescribeStreamSummary")
+        .stream_description_summary
+        .expect("summary")
 }
 
 /// A customer managed key with `alias`, through `kms` (any account and region); returns its ARN.
