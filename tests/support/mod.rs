@@ -849,15 +849,7 @@ pub async fn create_stream_on(kinesis: &aws_sdk_kinesis::Client, name: &str) {
 pub async fn wait_active_on(kinesis: &aws_sdk_kinesis::Client, name: &str) {
     let start = Instant::now();
     loop {
-        let status = kinesis
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("DescribeStreamSummary")
-            .stream_description_summary
-            .expect("summary")
-            .stream_status;
+        let status = stream_on(kinesis, name).await.stream_status;
         if status == aws_sdk_kinesis::types::StreamStatus::Active {
             return;
         }
