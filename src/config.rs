@@ -30,6 +30,16 @@ pub const ALLOWED_ACCOUNTS: &str = "ALLOWED_ACCOUNTS";
 pub const ALLOWED_REGIONS: &str = "ALLOWED_REGIONS";
 /// The variable naming the AWS Organizations organisation the member accounts belong to.
 pub const ORGANIZATION_ID: &str = "ORGANIZATION_ID";
+/// The variable listing the infrastructure-as-code tools to recognise ([`crate::creator`]).
+pub const IAC_TOOLS: &str = "IAC_TOOLS";
+/// The variable holding the settle period given to a tool's resource, in seconds.
+pub const IAC_SETTLE_SECONDS: &str = "IAC_SETTLE_SECONDS";
+/// The settle period when `IAC_SETTLE_SECONDS` is not set: a tool's resource must stay ACTIVE
+/// this long, unchanged, before the enforcer writes. It outlasts the longest gap a tool leaves
+/// between two of its own post-create steps (Terraform's waiters poll up to 10 s apart).
+pub const DEFAULT_SETTLE_SECONDS: u64 = 30;
+/// The longest settle period: it must fit inside one invocation with room to apply and confirm.
+pub const MAX_SETTLE_SECONDS: u64 = 600;
 /// The share of the per-account limits used when `RATE_SHARE` is not set.
 pub const DEFAULT_RATE_SHARE: f64 = crate::ratelimit::DEFAULT_SHARE;
 /// The namespace used when `METRICS_NAMESPACE` is not set.
@@ -67,6 +77,11 @@ pub struct Config {
     pub containers: Option<u32>,
     /// Central mode: the role assumed in every other account, and who may be acted on.
     pub central: Option<Central>,
+    /// The infrastructure-as-code tools recognised from an event's record (`IAC_TOOLS`).
+    pub iac_tools: crate::creator::Tools,
+    /// How long a tool's resource must stay ACTIVE and unchanged before a write
+    /// (`IAC_SETTLE_SECONDS`); zero gives tools no settle period.
+    pub settle: std::time::Duration,
 }
 
 /// Central mode: one enforcer for many accounts and regions, through a role in each account.
@@ -321,8 +336,34 @@ impl Config {
             },
         };
         let central = central(&set)?;
+        // An empty IAC_TOOLS recognises no tool; `set` treats empty as unset, so read it raw.
+        let iac_tools = match lookup(IAC_TOOLS) {
+            None => crate::creator::Tools::default_tools(),
+            Some(text) => {
+                crate::creator::Tools::parse(&text).map_err(|reason| ConfigError::Invalid {
+                    var: IAC_TOOLS,
+                    reason,
+                })?
+            }
+        };
+        let settle = match set(IAC_SETTLE_SECONDS) {
+            None => DEFAULT_SETTLE_SECONDS,
+            Some(text) => match text.parse::<u64>() {
+                Ok(n) if n <= MAX_SETTLE_SECONDS => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: IAC_SETTLE_SECONDS,
+                        reason: format!(
+                            "{text:?} is not a whole number of seconds from 0 to {MAX_SETTLE_SECONDS}"
+                        ),
+                    });
+                }
+            },
+        };
         Ok(Self {
             central,
+            iac_tools,
+            settle: std::time::Duration::from_secs(settle),
             mandated_key,
             retry_policy,
             log_level,
@@ -355,7 +396,28 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 13] = [
+        let cases: [(&[(&str, &str)], &str); 16] = [
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("IAC_TOOLS", "Terraform"),
+                ],
+                "IAC_TOOLS:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("IAC_SETTLE_SECONDS", "601"),
+                ],
+                "IAC_SETTLE_SECONDS:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("IAC_SETTLE_SECONDS", "1.5"),
+                ],
+                "IAC_SETTLE_SECONDS:",
+            ),
             (
                 &[("MANDATED_KMS_KEY", "alias/org"), ("RATE_SHARE", "0")],
                 "RATE_SHARE:",
@@ -431,6 +493,19 @@ mod tests {
         assert_eq!(c.container_share(), 0.9);
         assert_eq!((c.exempt_tag, c.mode), (None, Mode::Enforce));
         assert_eq!(c.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+        assert_eq!(c.iac_tools, crate::creator::Tools::default_tools());
+        assert_eq!(
+            c.settle,
+            std::time::Duration::from_secs(DEFAULT_SETTLE_SECONDS)
+        );
+        let c = config(&[
+            ("MANDATED_KMS_KEY", "alias/org"),
+            ("IAC_TOOLS", ""),
+            ("IAC_SETTLE_SECONDS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.iac_tools, crate::creator::Tools::parse("").unwrap());
+        assert_eq!(c.settle, std::time::Duration::ZERO);
         let shared = config(&[
             ("MANDATED_KMS_KEY", "alias/org"),
             ("RATE_SHARE", "0.8"),

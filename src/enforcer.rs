@@ -2,6 +2,7 @@
 
 use crate::aws_error::AwsError;
 use crate::config::{Config, Mode};
+use crate::creator::{Tools, advice};
 use crate::event::Trigger;
 use crate::exemption::{ExemptTag, Tags};
 use crate::firehose::{
@@ -13,7 +14,7 @@ use crate::kms::KmsApi;
 use crate::outcome::{Found, Outcome, Report};
 use crate::ratelimit::{Operation, RateLimiter};
 use crate::resource::{Location, Resource, Service};
-use crate::retry::{self, CallError, RandomSource, RetryPolicy};
+use crate::retry::{self, CallError, RandomSource, RetryDecision, RetryPolicy, RetryState};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
@@ -31,6 +32,11 @@ pub mod codes {
 }
 
 const NOT_FOUND: &str = "ResourceNotFoundException";
+/// The error AWS answers a write with while the resource is not ready; an inspection that finds
+/// it not ready counts as this error under the retry policy.
+const IN_USE: &str = "ResourceInUseException";
+/// How often a tool's resource is inspected during its settle period.
+const SETTLE_POLL: Duration = Duration::from_secs(2);
 const KMS_NOT_FOUND: &str = "NotFoundException";
 const ACCESS_DENIED: &str = "AccessDeniedException";
 /// Resolved foreign keys kept per container; a bound so that a long-lived container cannot grow.
@@ -51,9 +57,9 @@ pub struct ConfirmPolling {
 impl Default for ConfirmPolling {
     fn default() -> Self {
         Self {
-            first: Duration::from_millis(500),
-            factor: 1.5,
-            max: Duration::from_secs(5),
+            first: Duration::from_millis(250),
+            factor: 1.2,
+            max: Duration::from_secs(2),
         }
     }
 }
@@ -70,6 +76,8 @@ pub struct Enforcer<K, F, M> {
     mode: Mode,
     polling: ConfirmPolling,
     limiter: RateLimiter,
+    tools: Tools,
+    settle: Duration,
     resolved: Mutex<Option<KeyInfo>>,
     foreign_keys: Mutex<HashMap<String, KeyInfo>>,
 }
@@ -140,6 +148,8 @@ pub fn ignored(
         reason: Some(reason),
         error_code: None,
         found: None,
+        creator: None,
+        settle_seconds: None,
     }
 }
 
@@ -156,6 +166,8 @@ pub fn refused(trigger: &Trigger, reason: String) -> Report {
         reason: Some(reason),
         error_code: None,
         found: None,
+        creator: None,
+        settle_seconds: None,
     }
 }
 
@@ -186,12 +198,50 @@ pub fn out_of_scope(at: &Location, home: Option<&Location>) -> Option<String> {
 /// A positive outcome and its reason.
 struct Done(Outcome, String);
 
-/// Per-event state: the deadline, the random source for jitter, and the write calls made.
+/// Per-event state: the deadline, the random source for jitter, the write calls made, and the
+/// waits for the resource to be ready.
 struct Run<'a> {
     deadline: Instant,
     random: &'a mut (dyn RandomSource + Send),
+    /// Write calls made (Start*Encryption attempts, refused ones included).
     writes: u32,
+    /// Whether one of those writes took.
+    took: bool,
     found: Option<Found>,
+    /// The retry policy's counters for ResourceInUseException, one set per event: every
+    /// inspection that finds the resource not ready counts as that error, exactly as a write it
+    /// refused would, so the waits have the policy's delays and its bound.
+    in_use: RetryState<'a>,
+    /// Inspections that found the resource not ready.
+    not_ready: u32,
+    /// The settle period of a tool's resource, and since when it has been seen ready.
+    settle: Option<Settle>,
+}
+
+/// The settle period a tool's resource gets: it must stay ready and unchanged this long.
+struct Settle {
+    tool: String,
+    period: Duration,
+    quiet_since: Option<Instant>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        deadline: Instant,
+        random: &'a mut (dyn RandomSource + Send),
+        policy: &'a RetryPolicy,
+    ) -> Self {
+        Self {
+            deadline,
+            random,
+            writes: 0,
+            took: false,
+            found: None,
+            in_use: policy.start(),
+            not_ready: 0,
+            settle: None,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -212,6 +262,8 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             mode: config.mode,
             polling: ConfirmPolling::default(),
             limiter: RateLimiter::new(config.container_share()),
+            tools: config.iac_tools.clone(),
+            settle: config.settle,
             resolved: Mutex::new(None),
             foreign_keys: Mutex::new(HashMap::new()),
         }
@@ -230,12 +282,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
     ) -> Result<Vec<Resource>, ListError> {
-        let mut run = Run {
-            deadline,
-            random,
-            writes: 0,
-            found: None,
-        };
+        let mut run = Run::new(deadline, random, &self.policy);
         let mut names: Vec<(Service, String)> = Vec::new();
         let mut cursor = None;
         loop {
@@ -288,12 +335,19 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
     ) -> Report {
-        let mut run = Run {
-            deadline,
-            random,
-            writes: 0,
-            found: None,
-        };
+        let tool = self
+            .tools
+            .recognise(&trigger.caller)
+            .map(|t| t.name.clone());
+        let mut run = Run::new(deadline, random, &self.policy);
+        run.settle = tool
+            .clone()
+            .filter(|_| !self.settle.is_zero())
+            .map(|tool| Settle {
+                tool,
+                period: self.settle,
+                quiet_since: None,
+            });
         let result = match trigger.resource.service {
             Service::Kinesis => {
                 self.enforce_stream(&trigger.resource, trigger.tags.as_ref(), &mut run)
@@ -304,14 +358,35 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     .await
             }
         };
-        let (outcome, reason, error_code) = match result {
+        let (outcome, mut reason, error_code) = match result {
             Ok(Done(outcome, reason)) => (outcome, reason, None),
             Err(Stop::Gone { reason, code }) => (Outcome::Gone, reason, Some(code)),
             Err(Stop::Failed { reason, code }) => (Outcome::Failed, reason, Some(code)),
         };
-        let key = lock(&self.resolved)
-            .as_ref()
-            .map_or_else(|| self.key.configured().to_owned(), |k| k.arn.clone());
+        let resolved = lock(&self.resolved).as_ref().map(|k| k.arn.clone());
+        let key = resolved
+            .clone()
+            .unwrap_or_else(|| self.key.configured().to_owned());
+        // A tool's next run reverts what its definition does not declare: say what to declare.
+        if let Some(tool) = &tool
+            && matches!(outcome, Outcome::Remediated | Outcome::Noncompliant)
+        {
+            let firehose = trigger.resource.service == Service::Firehose;
+            let declare = if firehose {
+                &key
+            } else {
+                self.key.configured()
+            };
+            let did = match trigger.event_name.as_str() {
+                name if name.starts_with("Stop") => format!("turned encryption off ({name})"),
+                name if name.starts_with("Start") => format!("applied another key ({name})"),
+                name => format!("made the call ({name}) without the mandated key"),
+            };
+            reason = format!(
+                "{reason}. {tool} {did}: {}",
+                advice(tool, firehose, declare)
+            );
+        }
         Report {
             outcome,
             service: Some(trigger.resource.service),
@@ -323,6 +398,12 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             reason: Some(reason),
             error_code,
             found: run.found,
+            settle_seconds: run
+                .settle
+                .as_ref()
+                .filter(|s| s.quiet_since.is_some())
+                .map(|s| s.period.as_secs()),
+            creator: tool,
         }
     }
 
@@ -332,16 +413,31 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         &self,
         run: &mut Run<'_>,
         operation: Operation,
+        call: impl FnMut() -> Fut,
+    ) -> Result<(T, u32), CallError>
+    where
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        self.limited_except(run, operation, &[], call).await
+    }
+
+    /// As [`Self::limited`], with the errors in `handed_back` returned at once, unretried.
+    async fn limited_except<T, Fut>(
+        &self,
+        run: &mut Run<'_>,
+        operation: Operation,
+        handed_back: &[&str],
         mut call: impl FnMut() -> Fut,
     ) -> Result<(T, u32), CallError>
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        retry::run(
+        retry::run_except(
             &self.policy,
             run.deadline,
             &mut *run.random,
             operation.name(),
+            handed_back,
             || {
                 let attempt = call();
                 async move {
@@ -353,7 +449,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         .await
     }
 
-    /// One AWS call, as [`Self::limited`], with write calls counted in `run.writes`.
+    /// A read call, as [`Self::limited`], its failure turned into a [`Stop`].
     async fn call<T, Fut>(
         &self,
         run: &mut Run<'_>,
@@ -363,17 +459,113 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        let result = self.limited(run, operation, call).await;
-        if operation.is_write() {
-            let attempts = match &result {
-                Ok((_, n)) => *n,
-                Err(e) => e.attempts(),
-            };
-            run.writes = run.writes.saturating_add(attempts);
-        }
-        result
+        self.limited(run, operation, call)
+            .await
             .map(|(value, _)| value)
             .map_err(|e| Stop::from_call(operation.name(), e))
+    }
+
+    /// A write call, made once: throttling and the other errors the policy names are retried,
+    /// but `ResourceInUseException` is not, because it means someone else is changing the
+    /// resource, and only a fresh inspection can tell what to do next. `Ok(true)` when the write
+    /// took, `Ok(false)` when it was refused as in use. Every attempt counts in `run.writes`.
+    async fn write<Fut>(
+        &self,
+        run: &mut Run<'_>,
+        operation: Operation,
+        call: impl FnMut() -> Fut,
+    ) -> Result<bool, Stop>
+    where
+        Fut: Future<Output = Result<(), AwsError>>,
+    {
+        let result = self.limited_except(run, operation, &[IN_USE], call).await;
+        let attempts = match &result {
+            Ok((_, n)) => *n,
+            Err(e) => e.attempts(),
+        };
+        run.writes = run.writes.saturating_add(attempts);
+        match result {
+            Ok(_) => {
+                run.took = true;
+                Ok(true)
+            }
+            Err(CallError::HandedBack { .. }) => Ok(false),
+            Err(e) => Err(Stop::from_call(operation.name(), e)),
+        }
+    }
+
+    /// Waits before the next inspection of a resource that is not ready (`state`), as the retry
+    /// policy's ResourceInUseException retrier would wait before retrying a write it refused.
+    async fn wait_until_ready(&self, run: &mut Run<'_>, state: &str) -> Result<(), Stop> {
+        if let Some(settle) = &mut run.settle {
+            // The tool is still at work: its resource's quiet period starts again.
+            settle.quiet_since = None;
+        }
+        run.not_ready = run.not_ready.saturating_add(1);
+        let seen = run.not_ready;
+        match run.in_use.on_error(IN_USE, &mut *run.random) {
+            RetryDecision::Retry { delay, retry, .. } => {
+                if Instant::now() + delay > run.deadline {
+                    return Err(Stop::failed(
+                        IN_USE,
+                        format!(
+                            "still {state} after {seen} inspection(s); the next in {:.1}s would pass \
+                             the invocation's deadline, and a retry of the event will carry on",
+                            delay.as_secs_f64()
+                        ),
+                    ));
+                }
+                tracing::info!(
+                    state,
+                    retry,
+                    delay_ms = delay.as_millis() as u64,
+                    "not ready; inspecting again"
+                );
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+            RetryDecision::Exhausted { .. } => Err(Stop::failed(
+                IN_USE,
+                format!(
+                    "still {state} after {seen} inspection(s); the retry policy's \
+                     {IN_USE} retrier is exhausted"
+                ),
+            )),
+            RetryDecision::NotRetryable => Err(Stop::failed(
+                IN_USE,
+                format!(
+                    "the resource is {state}, and the retry policy names no retrier for {IN_USE}, \
+                     so it is not waited for"
+                ),
+            )),
+        }
+    }
+
+    /// For a tool's resource: whether it has now been ready and unchanged for the settle period.
+    /// When not, sleeps until the next inspection. Always true for other resources.
+    async fn settled(&self, run: &mut Run<'_>) -> Result<bool, Stop> {
+        let Some(settle) = &mut run.settle else {
+            return Ok(true);
+        };
+        let now = Instant::now();
+        let end = *settle.quiet_since.get_or_insert(now) + settle.period;
+        if now >= end {
+            return Ok(true);
+        }
+        if end > run.deadline {
+            return Err(Stop::failed(
+                codes::DEADLINE,
+                format!(
+                    "{} is configuring the resource, which must stay ready and unchanged for {}s \
+                     (IAC_SETTLE_SECONDS) before a write, and that does not fit in the time left; \
+                     a retry of the event will carry on",
+                    settle.tool,
+                    settle.period.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(SETTLE_POLL.min(end - now)).await;
+        Ok(false)
     }
 
     /// Sleeps for the next confirm poll, or stops when it would pass the deadline.
@@ -550,22 +742,17 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         record_tags: Option<&Tags>,
         run: &mut Run<'_>,
     ) -> Result<Done, Stop> {
-        let before = self.describe_stream(stream, run).await?;
+        let mut now = self.describe_stream(stream, run).await?;
         run.found = Some(Found {
-            status: before.status.name().to_owned(),
-            encryption: if before.key_id.is_some() {
-                "KMS"
-            } else {
-                "NONE"
-            }
-            .to_owned(),
-            key: before.key_id.clone(),
+            status: now.status.name().to_owned(),
+            encryption: if now.key_id.is_some() { "KMS" } else { "NONE" }.to_owned(),
+            key: now.key_id.clone(),
         });
         let mandated = match self.mandated_key(run).await {
             Ok(mandated) => mandated,
             // Without KMS only the forms provably equal to the configured key can be trusted;
             // everything else is left to the retry of the event.
-            Err(stop) => match &before.key_id {
+            Err(stop) => match &now.key_id {
                 Some(key) if self.provably_configured(key, &stream.location) => {
                     tracing::warn!(stream_key = %key, "mandated key not resolved; the stream names it in an equal form");
                     return Ok(Done(
@@ -578,34 +765,79 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 _ => return Err(stop),
             },
         };
-        if let Some(key) = &before.key_id
-            && self
-                .is_mandated(key, &stream.location, mandated.as_ref(), run)
+        // Inspect before every write and wait with reads: AWS refuses any write on a stream that
+        // is not ACTIVE, and a write while its creator is between two steps breaks the creator.
+        let mut exemption_checked = false;
+        loop {
+            if now.status != StreamStatus::Active {
+                self.wait_until_ready(run, now.status.name()).await?;
+                now = self.describe_stream(stream, run).await?;
+                continue;
+            }
+            if let Some(key) = &now.key_id
+                && self
+                    .is_mandated(key, &stream.location, mandated.as_ref(), run)
+                    .await?
+            {
+                let by = if run.not_ready > 0 || run.settle.is_some() {
+                    ", the mandated key, put on by another caller while the enforcer waited"
+                } else {
+                    ""
+                };
+                return Ok(Done(
+                    Outcome::AlreadyCompliant,
+                    format!("encrypted with {key}{by}"),
+                ));
+            }
+            if !self.settled(run).await? {
+                now = self.describe_stream(stream, run).await?;
+                continue;
+            }
+            let was = now
+                .key_id
+                .as_deref()
+                .map_or("unencrypted".to_owned(), |k| format!("encrypted with {k}"));
+            if !exemption_checked {
+                if let Some(done) = self
+                    .exempt_or_reported(
+                        record_tags,
+                        run,
+                        &was,
+                        Operation::ListTagsForStream,
+                        || self.kinesis.stream_tags(stream),
+                    )
+                    .await?
+                {
+                    return Ok(done);
+                }
+                exemption_checked = true;
+            }
+            // Kinesis takes the key in the configured form.
+            if self
+                .write(run, Operation::StartStreamEncryption, || {
+                    self.kinesis.start_encryption(stream, self.key.configured())
+                })
                 .await?
-        {
-            return Ok(Done(
-                Outcome::AlreadyCompliant,
-                format!("encrypted with {key}"),
-            ));
+            {
+                return self
+                    .confirm_stream(stream, mandated.as_ref(), run, was)
+                    .await;
+            }
+            // Someone else is changing the stream right now: inspect again before anything else.
+            self.wait_until_ready(run, "being changed by another caller (StartStreamEncryption answered ResourceInUseException)")
+                .await?;
+            now = self.describe_stream(stream, run).await?;
         }
-        let was = before
-            .key_id
-            .as_deref()
-            .map_or("unencrypted".to_owned(), |k| format!("encrypted with {k}"));
-        if let Some(done) = self
-            .exempt_or_reported(record_tags, run, &was, Operation::ListTagsForStream, || {
-                self.kinesis.stream_tags(stream)
-            })
-            .await?
-        {
-            return Ok(done);
-        }
-        // Kinesis takes the key in the configured form; CREATING / UPDATING answer
-        // ResourceInUseException, which the retry policy waits out.
-        self.call(run, Operation::StartStreamEncryption, || {
-            self.kinesis.start_encryption(stream, self.key.configured())
-        })
-        .await?;
+    }
+
+    /// After a Start that took: polls until the stream is ACTIVE and judges its key.
+    async fn confirm_stream(
+        &self,
+        stream: &Resource,
+        mandated: Option<&KeyInfo>,
+        run: &mut Run<'_>,
+        was: String,
+    ) -> Result<Done, Stop> {
         let mut delay = self.polling.first;
         loop {
             let now = self.describe_stream(stream, run).await?;
@@ -622,7 +854,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 ));
             };
             if !self
-                .is_mandated(key, &stream.location, mandated.as_ref(), run)
+                .is_mandated(key, &stream.location, mandated, run)
                 .await?
             {
                 return Err(Stop::failed(
@@ -664,10 +896,10 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         record_tags: Option<&Tags>,
         run: &mut Run<'_>,
     ) -> Result<Done, Stop> {
-        let before = self.describe_delivery_stream(stream, run).await?;
+        let mut now = self.describe_delivery_stream(stream, run).await?;
         run.found = Some(Found {
-            status: before.status.name().to_owned(),
-            encryption: before
+            status: now.status.name().to_owned(),
+            encryption: now
                 .encryption
                 .as_ref()
                 .map_or("NONE".to_owned(), |e| match &e.key {
@@ -677,23 +909,17 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     }
                     None => e.status.name().to_owned(),
                 }),
-            key: before.encryption.as_ref().and_then(|e| match &e.key {
+            key: now.encryption.as_ref().and_then(|e| match &e.key {
                 Some(FirehoseKey::CustomerManaged(arn)) => Some(arn.clone()),
                 _ => None,
             }),
         });
-        if before.status == DeliveryStatus::CreatingFailed {
-            return Ok(Done(
-                Outcome::NotApplicable,
-                "the delivery stream's creation failed (CREATING_FAILED): there is nothing to encrypt".into(),
-            ));
-        }
-        if !before.is_direct_put() {
+        if !now.is_direct_put() {
             return Ok(Done(
                 Outcome::NotApplicable,
                 format!(
                     "source is {}: only DirectPut delivery streams can have server-side encryption; the data is protected by its source's encryption",
-                    before.source_type
+                    now.source_type
                 ),
             ));
         }
@@ -702,24 +928,52 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             Some(info) if !info.aws_managed => FirehoseKey::CustomerManaged(info.arn),
             _ => FirehoseKey::AwsOwned,
         };
-        let current = before
-            .encryption
-            .as_ref()
-            .filter(|e| e.key.as_ref() == Some(&wanted));
-        match current.map(|e| &e.status) {
-            Some(EncryptionStatus::Enabled) => {
+        let mut exemption_checked = false;
+        loop {
+            if now.status == DeliveryStatus::CreatingFailed {
                 return Ok(Done(
-                    Outcome::AlreadyCompliant,
-                    "server-side encryption is ENABLED with the mandated key".into(),
+                    Outcome::NotApplicable,
+                    "the delivery stream's creation failed (CREATING_FAILED): there is nothing to encrypt".into(),
                 ));
             }
-            // Someone (or an earlier delivery of this event) already asked for the mandated key.
-            Some(EncryptionStatus::Enabling) => {}
-            _ => {
-                let was = before
-                    .encryption
-                    .as_ref()
-                    .map_or("unencrypted".to_owned(), |e| e.to_string());
+            let encryption = now.encryption.as_ref();
+            let on_wanted = encryption.is_some_and(|e| e.key.as_ref() == Some(&wanted));
+            // Not ready: the stream is not ACTIVE, or encryption is changing to another key or off.
+            let busy = match (&now.status, encryption.map(|e| &e.status)) {
+                (DeliveryStatus::Active, Some(EncryptionStatus::Enabling)) if on_wanted => {
+                    // Someone (or an earlier delivery of this event) already asked for the
+                    // mandated key: only confirm.
+                    return self.confirm_delivery_stream(stream, &wanted, run).await;
+                }
+                (
+                    DeliveryStatus::Active,
+                    Some(status @ (EncryptionStatus::Enabling | EncryptionStatus::Disabling)),
+                ) => Some(format!("encryption {}", status.name())),
+                (DeliveryStatus::Active, _) => None,
+                (status, _) => Some(status.name().to_owned()),
+            };
+            if let Some(state) = busy {
+                self.wait_until_ready(run, &state).await?;
+                now = self.describe_delivery_stream(stream, run).await?;
+                continue;
+            }
+            if on_wanted && encryption.is_some_and(|e| e.status == EncryptionStatus::Enabled) {
+                let by = if run.not_ready > 0 || run.settle.is_some() {
+                    ", put on by another caller while the enforcer waited"
+                } else {
+                    ""
+                };
+                return Ok(Done(
+                    Outcome::AlreadyCompliant,
+                    format!("server-side encryption is ENABLED with the mandated key{by}"),
+                ));
+            }
+            if !self.settled(run).await? {
+                now = self.describe_delivery_stream(stream, run).await?;
+                continue;
+            }
+            if !exemption_checked {
+                let was = encryption.map_or("unencrypted".to_owned(), |e| e.to_string());
                 if let Some(done) = self
                     .exempt_or_reported(
                         record_tags,
@@ -732,12 +986,31 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 {
                     return Ok(done);
                 }
-                self.call(run, Operation::StartDeliveryStreamEncryption, || {
+                exemption_checked = true;
+            }
+            if self
+                .write(run, Operation::StartDeliveryStreamEncryption, || {
                     self.firehose.start_encryption(stream, &wanted)
                 })
-                .await?;
+                .await?
+            {
+                return self.confirm_delivery_stream(stream, &wanted, run).await;
             }
+            // Someone else is changing the stream right now: inspect again before anything else.
+            self.wait_until_ready(run, "being changed by another caller (StartDeliveryStreamEncryption answered ResourceInUseException)")
+                .await?;
+            now = self.describe_delivery_stream(stream, run).await?;
         }
+    }
+
+    /// After a Start (ours, or one already ENABLING with the mandated key): polls until
+    /// encryption is ENABLED with the mandated key, or has failed.
+    async fn confirm_delivery_stream(
+        &self,
+        stream: &Resource,
+        wanted: &FirehoseKey,
+        run: &mut Run<'_>,
+    ) -> Result<Done, Stop> {
         let mut delay = self.polling.first;
         loop {
             let now = self.describe_delivery_stream(stream, run).await?;
@@ -747,12 +1020,12 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     "no encryption configuration after StartDeliveryStreamEncryption".into(),
                 ));
             };
-            match (&enc.status, enc.key.as_ref() == Some(&wanted)) {
+            match (&enc.status, enc.key.as_ref() == Some(wanted)) {
                 (EncryptionStatus::Enabled, true) => {
-                    let outcome = if run.writes == 0 {
-                        Outcome::AlreadyCompliant
-                    } else {
+                    let outcome = if run.took {
                         Outcome::Remediated
+                    } else {
+                        Outcome::AlreadyCompliant
                     };
                     return Ok(Done(
                         outcome,

@@ -4,6 +4,7 @@
 //! that needs no action, with the reason), or an [`InvalidEvent`] error (malformed, or a value
 //! that fails validation). Nothing from the event reaches an ARN or an AWS call unvalidated.
 
+use crate::creator::Caller;
 use crate::exemption::Tags;
 use crate::resource::{InvalidValue, Location, Resource, Service};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
@@ -40,6 +41,8 @@ pub struct Trigger {
     pub resource: Resource,
     /// Tags given in the create call itself, when the record has them (saves a ListTags call).
     pub tags: Option<Tags>,
+    /// Who made the call: the tool, if any, is recognised from this.
+    pub caller: Caller,
 }
 
 /// The result of parsing a well-formed event.
@@ -105,6 +108,21 @@ struct CloudTrailRecord {
     request_parameters: Option<Value>,
     #[serde(default)]
     response_elements: Option<Value>,
+    user_agent: Option<Value>,
+    user_identity: Option<Value>,
+}
+
+/// The caller as the record names it. Fields that are absent or not strings are left out: they
+/// only ever inform a settle period and a report, never which resource is acted on.
+fn caller_of(record: &CloudTrailRecord) -> Caller {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let identity = record.user_identity.as_ref();
+    Caller {
+        user_agent: text(record.user_agent.as_ref()),
+        invoked_by: text(identity.and_then(|i| i.get("invokedBy"))),
+        principal: text(identity.and_then(|i| i.pointer("/sessionContext/sessionIssuer/arn")))
+            .or_else(|| text(identity.and_then(|i| i.get("arn")))),
+    }
 }
 
 /// Whether an event is EventBridge's scheduled event (`aws.events`, `Scheduled Event`), which
@@ -230,11 +248,13 @@ pub fn parse(value: Value) -> Result<Parsed, InvalidEvent> {
         }
     };
     let tags = params.and_then(|p| p.get("tags")).and_then(record_tags);
+    let caller = caller_of(&record);
     Ok(Parsed::Trigger(Trigger {
         event_id,
         event_name: record.event_name,
         resource,
         tags,
+        caller,
     }))
 }
 

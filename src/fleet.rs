@@ -469,6 +469,8 @@ impl<C: Connector> Fleet<C> {
             reason: Some(why.reason),
             error_code: Some(why.code),
             found: None,
+            creator: None,
+            settle_seconds: None,
         }
     }
 

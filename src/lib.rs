@@ -13,6 +13,7 @@
 //! - [`key`]: key forms, the mandated key, and what can be proven about two key references.
 //! - [`config`]: environment variables, read once and validated.
 //! - [`exemption`]: the exemption tag.
+//! - [`creator`]: the infrastructure-as-code tool behind a call, and what it must declare.
 //! - [`retry`]: the retry policy (Amazon States Language `Retry`), parsed and executed.
 //! - [`ratelimit`]: client-side pacing inside the per-account API limits.
 //! - [`aws_error`]: one error type for every AWS call, named as the policy names errors.
@@ -31,6 +32,7 @@
 pub mod aws_error;
 pub mod clients;
 pub mod config;
+pub mod creator;
 pub mod enforcer;
 pub mod event;
 pub mod exemption;

@@ -56,6 +56,8 @@ mod tests {
             reason: None,
             error_code: None,
             found: None,
+            creator: None,
+            settle_seconds: None,
         };
         let line = emf_line("Security/Streams", &report, 1_700_000_000_000);
         assert!(!line.contains('\n'));

@@ -97,6 +97,12 @@ pub struct Report {
     /// The resource's state when first inspected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub found: Option<Found>,
+    /// The infrastructure-as-code tool recognised as the caller behind the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creator: Option<String>,
+    /// The settle period given to the tool's resource before deciding, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settle_seconds: Option<u64>,
 }
 
 impl Report {
@@ -122,6 +128,8 @@ impl Report {
                     attempts = self.attempts,
                     reason = self.reason.as_deref(),
                     error_code = self.error_code.as_deref(),
+                    creator = self.creator.as_deref(),
+                    settle_seconds = self.settle_seconds,
                     "outcome"
                 )
             };

@@ -90,9 +90,8 @@ pub const DEFAULT_POLICY_JSON: &str = r#"[
   {
     "ErrorEquals": ["ResourceInUseException"],
     "IntervalSeconds": 1,
-    "BackoffRate": 1.1,
-    "MaxDelaySeconds": 3,
-    "MaxAttempts": 85
+    "BackoffRate": 1.0,
+    "MaxAttempts": 240
   },
   {
     "ErrorEquals": [
@@ -350,6 +349,15 @@ pub enum CallError {
         /// Whether a retrier matched and ran out (as opposed to no retrier matching).
         exhausted: bool,
     },
+    /// The error is one the caller asked to handle itself ([`run_except`]).
+    #[error("{error} (after {attempts} attempt(s))")]
+    HandedBack {
+        /// The error.
+        #[source]
+        error: AwsError,
+        /// Calls made.
+        attempts: u32,
+    },
     /// The next delay would pass the invocation's deadline.
     #[error("{error} (after {attempts} attempt(s)); the next retry in {:.1}s would pass the invocation's deadline", .delay.as_secs_f64())]
     Deadline {
@@ -367,14 +375,18 @@ impl CallError {
     /// The last AWS error.
     pub fn aws(&self) -> &AwsError {
         match self {
-            Self::Failed { error, .. } | Self::Deadline { error, .. } => error,
+            Self::Failed { error, .. }
+            | Self::HandedBack { error, .. }
+            | Self::Deadline { error, .. } => error,
         }
     }
 
     /// Calls made, the failed ones included.
     pub fn attempts(&self) -> u32 {
         match self {
-            Self::Failed { attempts, .. } | Self::Deadline { attempts, .. } => *attempts,
+            Self::Failed { attempts, .. }
+            | Self::HandedBack { attempts, .. }
+            | Self::Deadline { attempts, .. } => *attempts,
         }
     }
 }
@@ -386,6 +398,25 @@ pub async fn run<T, F, Fut>(
     deadline: Instant,
     random: &mut (dyn RandomSource + Send),
     what: &str,
+    call: F,
+) -> Result<(T, u32), CallError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    run_except(policy, deadline, random, what, &[], call).await
+}
+
+/// As [`run`], except that an error whose code is in `handed_back` is returned at once as
+/// [`CallError::HandedBack`], without consulting the policy: the caller retries it in its own
+/// way (a write refused with `ResourceInUseException` is followed by a fresh inspection, never
+/// by the same write again).
+pub async fn run_except<T, F, Fut>(
+    policy: &RetryPolicy,
+    deadline: Instant,
+    random: &mut (dyn RandomSource + Send),
+    what: &str,
+    handed_back: &[&str],
     mut call: F,
 ) -> Result<(T, u32), CallError>
 where
@@ -400,6 +431,9 @@ where
             Ok(value) => return Ok((value, attempts)),
             Err(error) => error,
         };
+        if handed_back.contains(&error.code()) {
+            return Err(CallError::HandedBack { error, attempts });
+        }
         match state.on_error(error.code(), random) {
             RetryDecision::Retry {
                 delay,

@@ -182,6 +182,7 @@ pub async fn sweep<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
                 event_name: SWEEP_EVENT_NAME.to_owned(),
                 resource,
                 tags: None,
+                caller: Default::default(),
             };
             let mut random = fastrand::Rng::new();
             Ok(Box::pin(enforcer.enforce(&trigger, deadline, &mut random)).await)

@@ -64,19 +64,17 @@ async fn handle(
 }
 
 #[tokio::test(start_paused = true)]
-async fn resource_in_use_twice_then_ok_is_retried_and_confirmed() {
+async fn a_creating_stream_is_waited_out_with_reads_then_written_once() {
     let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
         .sequence()
         .output(|| stream_summary(StreamStatus::Creating, None))
-        .output(|| stream_summary(StreamStatus::Updating, Some("alias/org-streams")))
+        .times(2)
+        .output(|| stream_summary(StreamStatus::Active, None))
+        .output(|| stream_summary(StreamStatus::Updating, None))
         .output(|| stream_summary(StreamStatus::Active, Some("alias/org-streams")))
         .build();
     let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
-        .sequence()
-        .error(in_use)
-        .times(2)
-        .output(|| StartStreamEncryptionOutput::builder().build())
-        .build();
+        .then_output(|| StartStreamEncryptionOutput::builder().build());
     let key = key_rule();
     let began = Instant::now();
     let report = handle(
@@ -87,14 +85,52 @@ async fn resource_in_use_twice_then_ok_is_retried_and_confirmed() {
     )
     .await;
     assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
-    assert_eq!(report.attempts, 3);
+    assert_eq!(report.attempts, 1);
     assert_eq!(report.key.as_deref(), Some(KEY_ARN));
     assert_eq!(
         (start.num_calls(), describe.num_calls(), key.num_calls()),
-        (3, 3, 1)
+        (1, 5, 1)
     );
-    // Default policy: 1 s then 1.1 s before the retries; then one confirm poll of 0.5 s.
-    assert_eq!(Instant::now() - began, Duration::from_millis(2_600));
+    // The default ResourceInUseException retrier's waits (1 s, 1 s) between the reads while
+    // CREATING, then one confirm poll of 0.25 s while UPDATING; the read right after the write
+    // also waits for its slot under the 18/s pace of DescribeStreamSummary (55.6 ms).
+    let took = Instant::now() - began;
+    assert!(
+        took >= Duration::from_millis(2_250) && took < Duration::from_millis(2_310),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_refused_as_in_use_is_followed_by_an_inspection_not_a_second_write() {
+    // Another caller (a second delivery of the event) started encryption between our read and
+    // our write: ours is refused, and the next reads find the mandated key on.
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .sequence()
+        .output(|| stream_summary(StreamStatus::Active, None))
+        .output(|| stream_summary(StreamStatus::Updating, None))
+        .output(|| stream_summary(StreamStatus::Active, Some("alias/org-streams")))
+        .build();
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .sequence()
+        .error(in_use)
+        .repeatedly()
+        .build();
+    let key = key_rule();
+    let report = handle(
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
+        None,
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::AlreadyCompliant, "{report:?}");
+    assert!(
+        report.reason.as_deref().unwrap().contains("another caller"),
+        "{report:?}"
+    );
+    assert_eq!((start.num_calls(), report.attempts), (1, 1));
+    assert_eq!(describe.num_calls(), 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -102,13 +138,10 @@ async fn a_short_deadline_stops_the_wait_with_a_failure_that_names_it() {
     let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
         .then_output(|| stream_summary(StreamStatus::Creating, None));
     let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
-        .sequence()
-        .error(in_use)
-        .repeatedly()
-        .build();
+        .then_output(|| StartStreamEncryptionOutput::builder().build());
     let key = key_rule();
     let began = Instant::now();
-    let budget = Duration::from_secs(12);
+    let budget = Duration::from_millis(11_500);
     let report = handle(
         kinesis_client(&[&describe, &start]),
         kms_client(&[&key]),
@@ -118,12 +151,14 @@ async fn a_short_deadline_stops_the_wait_with_a_failure_that_names_it() {
     .await;
     assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
     assert_eq!(report.error_code.as_deref(), Some("ResourceInUseException"));
+    let reason = report.reason.as_deref().unwrap();
     assert!(
-        report.reason.as_deref().unwrap().contains("deadline"),
-        "{report:?}"
+        reason.contains("deadline") && reason.contains("CREATING"),
+        "{reason}"
     );
-    // Waits of 1, 1.1, 1.21, ... 1.95 s (eight, 11.44 s in all) fit in 12 s; the next would not.
-    assert_eq!(report.attempts, 9);
+    // Waits of 1 s fit eleven times in 11.5 s; the twelfth would not. No write was made.
+    assert_eq!((describe.num_calls(), start.num_calls()), (12, 0));
+    assert_eq!(report.attempts, 0);
     assert!(Instant::now() - began <= budget);
 }
 
@@ -164,14 +199,11 @@ async fn an_unresolvable_mandated_key_fails_without_a_write() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_policy_without_a_matching_retrier_fails_on_the_first_error() {
+async fn a_policy_without_a_matching_retrier_does_not_wait_for_a_creating_stream() {
     let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
         .then_output(|| stream_summary(StreamStatus::Creating, None));
     let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
-        .sequence()
-        .error(in_use)
-        .repeatedly()
-        .build();
+        .then_output(|| StartStreamEncryptionOutput::builder().build());
     let key = key_rule();
     let policy = r#"[{"ErrorEquals":["LimitExceededException"]}]"#;
     let report = handle(
@@ -183,10 +215,18 @@ async fn a_policy_without_a_matching_retrier_fails_on_the_first_error() {
     .await;
     assert_eq!(
         (report.outcome, report.attempts),
-        (Outcome::Failed, 1),
+        (Outcome::Failed, 0),
         "{report:?}"
     );
-    assert_eq!(start.num_calls(), 1);
+    assert_eq!(report.error_code.as_deref(), Some("ResourceInUseException"));
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("names no retrier")
+    );
+    assert_eq!((describe.num_calls(), start.num_calls()), (1, 0));
 }
 
 #[tokio::test]
