@@ -21,6 +21,34 @@ pub mod transport {
     pub const REQUEST_ERROR: &str = "Enforcer.RequestError";
 }
 
+/// Error names for the per-resource quotas that AWS answers with `LimitExceededException`, the
+/// same code as its rate throttling. A quota is used up for hours, so retrying it as throttling
+/// only burns the invocation: these names are never retried, whatever the policy says.
+pub mod quota {
+    /// Kinesis: a new key was applied to the stream 25 times in the rolling 24 hours
+    /// (StartStreamEncryption's API limit).
+    pub const KINESIS_KEY_CHANGES: &str = "Enforcer.KeyChangeQuotaExceeded";
+    /// Firehose: StartDeliveryStreamEncryption and StopDeliveryStreamEncryption were called 25
+    /// times together for the delivery stream in 24 hours.
+    pub const FIREHOSE_ENCRYPTION_CALLS: &str = "Enforcer.EncryptionCallQuotaExceeded";
+    /// Firehose: the customer managed key already encrypts 500 delivery streams.
+    pub const FIREHOSE_STREAMS_PER_KEY: &str = "Enforcer.StreamsPerKeyExceeded";
+    /// Every quota name.
+    pub const ALL: [&str; 3] = [
+        KINESIS_KEY_CHANGES,
+        FIREHOSE_ENCRYPTION_CALLS,
+        FIREHOSE_STREAMS_PER_KEY,
+    ];
+
+    /// Whether a `LimitExceededException` message is rate throttling. AWS's throttling messages
+    /// say "Rate exceeded" ("Rate exceeded for stream orders under account 123456789012.",
+    /// "Rate exceeded for account ..."), and Terraform's provider tells them apart by the same
+    /// words; AWS documents no message for the quotas, so any other message is taken as one.
+    pub fn is_rate(message: &str) -> bool {
+        message.to_ascii_lowercase().contains("rate exceeded")
+    }
+}
+
 /// A failed AWS call: the AWS error code (or a [`transport`] name), the message and the SDK
 /// error it came from.
 #[derive(Debug)]
@@ -44,6 +72,12 @@ impl AwsError {
     /// The AWS error code (`ResourceInUseException`, ...) or a [`transport`] name.
     pub fn code(&self) -> &str {
         &self.code
+    }
+
+    /// The same error under another name (the SDK error it came from is kept).
+    pub fn renamed(mut self, code: &str) -> Self {
+        code.clone_into(&mut self.code);
+        self
     }
 
     /// The message AWS (or the transport) gave.

@@ -1,6 +1,6 @@
 //! The decision for one event: inspect, decide, apply under the retry policy, confirm, report.
 
-use crate::aws_error::AwsError;
+use crate::aws_error::{AwsError, quota};
 use crate::config::{Config, Mode};
 use crate::creator::{Tools, advice};
 use crate::event::Trigger;
@@ -109,6 +109,30 @@ impl Stop {
             code,
         }
     }
+}
+
+/// What an operator can do about a used-up quota, or `None` for any other error.
+fn quota_advice(code: &str) -> Option<&'static str> {
+    Some(match code {
+        quota::KINESIS_KEY_CHANGES => {
+            "Kinesis allows a new key on a stream 25 times in a rolling 24 hours, and they are \
+             used up: something keeps changing this stream's key (see CloudTrail for who). Stop \
+             that writer; the event stays in the failed-events queue, to be replayed once the \
+             window has passed"
+        }
+        quota::FIREHOSE_ENCRYPTION_CALLS => {
+            "Firehose allows 25 StartDeliveryStreamEncryption and StopDeliveryStreamEncryption \
+             calls together per delivery stream per 24 hours, and they are used up: something \
+             keeps turning this stream's encryption off or onto another key. Stop that writer; \
+             the event stays in the failed-events queue, to be replayed after 24 hours"
+        }
+        quota::FIREHOSE_STREAMS_PER_KEY => {
+            "one customer managed key encrypts at most 500 Firehose delivery streams, and the \
+             mandated key has reached it: delete unused delivery streams on it, or ask AWS \
+             whether the limit can be raised; a retry cannot help"
+        }
+        _ => return None,
+    })
 }
 
 /// A listing call failed (after the retry policy), so the inventory is incomplete.
@@ -478,7 +502,11 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     where
         Fut: Future<Output = Result<(), AwsError>>,
     {
-        let result = self.limited_except(run, operation, &[IN_USE], call).await;
+        let mut handed_back = vec![IN_USE];
+        handed_back.extend(quota::ALL);
+        let result = self
+            .limited_except(run, operation, &handed_back, call)
+            .await;
         let attempts = match &result {
             Ok((_, n)) => *n,
             Err(e) => e.attempts(),
@@ -489,8 +517,14 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 run.took = true;
                 Ok(true)
             }
-            Err(CallError::HandedBack { .. }) => Ok(false),
-            Err(e) => Err(Stop::from_call(operation.name(), e)),
+            Err(CallError::HandedBack { error, .. }) if error.code() == IN_USE => Ok(false),
+            Err(e) => match quota_advice(e.aws().code()) {
+                Some(advice) => Err(Stop::failed(
+                    e.aws().code(),
+                    format!("{} refused: {}. {advice}", operation.name(), e.aws()),
+                )),
+                None => Err(Stop::from_call(operation.name(), e)),
+            },
         }
     }
 

@@ -263,7 +263,23 @@ impl FirehoseApi for aws_sdk_firehose::Client {
             .delivery_stream_encryption_configuration_input(input)
             .send()
             .await
-            .map_err(AwsError::from_sdk)?;
+            .map_err(|e| start_error(AwsError::from_sdk(e)))?;
         Ok(())
+    }
+}
+
+/// StartDeliveryStreamEncryption's `LimitExceededException` is rate throttling (5 calls per
+/// second), the 500 delivery streams one customer managed key may encrypt, or the 25 Start and
+/// Stop calls per delivery stream per 24 hours; each quota gets a name of its own.
+pub(crate) fn start_error(error: AwsError) -> AwsError {
+    use crate::aws_error::quota;
+    if error.code() != "LimitExceededException" || quota::is_rate(error.message()) {
+        return error;
+    }
+    let message = error.message().to_ascii_lowercase();
+    if message.contains("500") || message.contains("cmk") || message.contains("kms") {
+        error.renamed(quota::FIREHOSE_STREAMS_PER_KEY)
+    } else {
+        error.renamed(quota::FIREHOSE_ENCRYPTION_CALLS)
     }
 }

@@ -169,7 +169,18 @@ impl KinesisApi for aws_sdk_kinesis::Client {
             .key_id(key_id)
             .send()
             .await
-            .map_err(AwsError::from_sdk)?;
+            .map_err(|e| start_error(AwsError::from_sdk(e)))?;
         Ok(())
     }
+}
+
+/// StartStreamEncryption's `LimitExceededException` is rate throttling or the quota of 25 new
+/// keys per stream per rolling 24 hours; the quota gets a name of its own.
+pub(crate) fn start_error(error: AwsError) -> AwsError {
+    if error.code() == "LimitExceededException"
+        && !crate::aws_error::quota::is_rate(error.message())
+    {
+        return error.renamed(crate::aws_error::quota::KINESIS_KEY_CHANGES);
+    }
+    error
 }

@@ -36,15 +36,17 @@ async fn new_stream_still_creating_is_remediated_and_a_second_delivery_costs_no_
         first.report["resource"],
         json!(format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders"))
     );
-    // The stream was CREATING: the first Start was refused and the enforcer waited.
-    let attempts = first.report["attempts"].as_u64().unwrap();
-    assert!(
-        attempts >= 2,
-        "expected a ResourceInUseException first: {first:?}"
-    );
+    // The stream was CREATING: the enforcer waited with reads, then wrote exactly once.
     assert_eq!(
-        emu.kinesis_proxy.calls("StartStreamEncryption") as u64,
-        attempts
+        first.report["found"]["status"],
+        json!("CREATING"),
+        "{first:?}"
+    );
+    assert_eq!(first.report["attempts"], json!(1), "{first:?}");
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 1);
+    assert!(
+        emu.kinesis_proxy.calls("DescribeStreamSummary") >= 3,
+        "CREATING, then ACTIVE, then the confirm: {first:?}"
     );
     let stream = emu.stream("orders").await;
     assert_eq!(

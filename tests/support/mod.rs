@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod iac;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -231,8 +233,43 @@ struct Limit {
     admitted: std::collections::VecDeque<Instant>,
 }
 
+/// The Kinesis calls that change a stream: AWS refuses each of them with ResourceInUseException
+/// while the stream is not ACTIVE (CREATING, UPDATING); kinesis-mock refuses them only while
+/// CREATING.
+pub const KINESIS_WRITES: [&str; 12] = [
+    "StartStreamEncryption",
+    "StopStreamEncryption",
+    "AddTagsToStream",
+    "RemoveTagsFromStream",
+    "IncreaseStreamRetentionPeriod",
+    "DecreaseStreamRetentionPeriod",
+    "EnableEnhancedMonitoring",
+    "DisableEnhancedMonitoring",
+    "UpdateShardCount",
+    "UpdateStreamMode",
+    "MergeShards",
+    "SplitShard",
+];
+
+/// One call the upstream answered, as CloudTrail would record it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub operation: String,
+    pub body: serde_json::Value,
+    pub user_agent: String,
+    pub status: u16,
+}
+
 #[derive(Default)]
 struct ProxyState {
+    /// Holds every caller to AWS's rule for Kinesis writes ([`KINESIS_WRITES`]): a write on a
+    /// stream that is not ACTIVE is answered ResourceInUseException.
+    writes_only_when_active: bool,
+    /// Writes are checked and forwarded one at a time, so two at the same moment cannot both
+    /// find the stream ACTIVE.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Every call the upstream answered, in order.
+    trail: Vec<Recorded>,
     /// Adds the `NextToken` paging of AWS to an emulator's ListStreams that has only
     /// `HasMoreStreams` (clients that page by token, such as botocore's paginator, need it).
     list_streams_tokens: bool,
@@ -373,6 +410,16 @@ impl Proxy {
             code: code.to_owned(),
             admitted: Default::default(),
         });
+    }
+
+    /// Refuses every Kinesis write on a stream that is not ACTIVE, as AWS does.
+    pub fn hold_writes_to_active_streams(&self) {
+        self.state.lock().unwrap().writes_only_when_active = true;
+    }
+
+    /// The calls the upstream answered so far, in order, from the `from`th on.
+    pub fn trail(&self, from: usize) -> Vec<Recorded> {
+        self.state.lock().unwrap().trail[from..].to_vec()
     }
 
     /// Pages ListStreams by `NextToken` as AWS does, over an emulator that does not.
@@ -533,6 +580,43 @@ async fn handle(
         }
         None => {}
     }
+    let (hold, write_lock) = {
+        let state = state.lock().unwrap();
+        (
+            state.writes_only_when_active && KINESIS_WRITES.contains(&operation.as_str()),
+            state.write_lock.clone(),
+        )
+    };
+    let _write_turn = if hold {
+        let turn = write_lock.lock_owned().await;
+        let status = upstream_stream_status(upstream, &parts, &body).await?;
+        if status != "ACTIVE" {
+            let name = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|b| b.get("StreamName").or(b.get("StreamARN")).cloned())
+                .unwrap_or_default();
+            *state
+                .lock()
+                .unwrap()
+                .injected
+                .entry(format!("{operation}: not ACTIVE"))
+                .or_default() += 1;
+            let message = format!(
+                "Stream {name} under account {ACCOUNT} not ACTIVE, instead in state {status}"
+            );
+            let body = serde_json::json!({"__type": "ResourceInUseException", "message": message});
+            return Ok(full(400, body.to_string()));
+        }
+        Some(turn)
+    } else {
+        None
+    };
+    let user_agent = parts
+        .headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let tokens = operation == "ListStreams" && state.lock().unwrap().list_streams_tokens;
     let body = if tokens {
         // A token is the last name of the page before: ask the emulator to start after it.
@@ -572,14 +656,60 @@ async fn handle(
             parts.headers.remove("content-length");
         }
     }
-    state
-        .lock()
-        .unwrap()
-        .answered
-        .entry(operation)
-        .or_default()
-        .push((request_body, parts.status.as_u16()));
+    {
+        let mut state = state.lock().unwrap();
+        state.trail.push(Recorded {
+            operation: operation.clone(),
+            body: serde_json::from_str(&request_body).unwrap_or_default(),
+            user_agent,
+            status: parts.status.as_u16(),
+        });
+        state
+            .answered
+            .entry(operation)
+            .or_default()
+            .push((request_body, parts.status.as_u16()));
+    }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// The status of the stream a Kinesis request names, read from the upstream with the request's
+/// own headers (kinesis-mock reads the account from the credentials, not the signature).
+async fn upstream_stream_status(
+    upstream: SocketAddr,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+) -> Result<String, BoxError> {
+    let request: serde_json::Value = serde_json::from_slice(body)?;
+    let mut query = serde_json::json!({});
+    for field in ["StreamName", "StreamARN"] {
+        if let Some(value) = request.get(field) {
+            query[field] = value.clone();
+        }
+    }
+    let mut builder = Request::builder().method("POST").uri(parts.uri.clone());
+    for (name, value) in &parts.headers {
+        if name != "content-length" && name != "x-amz-target" {
+            builder = builder.header(name, value);
+        }
+    }
+    let describe = builder
+        .header("x-amz-target", "Kinesis_20131202.DescribeStreamSummary")
+        .body(Full::new(Bytes::from(query.to_string())))?;
+    let stream = TcpStream::connect(upstream).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let answer = sender
+        .send_request(describe)
+        .await?
+        .into_body()
+        .collect()
+        .await?;
+    let summary: serde_json::Value = serde_json::from_slice(&answer.to_bytes())?;
+    Ok(summary["StreamDescriptionSummary"]["StreamStatus"]
+        .as_str()
+        .unwrap_or("NOT_FOUND")
+        .to_owned())
 }
 
 /// The emulators, a proxy in front of each, and SDK clients for seeding and checking.
