@@ -336,11 +336,15 @@ impl Config {
             },
         };
         let central = central(&set)?;
-        // An empty IAC_TOOLS recognises no tool; `set` treats empty as unset, so read it raw.
-        let iac_tools = match lookup(IAC_TOOLS) {
+        // Empty is unset (CloudFormation passes every variable, empty when not given); `none`
+        // recognises no tool.
+        let iac_tools = match set(IAC_TOOLS).as_deref() {
             None => crate::creator::Tools::default_tools(),
+            Some("none") => {
+                crate::creator::Tools::parse("").unwrap_or(crate::creator::Tools::default_tools())
+            }
             Some(text) => {
-                crate::creator::Tools::parse(&text).map_err(|reason| ConfigError::Invalid {
+                crate::creator::Tools::parse(text).map_err(|reason| ConfigError::Invalid {
                     var: IAC_TOOLS,
                     reason,
                 })?
@@ -500,12 +504,14 @@ mod tests {
         );
         let c = config(&[
             ("MANDATED_KMS_KEY", "alias/org"),
-            ("IAC_TOOLS", ""),
+            ("IAC_TOOLS", "none"),
             ("IAC_SETTLE_SECONDS", "0"),
         ])
         .unwrap();
         assert_eq!(c.iac_tools, crate::creator::Tools::parse("").unwrap());
         assert_eq!(c.settle, std::time::Duration::ZERO);
+        let c = config(&[("MANDATED_KMS_KEY", "alias/org"), ("IAC_TOOLS", "")]).unwrap();
+        assert_eq!(c.iac_tools, crate::creator::Tools::default_tools());
         let shared = config(&[
             ("MANDATED_KMS_KEY", "alias/org"),
             ("RATE_SHARE", "0.8"),

@@ -43,6 +43,34 @@ def member():
     return template("member.yaml")
 
 
+# Stand-ins for what CloudFormation resolves in the patterns: the function's role and the
+# member role in the test's account.
+ENFORCER_ROLE_ARN = "arn:aws:iam::123456789012:role/enforcer-EnforcerRole-1A2B3C4D5E6F"
+MEMBER_ROLE_NAME = template()["Parameters"]["MemberRoleName"]["Default"]
+MEMBER_ROLE_ARN = f"arn:aws:iam::123456789012:role/{MEMBER_ROLE_NAME}"
+
+
+def resolved(node):
+    """A pattern with its intrinsics (!GetAtt EnforcerRole.Arn, !Sub) as CloudFormation resolves them."""
+    if isinstance(node, dict):
+        if node == {"GetAtt": "EnforcerRole.Arn"}:
+            return ENFORCER_ROLE_ARN
+        if set(node) == {"Sub"}:
+            text = node["Sub"]
+            for name, value in {
+                "AWS::Partition": "aws",
+                "AWS::AccountId": "123456789012",
+                "MemberRoleName": MEMBER_ROLE_NAME,
+            }.items():
+                text = text.replace("${" + name + "}", value)
+            assert "${" not in text, text
+            return text
+        return {k: resolved(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolved(v) for v in node]
+    return node
+
+
 def central_rules():
     """(name, pattern) of the central bus's rule and the member accounts' forwarding rule."""
     return [
@@ -132,7 +160,7 @@ class EventPatterns(unittest.TestCase):
     def test_each_rule_receives_exactly_the_handled_calls(self):
         queues = {}
         for name, pattern in rules() + central_rules():
-            self.events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+            self.events.put_rule(Name=name, EventPattern=json.dumps(resolved(pattern)))
             url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
             arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             self.events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
@@ -183,6 +211,62 @@ class EventPatterns(unittest.TestCase):
         )
         self.assertEqual(self.drain(queues["ForwardStreamCalls"]), both)
         self.assertEqual(self.drain(queues["CentralStreamCalls"]), both)
+
+
+    def test_the_enforcers_own_calls_are_dropped_and_every_other_caller_arrives(self):
+        create = json.loads((EVENTS / "kinesis-create-stream.json").read_text())
+        start = json.loads((EVENTS / "firehose-start-delivery-stream-encryption.json").read_text())
+        role = lambda arn: {  # noqa: E731
+            "type": "AssumedRole",
+            "arn": arn.replace(":iam::", ":sts::").replace(":role/", ":assumed-role/") + "/session",
+            "accountId": "123456789012",
+            "sessionContext": {"sessionIssuer": {"type": "Role", "arn": arn, "accountId": "123456789012"}},
+        }
+        callers = {
+            "deployer": create["detail"]["userIdentity"],
+            "enforcer": role(ENFORCER_ROLE_ARN),
+            "member-role": role(MEMBER_ROLE_ARN),
+            # An IAM user with long-term keys: no sessionContext at all.
+            "iam-user": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/alice", "accountId": "123456789012"},
+            # Root in the console: a sessionContext with attributes and no sessionIssuer.
+            "root-console": {
+                "type": "Root",
+                "arn": "arn:aws:iam::123456789012:root",
+                "sessionContext": {"attributes": {"mfaAuthenticated": "true"}},
+            },
+        }
+        queues = {}
+        for name, pattern in rules() + central_rules():
+            rule = f"{name}-callers"
+            self.events.put_rule(Name=rule, EventPattern=json.dumps(resolved(pattern)))
+            url = self.sqs.create_queue(QueueName=rule)["QueueUrl"]
+            arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            self.events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": arn}])
+            queues[name] = url
+        for caller, identity in callers.items():
+            for fixture in (create, start):
+                event = json.loads(json.dumps(fixture))
+                event["detail"]["userIdentity"] = identity
+                event["detail"]["eventID"] = f"{caller}"
+                self.put(event)
+
+        def received(queue):
+            got = []
+            while True:
+                messages = self.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+                if not messages:
+                    return sorted(got)
+                for m in messages:
+                    got.append(json.loads(m["Body"])["detail"]["eventID"])
+                    self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+
+        everyone = ["deployer", "iam-user", "root-console"]
+        self.assertEqual(received(queues["KinesisCalls"]), sorted(everyone + ["member-role"]))
+        self.assertEqual(received(queues["FirehoseCalls"]), sorted(everyone + ["member-role"]))
+        # Member accounts: the member role is the enforcer acting there.
+        both = sorted(2 * (everyone + ["enforcer"]))
+        self.assertEqual(received(queues["ForwardStreamCalls"]), both)
+        self.assertEqual(received(queues["CentralStreamCalls"]), both)
 
 
 class Schedule(unittest.TestCase):
