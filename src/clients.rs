@@ -68,6 +68,12 @@ impl AwsClients {
         }
     }
 
+    /// The re-application ledger in `table`, with these clients' credentials (its client is built
+    /// only when a table is configured).
+    pub fn ledger(&self, table: Option<&str>) -> Option<crate::ledger::Ledger> {
+        table.map(|t| crate::ledger::Ledger::new(aws_sdk_dynamodb::Client::new(&self.shared), t))
+    }
+
     /// The account (sts:GetCallerIdentity) and region the clients act in. Only the CLI's sweep
     /// commands ask, so the STS client is built here and never on the Lambda's cold start.
     pub async fn home(&self) -> Result<crate::resource::Location, String> {

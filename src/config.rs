@@ -38,6 +38,16 @@ pub const IAC_SETTLE_SECONDS: &str = "IAC_SETTLE_SECONDS";
 /// this long, unchanged, before the enforcer writes. It outlasts the longest gap a tool leaves
 /// between two of its own post-create steps (Terraform's waiters poll up to 10 s apart).
 pub const DEFAULT_SETTLE_SECONDS: u64 = 30;
+/// The variable naming the DynamoDB table of the re-application ledger ([`crate::ledger`]).
+pub const LEDGER_TABLE: &str = "LEDGER_TABLE";
+/// The variable holding how many times in 24 hours the key may be re-applied to one resource.
+pub const FLAP_THRESHOLD: &str = "FLAP_THRESHOLD";
+/// Re-applications per resource per 24 hours when `FLAP_THRESHOLD` is not set: below Kinesis's
+/// 25 new keys per stream and, at two calls a cycle (their Stop, our Start), below Firehose's 25
+/// Start and Stop calls per delivery stream.
+pub const DEFAULT_FLAP_THRESHOLD: u32 = 10;
+/// The highest threshold: one below Kinesis's quota of 25.
+pub const MAX_FLAP_THRESHOLD: u32 = 24;
 /// The longest settle period: it must fit inside one invocation with room to apply and confirm.
 pub const MAX_SETTLE_SECONDS: u64 = 600;
 /// The share of the per-account limits used when `RATE_SHARE` is not set.
@@ -82,6 +92,10 @@ pub struct Config {
     /// How long a tool's resource must stay ACTIVE and unchanged before a write
     /// (`IAC_SETTLE_SECONDS`); zero gives tools no settle period.
     pub settle: std::time::Duration,
+    /// The re-application ledger's table (`LEDGER_TABLE`); without it nothing is counted.
+    pub ledger_table: Option<String>,
+    /// Re-applications allowed per resource per 24 hours (`FLAP_THRESHOLD`).
+    pub flap_threshold: u32,
 }
 
 /// Central mode: one enforcer for many accounts and regions, through a role in each account.
@@ -364,8 +378,39 @@ impl Config {
                 }
             },
         };
+        let ledger_table = set(LEDGER_TABLE);
+        if let Some(table) = &ledger_table {
+            let valid = (3..=255).contains(&table.len())
+                && table
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !valid {
+                return Err(ConfigError::Invalid {
+                    var: LEDGER_TABLE,
+                    reason: format!(
+                        "{table:?} is not a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -)"
+                    ),
+                });
+            }
+        }
+        let flap_threshold = match set(FLAP_THRESHOLD) {
+            None => DEFAULT_FLAP_THRESHOLD,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=MAX_FLAP_THRESHOLD).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: FLAP_THRESHOLD,
+                        reason: format!(
+                            "{text:?} is not a whole number from 1 to {MAX_FLAP_THRESHOLD} (Kinesis allows 25 new keys per stream per 24 hours)"
+                        ),
+                    });
+                }
+            },
+        };
         Ok(Self {
             central,
+            ledger_table,
+            flap_threshold,
             iac_tools,
             settle: std::time::Duration::from_secs(settle),
             mandated_key,
@@ -400,7 +445,19 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 16] = [
+        let cases: [(&[(&str, &str)], &str); 19] = [
+            (
+                &[("MANDATED_KMS_KEY", "alias/org"), ("FLAP_THRESHOLD", "25")],
+                "FLAP_THRESHOLD:",
+            ),
+            (
+                &[("MANDATED_KMS_KEY", "alias/org"), ("FLAP_THRESHOLD", "0")],
+                "FLAP_THRESHOLD:",
+            ),
+            (
+                &[("MANDATED_KMS_KEY", "alias/org"), ("LEDGER_TABLE", "a b")],
+                "LEDGER_TABLE:",
+            ),
             (
                 &[
                     ("MANDATED_KMS_KEY", "alias/org"),

@@ -11,6 +11,7 @@ use crate::firehose::{
 use crate::key::{KeyForm, KeyInfo, KeyMatch, MandatedKey, compare};
 use crate::kinesis::{KinesisApi, StreamStatus, StreamSummary};
 use crate::kms::KmsApi;
+use crate::ledger::Ledger;
 use crate::outcome::{Found, Outcome, Report};
 use crate::ratelimit::{Operation, RateLimiter};
 use crate::resource::{Location, Resource, Service};
@@ -29,6 +30,8 @@ pub mod codes {
     pub const DEADLINE: &str = "Enforcer.DeadlineExceeded";
     /// Firehose reported `ENABLING_FAILED` without a failure type.
     pub const ENABLING_FAILED: &str = "ENABLING_FAILED";
+    /// The key was re-applied `FLAP_THRESHOLD` times in 24 hours; the enforcer stopped.
+    pub const FLAPPING: &str = "Enforcer.Flapping";
 }
 
 const NOT_FOUND: &str = "ResourceNotFoundException";
@@ -78,6 +81,8 @@ pub struct Enforcer<K, F, M> {
     limiter: RateLimiter,
     tools: Tools,
     settle: Duration,
+    ledger: Option<Ledger>,
+    flap_threshold: u32,
     resolved: Mutex<Option<KeyInfo>>,
     foreign_keys: Mutex<HashMap<String, KeyInfo>>,
 }
@@ -86,6 +91,7 @@ pub struct Enforcer<K, F, M> {
 enum Stop {
     Gone { reason: String, code: String },
     Failed { reason: String, code: String },
+    Flapping { reason: String },
 }
 
 impl Stop {
@@ -240,6 +246,8 @@ struct Run<'a> {
     not_ready: u32,
     /// The settle period of a tool's resource, and since when it has been seen ready.
     settle: Option<Settle>,
+    /// Who left the resource off the mandated key, as the ledger records it.
+    reverted_by: String,
 }
 
 /// The settle period a tool's resource gets: it must stay ready and unchanged this long.
@@ -264,6 +272,7 @@ impl<'a> Run<'a> {
             in_use: policy.start(),
             not_ready: 0,
             settle: None,
+            reverted_by: String::new(),
         }
     }
 }
@@ -288,9 +297,17 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             limiter: RateLimiter::new(config.container_share()),
             tools: config.iac_tools.clone(),
             settle: config.settle,
+            ledger: None,
+            flap_threshold: config.flap_threshold,
             resolved: Mutex::new(None),
             foreign_keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The enforcer with its writes counted in `ledger` (none: nothing is counted).
+    pub fn with_ledger(mut self, ledger: Option<Ledger>) -> Self {
+        self.ledger = ledger;
+        self
     }
 
     /// The share of the per-account limits this enforcer's calls are paced at.
@@ -364,6 +381,11 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             .recognise(&trigger.caller)
             .map(|t| t.name.clone());
         let mut run = Run::new(deadline, random, &self.policy);
+        run.reverted_by = match (&tool, &trigger.caller.principal) {
+            (Some(tool), Some(principal)) => format!("{tool} ({principal})"),
+            (Some(who), None) | (None, Some(who)) => who.clone(),
+            (None, None) => format!("an unknown caller ({})", trigger.event_name),
+        };
         run.settle = tool
             .clone()
             .filter(|_| !self.settle.is_zero())
@@ -386,6 +408,9 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             Ok(Done(outcome, reason)) => (outcome, reason, None),
             Err(Stop::Gone { reason, code }) => (Outcome::Gone, reason, Some(code)),
             Err(Stop::Failed { reason, code }) => (Outcome::Failed, reason, Some(code)),
+            Err(Stop::Flapping { reason }) => {
+                (Outcome::Flapping, reason, Some(codes::FLAPPING.to_owned()))
+            }
         };
         let resolved = lock(&self.resolved).as_ref().map(|k| k.arn.clone());
         let key = resolved
@@ -525,6 +550,66 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 )),
                 None => Err(Stop::from_call(operation.name(), e)),
             },
+        }
+    }
+
+    /// Stops before a write when the ledger holds `flap_threshold` applications to the resource
+    /// in the last 24 hours: something keeps reverting it. A ledger that cannot be read does not
+    /// stop the write (AWS's own quota still bounds it); the failure is logged.
+    async fn guard_flapping(&self, resource: &Resource, run: &mut Run<'_>) -> Result<(), Stop> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let arn = resource.arn();
+        let now = std::time::SystemTime::now();
+        let recent = match self
+            .limited(run, Operation::LedgerQuery, || ledger.recent(&arn, now))
+            .await
+        {
+            Ok((recent, _)) => recent,
+            Err(e) => {
+                tracing::warn!(error = %e, "the re-application ledger could not be read; the key is applied without the flapping check");
+                return Ok(());
+            }
+        };
+        let threshold = self.flap_threshold as usize;
+        if recent.len() < threshold {
+            return Ok(());
+        }
+        let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+        for application in &recent {
+            *by.entry(application.reverted_by.as_str()).or_default() += 1;
+        }
+        let mut by: Vec<(&str, usize)> = by.into_iter().collect();
+        by.sort_by(|a, b| b.1.cmp(&a.1));
+        let list: Vec<String> = by.iter().map(|(who, n)| format!("{who} x{n}")).collect();
+        Err(Stop::Flapping {
+            reason: format!(
+                "the mandated key was applied {} times in the last 24 hours (FLAP_THRESHOLD {}), \
+                 each time after it was reverted, now again by {}; reverted by: {}. The enforcer \
+                 stops before AWS's quota (25 per 24 hours) is spent: make the reverting principal \
+                 or tool declare the mandated key, then replay the event",
+                recent.len(),
+                self.flap_threshold,
+                run.reverted_by,
+                list.join(", ")
+            ),
+        })
+    }
+
+    /// Records a write that took in the ledger; a failure is logged, the outcome stands.
+    async fn record_application(&self, resource: &Resource, run: &mut Run<'_>) {
+        let Some(ledger) = &self.ledger else {
+            return;
+        };
+        let arn = resource.arn();
+        let by = run.reverted_by.clone();
+        let now = std::time::SystemTime::now();
+        if let Err(e) = self
+            .limited(run, Operation::LedgerPut, || ledger.record(&arn, now, &by))
+            .await
+        {
+            tracing::warn!(error = %e, resource = %arn, "the re-application could not be recorded in the ledger");
         }
     }
 
@@ -846,6 +931,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 }
                 exemption_checked = true;
             }
+            self.guard_flapping(stream, run).await?;
             // Kinesis takes the key in the configured form.
             if self
                 .write(run, Operation::StartStreamEncryption, || {
@@ -853,6 +939,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 })
                 .await?
             {
+                self.record_application(stream, run).await;
                 return self
                     .confirm_stream(stream, mandated.as_ref(), run, was)
                     .await;
@@ -1022,12 +1109,14 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 }
                 exemption_checked = true;
             }
+            self.guard_flapping(stream, run).await?;
             if self
                 .write(run, Operation::StartDeliveryStreamEncryption, || {
                     self.firehose.start_encryption(stream, &wanted)
                 })
                 .await?
             {
+                self.record_application(stream, run).await;
                 return self.confirm_delivery_stream(stream, &wanted, run).await;
             }
             // Someone else is changing the stream right now: inspect again before anything else.

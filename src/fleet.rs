@@ -154,6 +154,8 @@ pub struct Fleet<C: Connector> {
     accounts: Mutex<Option<Listed>>,
     /// One reading of the organisation at a time.
     reading: tokio::sync::Mutex<()>,
+    /// The re-application ledger every place's enforcer counts its writes in.
+    ledger: Option<crate::ledger::Ledger>,
 }
 
 /// The most accounts and regions whose enforcer (SDK clients, rate limiter, resolved key) a
@@ -209,7 +211,15 @@ impl<C: Connector> Fleet<C> {
             }),
             accounts: Mutex::new(listed),
             reading: tokio::sync::Mutex::new(()),
+            ledger: None,
         }
+    }
+
+    /// The fleet with every place's writes counted in `ledger` (written with the function's own
+    /// credentials, whatever account the resource is in).
+    pub fn with_ledger(mut self, ledger: Option<crate::ledger::Ledger>) -> Self {
+        self.ledger = ledger;
+        self
     }
 
     /// The accounts other than its own the function may act in, as last read; `None` in
@@ -413,12 +423,15 @@ impl<C: Connector> Fleet<C> {
             code: e.code().to_owned(),
             reason: format!("no clients for {at}: {e}"),
         })?;
-        let enforcer = Arc::new(Enforcer::new(
-            adapters.kinesis,
-            adapters.firehose,
-            adapters.kms,
-            &self.config,
-        ));
+        let enforcer = Arc::new(
+            Enforcer::new(
+                adapters.kinesis,
+                adapters.firehose,
+                adapters.kms,
+                &self.config,
+            )
+            .with_ledger(self.ledger.clone()),
+        );
         if !keep {
             return Ok(enforcer);
         }

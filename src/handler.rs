@@ -53,7 +53,7 @@ fn sweep_message(summary: &SweepSummary) -> String {
     let failed: Vec<&str> = summary
         .reports
         .iter()
-        .filter(|r| r.outcome == Outcome::Failed)
+        .filter(|r| r.outcome.is_failure())
         .filter_map(|r| r.resource.as_deref())
         .collect();
     let unlisted: Vec<String> = summary
@@ -94,6 +94,9 @@ impl From<HandlerError> for Diagnostic {
     fn from(err: HandlerError) -> Self {
         let error_type = match &err {
             HandlerError::InvalidEvent(_) => "InvalidEvent",
+            HandlerError::Failed(report) if report.outcome == Outcome::Flapping => {
+                "ResourceFlapping"
+            }
             HandlerError::Failed(_) => "RemediationFailed",
             HandlerError::Refused(_) => "EventRefused",
             HandlerError::Accounts(_) => "AccountsUnreadable",
@@ -172,7 +175,9 @@ pub async fn run_event<C: Connector>(
     report.log();
     on_report(&report);
     match report.outcome {
-        Outcome::Failed => return Err(HandlerError::Failed(Box::new(report))),
+        Outcome::Failed | Outcome::Flapping => {
+            return Err(HandlerError::Failed(Box::new(report)));
+        }
         Outcome::Refused => return Err(HandlerError::Refused(Box::new(report))),
         _ => {}
     }

@@ -22,6 +22,7 @@
 //! - [`enforcer`]: the decision for one event: inspect, decide, apply, confirm.
 //! - [`sweep`]: every resource of an account and region through the same decision.
 //! - [`fleet`]: one enforcer per account and region; central mode's roles and allowed set.
+//! - [`ledger`]: the re-application ledger (DynamoDB) that tells a flapping resource.
 //! - [`outcome`]: the outcome vocabulary and the per-event report.
 //! - [`metrics`]: one CloudWatch embedded-metric-format line per outcome.
 //! - [`handler`]: deadline, logging and errors shared by the Lambda and the CLI.
@@ -44,6 +45,7 @@ pub mod handler;
 pub mod key;
 pub mod kinesis;
 pub mod kms;
+pub mod ledger;
 pub mod metrics;
 pub mod outcome;
 pub mod ratelimit;

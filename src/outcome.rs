@@ -29,6 +29,10 @@ pub enum Outcome {
     Refused,
     /// The key could not be applied or confirmed; the event is returned as an error.
     Failed,
+    /// Something keeps reverting the resource's encryption: the enforcer re-applied the key as
+    /// often as `FLAP_THRESHOLD` allows in 24 hours and stopped, before AWS's own quota is spent.
+    /// The event is returned as an error; the reason names who reverts it.
+    Flapping,
 }
 
 impl Outcome {
@@ -44,7 +48,14 @@ impl Outcome {
             Self::Noncompliant => "noncompliant",
             Self::Refused => "refused",
             Self::Failed => "failed",
+            Self::Flapping => "flapping",
         }
+    }
+
+    /// Whether the event is returned as an error: the resource was left off the mandated key
+    /// by something the enforcer could not overcome.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Failed | Self::Flapping)
     }
 }
 
@@ -115,7 +126,7 @@ impl Report {
 
     /// Logs the report as one structured line.
     pub fn log(&self) {
-        let level_failed = matches!(self.outcome, Outcome::Failed | Outcome::Refused);
+        let level_failed = self.outcome.is_failure() || self.outcome == Outcome::Refused;
         macro_rules! emit {
             ($level:ident) => {
                 tracing::$level!(

@@ -26,6 +26,10 @@ pub enum Operation {
     StartDeliveryStreamEncryption,
     /// kms:DescribeKey.
     DescribeKey,
+    /// dynamodb:Query on the re-application ledger.
+    LedgerQuery,
+    /// dynamodb:PutItem on the re-application ledger.
+    LedgerPut,
 }
 
 /// Calls that share one per-account limit.
@@ -37,9 +41,10 @@ enum Bucket {
     KinesisWrite,
     Firehose,
     Kms,
+    Ledger,
 }
 
-const BUCKETS: usize = 6;
+const BUCKETS: usize = 7;
 
 impl Bucket {
     /// Calls per second: the documented per-account limits (Kinesis DescribeStreamSummary 20/s,
@@ -51,7 +56,8 @@ impl Bucket {
         match self {
             Self::KinesisDescribe => 20.0,
             Self::KinesisList | Self::KinesisTags | Self::KinesisWrite | Self::Firehose => 5.0,
-            Self::Kms => 50.0,
+            // The ledger's on-demand table takes thousands per second; pace it like KMS.
+            Self::Kms | Self::Ledger => 50.0,
         }
     }
 }
@@ -69,6 +75,8 @@ impl Operation {
             Self::ListTagsForDeliveryStream => "ListTagsForDeliveryStream",
             Self::StartDeliveryStreamEncryption => "StartDeliveryStreamEncryption",
             Self::DescribeKey => "kms:DescribeKey",
+            Self::LedgerQuery => "dynamodb:Query",
+            Self::LedgerPut => "dynamodb:PutItem",
         }
     }
 
@@ -91,6 +99,7 @@ impl Operation {
             | Self::ListTagsForDeliveryStream
             | Self::StartDeliveryStreamEncryption => Bucket::Firehose,
             Self::DescribeKey => Bucket::Kms,
+            Self::LedgerQuery | Self::LedgerPut => Bucket::Ledger,
         }
     }
 }

@@ -78,7 +78,7 @@ impl SweepSummary {
     pub fn is_complete(&self) -> bool {
         self.unlisted.is_empty()
             && self.unreached.is_empty()
-            && !self.reports.iter().any(|r| r.outcome == Outcome::Failed)
+            && !self.reports.iter().any(|r| r.outcome.is_failure())
     }
 
     /// The summary of an account and region that could not be reached or listed.
@@ -122,7 +122,7 @@ impl SweepSummary {
     pub fn not_compliant(&self) -> impl Iterator<Item = &Report> {
         self.reports
             .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::Noncompliant))
+            .filter(|r| r.outcome.is_failure() || r.outcome == Outcome::Noncompliant)
     }
 
     /// Logs the summary (counts, every resource that is not compliant, the unreached).
@@ -160,6 +160,7 @@ pub fn verdict(report: &Report) -> &'static str {
         Outcome::NotApplicable => "not applicable",
         Outcome::Gone => "gone",
         Outcome::Failed => "error",
+        Outcome::Flapping => "flapping",
         Outcome::Refused => "refused",
         Outcome::Ignored => "ignored",
     }

@@ -35,7 +35,9 @@ async fn main() -> Result<(), Error> {
     };
     let clients = AwsClients::from_env().await;
     let home = Home::new(clients.clone());
-    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config);
+    let ledger = clients.ledger(config.ledger_table.as_deref());
+    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config)
+        .with_ledger(ledger);
     let namespace = config.metrics_namespace.as_str();
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         lambda_handler(&fleet, namespace, &home, event)

@@ -165,7 +165,9 @@ async fn invoke(config: &Config, clients: AwsClients, path: &PathBuf, timeout: u
     } else {
         None
     };
-    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), config);
+    let ledger = clients.ledger(config.ledger_table.as_deref());
+    let fleet =
+        Fleet::new(SdkConnector::new(clients, config.central.as_ref()), config).with_ledger(ledger);
     let print = |output: &dyn erased::Json| println!("{}", output.json());
     match run_event(&fleet, value, deadline, home.as_ref(), |_| {}).await {
         Ok(Output::Event(report)) => {
@@ -250,7 +252,9 @@ async fn inventory(
     };
     let mut config = config.clone();
     config.mode = mode;
-    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config);
+    let ledger = clients.ledger(config.ledger_table.as_deref());
+    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config)
+        .with_ledger(ledger);
     let deadline = Instant::now() + SWEEP_BUDGET;
     if let Err(e) = fleet
         .refresh_accounts(deadline, &mut fastrand::Rng::new())
@@ -286,7 +290,7 @@ async fn inventory(
     }
     let any = |outcome: Outcome| summary.reports.iter().any(|r| r.outcome == outcome);
     let incomplete = !summary.unreached.is_empty() || !summary.unlisted.is_empty();
-    if any(Outcome::Failed) || incomplete {
+    if summary.reports.iter().any(|r| r.outcome.is_failure()) || incomplete {
         ExitCode::from(if audit {
             EXIT_NOT_COMPLIANT
         } else {
