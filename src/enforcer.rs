@@ -581,7 +581,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             *by.entry(application.reverted_by.as_str()).or_default() += 1;
         }
         let mut by: Vec<(&str, usize)> = by.into_iter().collect();
-        by.sort_by(|a, b| b.1.cmp(&a.1));
+        by.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         let list: Vec<String> = by.iter().map(|(who, n)| format!("{who} x{n}")).collect();
         Err(Stop::Flapping {
             reason: format!(

@@ -267,3 +267,89 @@ async fn two_copies_of_one_event_at_the_same_moment_make_one_write_and_both_succ
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_whose_encryption_keeps_being_reverted_is_flapping_past_the_threshold() {
+    let emu = Emulators::start(Duration::from_millis(500), Duration::from_millis(500)).await;
+    emu.create_key(ALIAS).await;
+    // The ledger table, as template.yaml declares it, in moto's DynamoDB.
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(&emu.moto_url));
+    let key = |name: &str, kind| {
+        aws_sdk_dynamodb::types::KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let attribute = |name: &str| {
+        aws_sdk_dynamodb::types::AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    dynamodb
+        .create_table()
+        .table_name("enforcer-ledger")
+        .key_schema(key("resource", aws_sdk_dynamodb::types::KeyType::Hash))
+        .key_schema(key("applied", aws_sdk_dynamodb::types::KeyType::Range))
+        .attribute_definitions(attribute("resource"))
+        .attribute_definitions(attribute("applied"))
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let mut env = emu.env(ALIAS);
+    env.extend(
+        [
+            ("AWS_ENDPOINT_URL_DYNAMODB", emu.moto_proxy.url.as_str()),
+            ("LEDGER_TABLE", "enforcer-ledger"),
+            ("FLAP_THRESHOLD", "3"),
+            ("IAC_SETTLE_SECONDS", "1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    emu.create_stream("flapper").await;
+    emu.wait_active("flapper").await;
+
+    // Terraform reverts the key after every remediation (encryption_type = "NONE"); each
+    // `enforcer invoke` is a new process, so the count lives only in the ledger.
+    let terraform = Tool::new(Kind::Terraform, &emu.kinesis_proxy.url);
+    let mut stop = event("kinesis-stop-stream-encryption", "flapper");
+    stop["detail"]["userAgent"] = support::iac::TERRAFORM_USER_AGENT.into();
+    let mut outcomes = Vec::new();
+    for round in 0..4 {
+        if round > 0 {
+            terraform
+                .apply_again(&declared("flapper", None))
+                .await
+                .expect("terraform reverts the key");
+        }
+        let inv = invoke(&env, &stop, &[]).await;
+        outcomes.push(inv.report["outcome"].as_str().unwrap_or("none").to_owned());
+        if round == 3 {
+            assert_eq!(
+                inv.code,
+                Some(1),
+                "flapping is returned as a failure: {inv:?}"
+            );
+            assert_eq!(inv.report["error_code"], json!("Enforcer.Flapping"));
+            let reason = inv.report["reason"].as_str().unwrap();
+            assert!(
+                reason.contains("applied 3 times")
+                    && reason.contains(
+                        "Terraform (arn:aws:iam::123456789012:role/DataPlatformDeployer) x3"
+                    ),
+                "{reason}"
+            );
+        }
+    }
+    assert_eq!(
+        outcomes,
+        ["remediated", "remediated", "remediated", "flapping"]
+    );
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 3);
+    assert_eq!(emu.moto_proxy.calls("PutItem"), 3);
+    // The flapping stream is left as the reverting tool set it.
+    assert_eq!(emu.stream("flapper").await.key_id, None);
+}
