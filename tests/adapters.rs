@@ -549,3 +549,168 @@ async fn role_credentials_are_cached_until_shortly_before_they_expire() {
     }
     assert_eq!(denied.num_calls(), 2);
 }
+
+/// A DescribeDeliveryStream answer for the DirectPut stream `clickstream`.
+fn delivery(
+    status: aws_sdk_firehose::types::DeliveryStreamStatus,
+    encryption: aws_sdk_firehose::types::DeliveryStreamEncryptionStatus,
+    key: Option<&str>,
+) -> aws_sdk_firehose::operation::describe_delivery_stream::DescribeDeliveryStreamOutput {
+    use aws_sdk_firehose::types::*;
+    let enc = DeliveryStreamEncryptionConfiguration::builder()
+        .status(encryption)
+        .set_key_type(key.map(|_| KeyType::CustomerManagedCmk))
+        .set_key_arn(key.map(str::to_owned))
+        .build();
+    aws_sdk_firehose::operation::describe_delivery_stream::DescribeDeliveryStreamOutput::builder()
+        .delivery_stream_description(
+            DeliveryStreamDescription::builder()
+                .delivery_stream_name("clickstream")
+                .delivery_stream_arn(
+                    "arn:aws:firehose:us-east-1:123456789012:deliverystream/clickstream",
+                )
+                .delivery_stream_status(status)
+                .delivery_stream_type(DeliveryStreamType::DirectPut)
+                .version_id("1")
+                .set_destinations(Some(vec![]))
+                .has_more_destinations(false)
+                .delivery_stream_encryption_configuration(enc)
+                .build()
+                .unwrap(),
+        )
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn firehose_encryption_being_turned_off_is_waited_out_with_reads_then_started_once() {
+    use aws_sdk_firehose::types::DeliveryStreamEncryptionStatus as Enc;
+    use aws_sdk_firehose::types::DeliveryStreamStatus as Status;
+    let describe = mock!(aws_sdk_firehose::Client::describe_delivery_stream)
+        .sequence()
+        .output(|| {
+            delivery(
+                Status::Active,
+                Enc::Disabling,
+                Some("arn:aws:kms:us-east-1:123456789012:key/other"),
+            )
+        })
+        .output(|| delivery(Status::Active, Enc::Disabled, None))
+        .output(|| delivery(Status::Active, Enc::Enabling, Some(KEY_ARN)))
+        .output(|| delivery(Status::Active, Enc::Enabled, Some(KEY_ARN)))
+        .build();
+    let start = mock!(aws_sdk_firehose::Client::start_delivery_stream_encryption).then_output(
+        || aws_sdk_firehose::operation::start_delivery_stream_encryption::StartDeliveryStreamEncryptionOutput::builder().build(),
+    );
+    let key = key_rule();
+    let fleet = Fleet::new(
+        Fixed::new(
+            kinesis_client(&[]),
+            firehose_client(&[&describe, &start]),
+            kms_client(&[&key]),
+        ),
+        &config(None),
+    );
+    let event: serde_json::Value = serde_json::from_str(include_str!(
+        "../events/firehose-create-delivery-stream.json"
+    ))
+    .unwrap();
+    let began = Instant::now();
+    let report = fleet
+        .handle(
+            event,
+            Some(&fixture_home()),
+            Instant::now() + Duration::from_secs(300),
+            &mut fastrand::Rng::with_seed(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
+    assert_eq!((start.num_calls(), report.attempts), (1, 1));
+    assert_eq!(describe.num_calls(), 4);
+    // One wait of the ResourceInUseException retrier (1 s) while DISABLING; the confirm polls
+    // once (0.25 s) while ENABLING, with the Firehose pace (4.5/s) between the reads.
+    let took = Instant::now() - began;
+    assert!(
+        took >= Duration::from_millis(1_250) && took < Duration::from_millis(2_000),
+        "{took:?}"
+    );
+}
+
+fn limit_exceeded(message: &'static str) -> impl Fn() -> StartStreamEncryptionError {
+    move || {
+        StartStreamEncryptionError::LimitExceededException(
+            aws_sdk_kinesis::types::error::LimitExceededException::builder()
+                .message(message)
+                .meta(
+                    aws_sdk_kinesis::error::ErrorMetadata::builder()
+                        .code("LimitExceededException")
+                        .message(message)
+                        .build(),
+                )
+                .build(),
+        )
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_used_up_key_quota_is_not_retried_as_throttling_whatever_the_policy() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .then_output(|| stream_summary(StreamStatus::Active, None));
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .sequence()
+        .error(limit_exceeded(
+            "The key of this stream was changed too many times today.",
+        ))
+        .repeatedly()
+        .build();
+    let key = key_rule();
+    // Even States.ALL, which would retry any error, does not retry a quota.
+    let policy = r#"[{"ErrorEquals":["States.ALL"],"MaxAttempts":5}]"#;
+    let report = handle(
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
+        Some(policy),
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    assert_eq!(
+        report.error_code.as_deref(),
+        Some("Enforcer.KeyChangeQuotaExceeded")
+    );
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("25 times in a rolling 24 hours")
+    );
+    assert_eq!((start.num_calls(), report.attempts), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_throttling_of_the_write_is_retried_and_then_takes() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .sequence()
+        .output(|| stream_summary(StreamStatus::Active, None))
+        .output(|| stream_summary(StreamStatus::Active, Some("alias/org-streams")))
+        .build();
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .sequence()
+        .error(limit_exceeded(
+            "Rate exceeded for stream orders under account 123456789012.",
+        ))
+        .times(2)
+        .output(|| StartStreamEncryptionOutput::builder().build())
+        .build();
+    let key = key_rule();
+    let report = handle(
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
+        None,
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
+    assert_eq!((start.num_calls(), report.attempts), (3, 3));
+}

@@ -353,3 +353,118 @@ async fn a_stream_whose_encryption_keeps_being_reverted_is_flapping_past_the_thr
     // The flapping stream is left as the reverting tool set it.
     assert_eq!(emu.stream("flapper").await.key_id, None);
 }
+
+/// The real thing, where it is installed: `terraform` on the PATH and the hashicorp/aws provider
+/// in a local mirror named by `TERRAFORM_PLUGIN_DIR` (the registry is not reachable from the test
+/// machines). Elsewhere the test says so and checks nothing; the models above are what the test
+/// command relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_terraform_where_installed() {
+    let Some(plugins) = std::env::var_os("TERRAFORM_PLUGIN_DIR") else {
+        eprintln!("real Terraform: not tried (set TERRAFORM_PLUGIN_DIR to a provider mirror)");
+        return;
+    };
+    let emu = emulators().await;
+    let key_arn = emu.create_key(ALIAS).await;
+    let feed = EventFeed::start(emu.kinesis_proxy.clone(), emu.env(ALIAS));
+    let dir = tempfile::tempdir().unwrap();
+    let config = |declare: bool| {
+        let encryption = if declare {
+            format!("encryption_type = \"KMS\"\n  kms_key_id = \"{ALIAS}\"")
+        } else {
+            String::new()
+        };
+        format!(
+            r#"provider "aws" {{
+  region                      = "{REGION}"
+  access_key                  = "{ACCOUNT}"
+  secret_key                  = "test-secret"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {{
+    kinesis = "{url}"
+  }}
+}}
+resource "aws_kinesis_stream" "plain" {{
+  name             = "real-tf-plain"
+  shard_count      = 1
+  retention_period = 48
+}}
+resource "aws_kinesis_stream" "mandated" {{
+  name        = "real-tf-mandated"
+  shard_count = 1
+  {encryption}
+}}
+"#,
+            url = emu.kinesis_proxy.url
+        )
+    };
+    std::fs::write(dir.path().join("main.tf"), config(true)).unwrap();
+    let terraform = |args: &[&str]| {
+        let output = std::process::Command::new("terraform")
+            .args(args)
+            .current_dir(dir.path())
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .output()
+            .expect("terraform runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let plugin_dir = format!("-plugin-dir={}", plugins.to_string_lossy());
+    let (ok, log) =
+        tokio::task::block_in_place(|| terraform(&["init", "-input=false", &plugin_dir]));
+    assert!(ok, "terraform init: {log}");
+    let (ok, log) =
+        tokio::task::block_in_place(|| terraform(&["apply", "-auto-approve", "-input=false"]));
+    assert!(ok, "terraform apply with the enforcer acting: {log}");
+    let plain = report(
+        &feed,
+        "CreateStream real-tf-plain",
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_eq!(plain["outcome"], json!("remediated"), "{plain}");
+    assert_eq!(plain["creator"], json!("Terraform"), "{plain}");
+    let mandated = report(
+        &feed,
+        "CreateStream real-tf-mandated",
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_eq!(
+        mandated["outcome"],
+        json!("already_compliant"),
+        "{mandated}"
+    );
+    assert_eq!(
+        key_once_active(&emu, "real-tf-plain", Duration::from_secs(30)).await,
+        Some(key_arn.clone())
+    );
+    // The next apply reverts the plain stream's key; it succeeds, and the enforcer re-applies.
+    let (ok, log) =
+        tokio::task::block_in_place(|| terraform(&["apply", "-auto-approve", "-input=false"]));
+    assert!(ok, "the next terraform apply: {log}");
+    let again = report(
+        &feed,
+        "StopStreamEncryption real-tf-plain",
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_eq!(again["outcome"], json!("remediated"), "{again}");
+    assert!(
+        again["reason"]
+            .as_str()
+            .unwrap()
+            .contains("encryption_type"),
+        "{again}"
+    );
+    eprintln!(
+        "real Terraform: both applies succeeded; the enforcer's reports: {plain} {mandated} {again}"
+    );
+}
