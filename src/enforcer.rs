@@ -248,6 +248,9 @@ struct Run<'a> {
     settle: Option<Settle>,
     /// Who left the resource off the mandated key, as the ledger records it.
     reverted_by: String,
+    /// Whether the exemption tag and the mode were checked (once per event, before the first
+    /// write).
+    exemption_checked: bool,
 }
 
 /// The settle period a tool's resource gets: it must stay ready and unchanged this long.
@@ -273,6 +276,7 @@ impl<'a> Run<'a> {
             not_ready: 0,
             settle: None,
             reverted_by: String::new(),
+            exemption_checked: false,
         }
     }
 }
@@ -514,12 +518,15 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             .map_err(|e| Stop::from_call(operation.name(), e))
     }
 
-    /// A write call, made once: throttling and the other errors the policy names are retried,
-    /// but `ResourceInUseException` is not, because it means someone else is changing the
-    /// resource, and only a fresh inspection can tell what to do next. `Ok(true)` when the write
-    /// took, `Ok(false)` when it was refused as in use. Every attempt counts in `run.writes`.
+    /// A write call on `resource`, made once: throttling and the other errors the policy names
+    /// are retried, but `ResourceInUseException` is not, because it means someone else is
+    /// changing the resource, and only a fresh inspection can tell what to do next; nor are the
+    /// quotas. `Ok(true)` when the write took, `Ok(false)` when it was refused as in use. Every
+    /// attempt counts in `run.writes`. The ledger guards the write (a flapping resource is not
+    /// written) and records it when it took.
     async fn write<Fut>(
         &self,
+        resource: &Resource,
         run: &mut Run<'_>,
         operation: Operation,
         call: impl FnMut() -> Fut,
@@ -527,6 +534,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     where
         Fut: Future<Output = Result<(), AwsError>>,
     {
+        self.guard_flapping(resource, run).await?;
         let mut handed_back = vec![IN_USE];
         handed_back.extend(quota::ALL);
         let result = self
@@ -540,6 +548,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         match result {
             Ok(_) => {
                 run.took = true;
+                self.record_application(resource, run).await;
                 Ok(true)
             }
             Err(CallError::HandedBack { error, .. }) if error.code() == IN_USE => Ok(false),
@@ -815,6 +824,10 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     where
         Fut: Future<Output = Result<Tags, AwsError>>,
     {
+        if run.exemption_checked {
+            return Ok(None);
+        }
+        run.exemption_checked = true;
         if let Some(tag) = &self.exempt_tag {
             let exempt = match record_tags {
                 Some(tags) if tag.matches(tags) => true,
@@ -886,7 +899,6 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         };
         // Inspect before every write and wait with reads: AWS refuses any write on a stream that
         // is not ACTIVE, and a write while its creator is between two steps breaks the creator.
-        let mut exemption_checked = false;
         loop {
             if now.status != StreamStatus::Active {
                 self.wait_until_ready(run, now.status.name()).await?;
@@ -916,30 +928,21 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 .key_id
                 .as_deref()
                 .map_or("unencrypted".to_owned(), |k| format!("encrypted with {k}"));
-            if !exemption_checked {
-                if let Some(done) = self
-                    .exempt_or_reported(
-                        record_tags,
-                        run,
-                        &was,
-                        Operation::ListTagsForStream,
-                        || self.kinesis.stream_tags(stream),
-                    )
-                    .await?
-                {
-                    return Ok(done);
-                }
-                exemption_checked = true;
+            if let Some(done) = self
+                .exempt_or_reported(record_tags, run, &was, Operation::ListTagsForStream, || {
+                    self.kinesis.stream_tags(stream)
+                })
+                .await?
+            {
+                return Ok(done);
             }
-            self.guard_flapping(stream, run).await?;
             // Kinesis takes the key in the configured form.
             if self
-                .write(run, Operation::StartStreamEncryption, || {
+                .write(stream, run, Operation::StartStreamEncryption, || {
                     self.kinesis.start_encryption(stream, self.key.configured())
                 })
                 .await?
             {
-                self.record_application(stream, run).await;
                 return self
                     .confirm_stream(stream, mandated.as_ref(), run, was)
                     .await;
@@ -1049,7 +1052,6 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             Some(info) if !info.aws_managed => FirehoseKey::CustomerManaged(info.arn),
             _ => FirehoseKey::AwsOwned,
         };
-        let mut exemption_checked = false;
         loop {
             if now.status == DeliveryStatus::CreatingFailed {
                 return Ok(Done(
@@ -1093,30 +1095,28 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 now = self.describe_delivery_stream(stream, run).await?;
                 continue;
             }
-            if !exemption_checked {
-                let was = encryption.map_or("unencrypted".to_owned(), |e| e.to_string());
-                if let Some(done) = self
-                    .exempt_or_reported(
-                        record_tags,
-                        run,
-                        &was,
-                        Operation::ListTagsForDeliveryStream,
-                        || self.firehose.delivery_stream_tags(stream),
-                    )
-                    .await?
-                {
-                    return Ok(done);
-                }
-                exemption_checked = true;
-            }
-            self.guard_flapping(stream, run).await?;
-            if self
-                .write(run, Operation::StartDeliveryStreamEncryption, || {
-                    self.firehose.start_encryption(stream, &wanted)
-                })
+            let was = encryption.map_or("unencrypted".to_owned(), |e| e.to_string());
+            if let Some(done) = self
+                .exempt_or_reported(
+                    record_tags,
+                    run,
+                    &was,
+                    Operation::ListTagsForDeliveryStream,
+                    || self.firehose.delivery_stream_tags(stream),
+                )
                 .await?
             {
-                self.record_application(stream, run).await;
+                return Ok(done);
+            }
+            if self
+                .write(
+                    stream,
+                    run,
+                    Operation::StartDeliveryStreamEncryption,
+                    || self.firehose.start_encryption(stream, &wanted),
+                )
+                .await?
+            {
                 return self.confirm_delivery_stream(stream, &wanted, run).await;
             }
             // Someone else is changing the stream right now: inspect again before anything else.

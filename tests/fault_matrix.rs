@@ -207,9 +207,19 @@ async fn run(emu: &Emulators, policy: &str, case: &Case<'_>) -> Result<(), Strin
     // Firehose pace of 4.5 calls per second would double it. The pacing has tests of its own.
     env.push(("RATE_SHARE".into(), "50".into()));
     let api = RuntimeApi::start().await;
-    api.push("req", event(fixture, &case.name), Duration::from_secs(300));
+    // A persisting ResourceInUseException is the longest case: 241 writes, each after a read
+    // and a wait of up to 1 s, against a moto that serves every other case at the same time.
+    api.push("req", event(fixture, &case.name), Duration::from_secs(600));
     let lambda = start_bootstrap(&api, &env);
-    let result = api.results(1, Duration::from_secs(280)).await.remove(0);
+    let started = std::time::Instant::now();
+    let result = api.results(1, Duration::from_secs(590)).await.remove(0);
+    println!(
+        "{} / {} ({}): {:.1?}",
+        row.call,
+        row.fault,
+        if case.persists { "persists" } else { "clears" },
+        started.elapsed()
+    );
     let logs = lambda.stop_and_read_stdout();
     let calls = proxy.calls_for(case.operation(), &case.name);
     let line = outcome_line(&logs).ok_or_else(|| format!("no outcome line in {logs}"))?;
