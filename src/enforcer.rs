@@ -238,9 +238,11 @@ struct Run<'a> {
     /// Whether one of those writes took.
     took: bool,
     found: Option<Found>,
-    /// The retry policy's counters for ResourceInUseException, one set per event: every
-    /// inspection that finds the resource not ready counts as that error, exactly as a write it
-    /// refused would, so the waits have the policy's delays and its bound.
+    /// The retry policy's counters for the event's write, one set per event, as if it were one
+    /// Start call retried: every inspection that finds the resource not ready counts as a
+    /// ResourceInUseException, exactly as a write it refused would, so the waits have the
+    /// policy's delays and its bound; the write's throttling counts on its own retrier, across
+    /// every write attempt of the event.
     in_use: RetryState<'a>,
     /// Inspections that found the resource not ready.
     not_ready: u32,
@@ -466,31 +468,16 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         &self,
         run: &mut Run<'_>,
         operation: Operation,
-        call: impl FnMut() -> Fut,
-    ) -> Result<(T, u32), CallError>
-    where
-        Fut: Future<Output = Result<T, AwsError>>,
-    {
-        self.limited_except(run, operation, &[], call).await
-    }
-
-    /// As [`Self::limited`], with the errors in `handed_back` returned at once, unretried.
-    async fn limited_except<T, Fut>(
-        &self,
-        run: &mut Run<'_>,
-        operation: Operation,
-        handed_back: &[&str],
         mut call: impl FnMut() -> Fut,
     ) -> Result<(T, u32), CallError>
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        retry::run_except(
+        retry::run(
             &self.policy,
             run.deadline,
             &mut *run.random,
             operation.name(),
-            handed_back,
             || {
                 let attempt = call();
                 async move {
@@ -537,9 +524,22 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         self.guard_flapping(resource, run).await?;
         let mut handed_back = vec![IN_USE];
         handed_back.extend(quota::ALL);
-        let result = self
-            .limited_except(run, operation, &handed_back, call)
-            .await;
+        let mut call = call;
+        let result = retry::run_in(
+            &mut run.in_use,
+            run.deadline,
+            &mut *run.random,
+            operation.name(),
+            &handed_back,
+            || {
+                let attempt = call();
+                async move {
+                    self.limiter.acquire(operation).await;
+                    attempt.await
+                }
+            },
+        )
+        .await;
         let attempts = match &result {
             Ok((_, n)) => *n,
             Err(e) => e.attempts(),
@@ -643,11 +643,14 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                         ),
                     ));
                 }
+                // Logged as the policy's other retries are: the wait is this retrier's.
                 tracing::info!(
+                    call = "inspect",
+                    error = IN_USE,
                     state,
                     retry,
                     delay_ms = delay.as_millis() as u64,
-                    "not ready; inspecting again"
+                    "retrying"
                 );
                 tokio::time::sleep(delay).await;
                 Ok(())

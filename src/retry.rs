@@ -349,7 +349,7 @@ pub enum CallError {
         /// Whether a retrier matched and ran out (as opposed to no retrier matching).
         exhausted: bool,
     },
-    /// The error is one the caller asked to handle itself ([`run_except`]).
+    /// The error is one the caller asked to handle itself ([`run_in`]).
     #[error("{error} (after {attempts} attempt(s))")]
     HandedBack {
         /// The error.
@@ -404,15 +404,16 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, AwsError>>,
 {
-    run_except(policy, deadline, random, what, &[], call).await
+    run_in(&mut policy.start(), deadline, random, what, &[], call).await
 }
 
-/// As [`run`], except that an error whose code is in `handed_back` is returned at once as
-/// [`CallError::HandedBack`], without consulting the policy: the caller retries it in its own
-/// way (a write refused with `ResourceInUseException` is followed by a fresh inspection, never
-/// by the same write again).
-pub async fn run_except<T, F, Fut>(
-    policy: &RetryPolicy,
+/// As [`run`], counting on `state`: attempt counters that an earlier call (or the caller itself)
+/// has already used, so that one logical call made in several parts has one budget. An error
+/// whose code is in `handed_back` is returned at once as [`CallError::HandedBack`], without
+/// consulting the policy: the caller retries it in its own way (a write refused with
+/// `ResourceInUseException` is followed by a fresh inspection, never by the same write again).
+pub async fn run_in<T, F, Fut>(
+    state: &mut RetryState<'_>,
     deadline: Instant,
     random: &mut (dyn RandomSource + Send),
     what: &str,
@@ -423,7 +424,6 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, AwsError>>,
 {
-    let mut state = policy.start();
     let mut attempts = 0u32;
     loop {
         attempts = attempts.saturating_add(1);

@@ -714,3 +714,39 @@ async fn rate_throttling_of_the_write_is_retried_and_then_takes() {
     assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
     assert_eq!((start.num_calls(), report.attempts), (3, 3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn reads_that_find_the_stream_busy_and_refused_writes_share_one_in_use_budget() {
+    // CREATING once, then ACTIVE, and every write refused as in use: with two retries allowed,
+    // the CREATING read takes one and the first refusal the other; the second refusal fails.
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .sequence()
+        .output(|| stream_summary(StreamStatus::Creating, None))
+        .output(|| stream_summary(StreamStatus::Active, None))
+        .repeatedly()
+        .build();
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .sequence()
+        .error(in_use)
+        .repeatedly()
+        .build();
+    let key = key_rule();
+    let policy = r#"[{"ErrorEquals":["ResourceInUseException"],"MaxAttempts":2,"BackoffRate":1}]"#;
+    let report = handle(
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
+        Some(policy),
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    assert_eq!(report.error_code.as_deref(), Some("ResourceInUseException"));
+    assert!(
+        report.reason.as_deref().unwrap().contains("exhausted"),
+        "{report:?}"
+    );
+    assert_eq!(
+        (describe.num_calls(), start.num_calls(), report.attempts),
+        (3, 2, 2)
+    );
+}

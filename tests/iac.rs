@@ -215,6 +215,31 @@ async fn cloudformation_stacks_succeed_and_a_declared_key_costs_no_write() {
     assert_eq!(enforcer_starts(&emu, "cfn-plain", 0), 1);
     assert_eq!(
         key_once_active(&emu, "cfn-plain", Duration::from_secs(30)).await,
+        Some(key_arn.clone())
+    );
+
+    // The next stack update of a template without StreamEncryption turns it off; the update
+    // succeeds, and the enforcer re-applies once CloudFormation is done.
+    let reverted = cloudformation
+        .apply_again(&plain)
+        .await
+        .expect("the stack update");
+    assert_eq!(reverted, Some("StopStreamEncryption"));
+    let again = report(
+        &feed,
+        "StopStreamEncryption cfn-plain",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(again["outcome"], json!("remediated"), "{again}");
+    let reason = again["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("CloudFormation turned encryption off") && reason.contains("CDK"),
+        "{reason}"
+    );
+    assert_eq!(enforcer_starts(&emu, "cfn-plain", 0), 2);
+    assert_eq!(
+        key_once_active(&emu, "cfn-plain", Duration::from_secs(30)).await,
         Some(key_arn)
     );
 }

@@ -59,11 +59,11 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 }
 
 /// A child process killed on drop.
-pub struct Process(Child);
+pub struct Process(Child, Option<Arc<Mutex<Vec<u8>>>>);
 
 impl From<Child> for Process {
     fn from(child: Child) -> Self {
-        Self(child)
+        Self(child, None)
     }
 }
 
@@ -122,7 +122,7 @@ pub fn start_kinesis_mock_on(
     }
     let mut child = command.spawn().expect("node runs kinesis-mock");
     wait_for_port(port, &mut child, "kinesis-mock");
-    Process(child)
+    Process(child, None)
 }
 
 /// moto server on loopback.
@@ -135,7 +135,7 @@ pub fn start_moto() -> (Process, String) {
         .spawn()
         .expect("moto_server runs");
     wait_for_port(port, &mut child, "moto server");
-    (Process(child), format!("http://127.0.0.1:{port}"))
+    (Process(child, None), format!("http://127.0.0.1:{port}"))
 }
 
 /// Serves HTTP/1.1 on a fresh loopback port with `handler`; returns the address and the task.
@@ -1227,17 +1227,40 @@ pub fn start_bootstrap(api: &RuntimeApi, env: &[(String, String)]) -> Process {
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    Process(command.spawn().expect("run bootstrap"))
+    let mut child = command.spawn().expect("run bootstrap");
+    // Drained as it is written: a process that logs more than a pipe holds (64 KiB) would
+    // otherwise block on its next log line until the test reads it.
+    let output = Arc::new(Mutex::new(Vec::new()));
+    if let Some(mut stdout) = child.stdout.take() {
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buffer = [0u8; 8192];
+            while let Ok(n) = stdout.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+    }
+    Process(child, Some(output))
 }
 
 impl Process {
     /// Stops the process and returns what it wrote on stdout.
     pub fn stop_and_read_stdout(mut self) -> String {
         let _ = self.0.kill();
+        let _ = self.0.wait();
         let mut out = String::new();
         if let Some(mut stdout) = self.0.stdout.take() {
             use std::io::Read;
             let _ = stdout.read_to_string(&mut out);
+        }
+        if let Some(output) = &self.1 {
+            // The drain thread ends at end-of-file, after the kill; give it that moment.
+            std::thread::sleep(Duration::from_millis(50));
+            out.push_str(&String::from_utf8_lossy(&output.lock().unwrap()));
         }
         out
     }

@@ -269,6 +269,30 @@ class EventPatterns(unittest.TestCase):
         self.assertEqual(received(queues["CentralStreamCalls"]), both)
 
 
+class Ledger(unittest.TestCase):
+    """The ledger table and its alarm are what src/ledger.rs and the flapping outcome expect."""
+
+    def test_the_table_has_the_keys_and_ttl_the_code_writes(self):
+        table = template()["Resources"]["ReapplicationLedger"]["Properties"]
+        source = (ROOT / "src" / "ledger.rs").read_text()
+        keys = {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]}
+        self.assertEqual(keys, {"resource": "HASH", "applied": "RANGE"})
+        for name in ("resource", "applied", "expires", "reverted_by"):
+            self.assertIn(f'"{name}"', source)
+        self.assertEqual(table["TimeToLiveSpecification"], {"AttributeName": "expires", "Enabled": True})
+        self.assertEqual(table["BillingMode"], "PAY_PER_REQUEST")
+        env = template()["Resources"]["EnforcerFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(env["LEDGER_TABLE"], {"Ref": "ReapplicationLedger"})
+        ledger = [s for s in role_statements() if s.get("Sid") == "ReapplicationLedger"]
+        self.assertEqual(ledger[0]["Resource"], {"GetAtt": "ReapplicationLedger.Arn"})
+
+    def test_an_alarm_watches_the_flapping_outcome(self):
+        alarm = template()["Resources"]["FlappingAlarm"]["Properties"]
+        self.assertEqual(alarm["Dimensions"], [{"Name": "outcome", "Value": "flapping"}])
+        self.assertEqual((alarm["MetricName"], alarm["Namespace"]), ("Events", {"Ref": "MetricsNamespace"}))
+        self.assertIn('"flapping"', (ROOT / "src" / "outcome.rs").read_text())
+
+
 class Schedule(unittest.TestCase):
     def test_the_sweep_is_scheduled_and_can_be_switched_off(self):
         function = template()["Resources"]["EnforcerFunction"]["Properties"]
