@@ -45,7 +45,16 @@ pub mod quota {
     /// "Rate exceeded for account ..."), and Terraform's provider tells them apart by the same
     /// words; AWS documents no message for the quotas, so any other message is taken as one.
     pub fn is_rate(message: &str) -> bool {
-        message.to_ascii_lowercase().contains("rate exceeded")
+        let message = message.to_ascii_lowercase();
+        ["rate exceeded", "throttl", "too many requests", "slow down"]
+            .iter()
+            .any(|words| message.contains(words))
+    }
+
+    /// Whether a write's error is one of the quotas: `LimitExceededException` that is not rate
+    /// throttling.
+    pub fn is_quota(error: &super::AwsError) -> bool {
+        error.code() == "LimitExceededException" && !is_rate(error.message())
     }
 }
 

@@ -354,9 +354,7 @@ impl Config {
         // recognises no tool.
         let iac_tools = match set(IAC_TOOLS).as_deref() {
             None => crate::creator::Tools::default_tools(),
-            Some("none") => {
-                crate::creator::Tools::parse("").unwrap_or(crate::creator::Tools::default_tools())
-            }
+            Some("none") => crate::creator::Tools::none(),
             Some(text) => {
                 crate::creator::Tools::parse(text).map_err(|reason| ConfigError::Invalid {
                     var: IAC_TOOLS,
@@ -565,7 +563,7 @@ mod tests {
             ("IAC_SETTLE_SECONDS", "0"),
         ])
         .unwrap();
-        assert_eq!(c.iac_tools, crate::creator::Tools::parse("").unwrap());
+        assert_eq!(c.iac_tools, crate::creator::Tools::none());
         assert_eq!(c.settle, std::time::Duration::ZERO);
         let c = config(&[("MANDATED_KMS_KEY", "alias/org"), ("IAC_TOOLS", "")]).unwrap();
         assert_eq!(c.iac_tools, crate::creator::Tools::default_tools());

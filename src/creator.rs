@@ -18,6 +18,10 @@ pub const DEFAULT_TOOLS: &str = "Pulumi=pulumi,Crossplane=crossplane|upbound/pro
     Terraform=terraform-provider-aws/|Terraform/|cdktf,\
     CloudFormation=cloudformation.amazonaws.com";
 
+/// The key a Firehose definition declares when the mandated key is AWS managed: Firehose's own
+/// `AWS_OWNED_CMK` (it takes no AWS managed key ARN).
+pub const AWS_OWNED: &str = "AWS_OWNED_CMK";
+
 /// The calls' identity as the record gives it: what the tool is recognised from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caller {
@@ -79,6 +83,11 @@ impl Tools {
         Ok(Self(tools))
     }
 
+    /// No tool recognised (`IAC_TOOLS=none`).
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
     /// The built-in list ([`DEFAULT_TOOLS`]).
     pub fn default_tools() -> Self {
         // A constant of the crate, covered by a unit test: a parse failure is a build defect.
@@ -114,6 +123,16 @@ pub fn advice(tool: &str, firehose: bool, key: &str) -> String {
             "declare encryption_type = \"KMS\" and kms_key_id = \"{key}\" on the aws_kinesis_stream, \
              or lifecycle {{ ignore_changes = [encryption_type, kms_key_id] }}, or the next apply reverts it"
         ),
+        ("Terraform", true) if key == AWS_OWNED => {
+            "declare server_side_encryption { enabled = true, \
+             key_type = \"AWS_OWNED_CMK\" } on the aws_kinesis_firehose_delivery_stream, or \
+             lifecycle { ignore_changes = [server_side_encryption] }, or the next apply reverts it"
+                .to_owned()
+        }
+        ("CloudFormation", true) if key == AWS_OWNED => "declare \
+             DeliveryStreamEncryptionConfigurationInput { KeyType: AWS_OWNED_CMK } on the \
+             AWS::KinesisFirehose::DeliveryStream, or the next stack update reverts it"
+            .to_owned(),
         ("Terraform", true) => format!(
             "declare server_side_encryption {{ enabled = true, key_type = \"CUSTOMER_MANAGED_CMK\", \
              key_arn = \"{key}\" }} on the aws_kinesis_firehose_delivery_stream, or lifecycle \
@@ -260,5 +279,11 @@ mod tests {
                 .contains("DeliveryStreamEncryptionConfigurationInput")
         );
         assert!(advice("Deployer", false, key).contains("Deployer"));
+        let owned = advice("Terraform", true, AWS_OWNED);
+        assert!(
+            owned.contains("key_type = \"AWS_OWNED_CMK\"") && !owned.contains("key_arn"),
+            "{owned}"
+        );
+        assert!(advice("CloudFormation", true, AWS_OWNED).contains("KeyType: AWS_OWNED_CMK"));
     }
 }

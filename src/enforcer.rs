@@ -40,6 +40,9 @@ const NOT_FOUND: &str = "ResourceNotFoundException";
 const IN_USE: &str = "ResourceInUseException";
 /// How often a tool's resource is inspected during its settle period.
 const SETTLE_POLL: Duration = Duration::from_secs(2);
+/// The highest flapping threshold for a Firehose delivery stream: each revert cycle costs two
+/// of its 25 Start and Stop calls per 24 hours.
+const FIREHOSE_FLAP_LIMIT: u32 = 12;
 const KMS_NOT_FOUND: &str = "NotFoundException";
 const ACCESS_DENIED: &str = "AccessDeniedException";
 /// Resolved foreign keys kept per container; a bound so that a long-lived container cannot grow.
@@ -253,6 +256,10 @@ struct Run<'a> {
     /// Whether the exemption tag and the mode were checked (once per event, before the first
     /// write).
     exemption_checked: bool,
+    /// Whether the ledger was asked (once per event, before the first write).
+    flapping_checked: bool,
+    /// Said in the report's reason: something the outcome does not show (the ledger unread).
+    note: Option<String>,
 }
 
 /// The settle period a tool's resource gets: it must stay ready and unchanged this long.
@@ -260,6 +267,20 @@ struct Settle {
     tool: String,
     period: Duration,
     quiet_since: Option<Instant>,
+    /// What the last read showed (status, encryption, key): any change starts the period over.
+    last_seen: String,
+}
+
+impl Run<'_> {
+    /// Whether the enforcer waited for the resource (not ready, or a settle period begun), so
+    /// that a key found on since is someone else's doing.
+    fn waited(&self) -> bool {
+        self.not_ready > 0
+            || self
+                .settle
+                .as_ref()
+                .is_some_and(|s| s.quiet_since.is_some())
+    }
 }
 
 impl<'a> Run<'a> {
@@ -279,6 +300,8 @@ impl<'a> Run<'a> {
             settle: None,
             reverted_by: String::new(),
             exemption_checked: false,
+            flapping_checked: false,
+            note: None,
         }
     }
 }
@@ -399,7 +422,18 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 tool,
                 period: self.settle,
                 quiet_since: None,
+                last_seen: String::new(),
             });
+        // A settle period protects the tool's next steps from a write; report mode makes none,
+        // and a stream the create call itself tagged exempt gets none.
+        let exempt_by_record = self
+            .exempt_tag
+            .as_ref()
+            .zip(trigger.tags.as_ref())
+            .is_some_and(|(tag, tags)| tag.matches(tags));
+        if self.mode == Mode::Report || exempt_by_record {
+            run.settle = None;
+        }
         let result = match trigger.resource.service {
             Service::Kinesis => {
                 self.enforce_stream(&trigger.resource, trigger.tags.as_ref(), &mut run)
@@ -423,14 +457,18 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             .clone()
             .unwrap_or_else(|| self.key.configured().to_owned());
         // A tool's next run reverts what its definition does not declare: say what to declare.
+        if let Some(note) = run.note.take() {
+            reason = format!("{reason}; {note}");
+        }
         if let Some(tool) = &tool
             && matches!(outcome, Outcome::Remediated | Outcome::Noncompliant)
         {
             let firehose = trigger.resource.service == Service::Firehose;
-            let declare = if firehose {
-                &key
-            } else {
-                self.key.configured()
+            let aws_owned = lock(&self.resolved).as_ref().is_none_or(|k| k.aws_managed);
+            let declare = match (firehose, aws_owned) {
+                (true, true) => crate::creator::AWS_OWNED,
+                (true, false) => key.as_str(),
+                (false, _) => self.key.configured(),
             };
             let did = match trigger.event_name.as_str() {
                 name if name.starts_with("Stop") => format!("turned encryption off ({name})"),
@@ -569,6 +607,10 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         let Some(ledger) = &self.ledger else {
             return Ok(());
         };
+        if run.flapping_checked {
+            return Ok(());
+        }
+        run.flapping_checked = true;
         let arn = resource.arn();
         let now = std::time::SystemTime::now();
         let recent = match self
@@ -578,10 +620,18 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             Ok((recent, _)) => recent,
             Err(e) => {
                 tracing::warn!(error = %e, "the re-application ledger could not be read; the key is applied without the flapping check");
+                run.note = Some(format!(
+                    "the re-application ledger could not be read ({}), so the flapping check was skipped",
+                    e.aws()
+                ));
                 return Ok(());
             }
         };
-        let threshold = self.flap_threshold as usize;
+        // Firehose counts Start and Stop together against its 25: a revert cycle costs two.
+        let threshold = match resource.service {
+            Service::Kinesis => self.flap_threshold,
+            Service::Firehose => self.flap_threshold.min(FIREHOSE_FLAP_LIMIT),
+        } as usize;
         if recent.len() < threshold {
             return Ok(());
         }
@@ -594,12 +644,14 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         let list: Vec<String> = by.iter().map(|(who, n)| format!("{who} x{n}")).collect();
         Err(Stop::Flapping {
             reason: format!(
-                "the mandated key was applied {} times in the last 24 hours (FLAP_THRESHOLD {}), \
-                 each time after it was reverted, now again by {}; reverted by: {}. The enforcer \
-                 stops before AWS's quota (25 per 24 hours) is spent: make the reverting principal \
-                 or tool declare the mandated key, then replay the event",
+                "the mandated key was applied {} times in the last 24 hours (threshold {}), each \
+                 time after the resource was left off it, now again by {}; left off the key by: \
+                 {}. The enforcer stops before AWS's quota (25 per 24 hours) is spent: make that \
+                 principal or tool declare the mandated key (its next run then puts it on), or \
+                 replay the event once the 24 hours have passed or the resource's items are \
+                 deleted from the ledger table",
                 recent.len(),
-                self.flap_threshold,
+                threshold,
                 run.reverted_by,
                 list.join(", ")
             ),
@@ -672,13 +724,19 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         }
     }
 
-    /// For a tool's resource: whether it has now been ready and unchanged for the settle period.
-    /// When not, sleeps until the next inspection. Always true for other resources.
-    async fn settled(&self, run: &mut Run<'_>) -> Result<bool, Stop> {
+    /// For a tool's resource: whether it has now been ready and unchanged for the settle period,
+    /// `seen` being what the last read showed. When not, sleeps until the next inspection.
+    /// Always true for other resources.
+    async fn settled(&self, run: &mut Run<'_>, seen: String) -> Result<bool, Stop> {
         let Some(settle) = &mut run.settle else {
             return Ok(true);
         };
         let now = Instant::now();
+        if settle.last_seen != seen {
+            // The tool changed something (or this is the first ready read): start over.
+            settle.quiet_since = Some(now);
+            settle.last_seen = seen;
+        }
         let end = *settle.quiet_since.get_or_insert(now) + settle.period;
         if now >= end {
             return Ok(true);
@@ -913,7 +971,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     .is_mandated(key, &stream.location, mandated.as_ref(), run)
                     .await?
             {
-                let by = if run.not_ready > 0 || run.settle.is_some() {
+                let by = if run.waited() {
                     ", the mandated key, put on by another caller while the enforcer waited"
                 } else {
                     ""
@@ -923,7 +981,8 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     format!("encrypted with {key}{by}"),
                 ));
             }
-            if !self.settled(run).await? {
+            let seen = format!("{} {:?}", now.status.name(), now.key_id);
+            if !self.settled(run, seen).await? {
                 now = self.describe_stream(stream, run).await?;
                 continue;
             }
@@ -1084,7 +1143,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 continue;
             }
             if on_wanted && encryption.is_some_and(|e| e.status == EncryptionStatus::Enabled) {
-                let by = if run.not_ready > 0 || run.settle.is_some() {
+                let by = if run.waited() {
                     ", put on by another caller while the enforcer waited"
                 } else {
                     ""
@@ -1094,7 +1153,8 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     format!("server-side encryption is ENABLED with the mandated key{by}"),
                 ));
             }
-            if !self.settled(run).await? {
+            let seen = format!("{} {:?}", now.status.name(), encryption);
+            if !self.settled(run, seen).await? {
                 now = self.describe_delivery_stream(stream, run).await?;
                 continue;
             }

@@ -273,11 +273,11 @@ impl FirehoseApi for aws_sdk_firehose::Client {
 /// Stop calls per delivery stream per 24 hours; each quota gets a name of its own.
 pub(crate) fn start_error(error: AwsError) -> AwsError {
     use crate::aws_error::quota;
-    if error.code() != "LimitExceededException" || quota::is_rate(error.message()) {
+    if !quota::is_quota(&error) {
         return error;
     }
-    let message = error.message().to_ascii_lowercase();
-    if message.contains("500") || message.contains("cmk") || message.contains("kms") {
+    // The 500 streams per key is the only one of the two whose number can appear in its message.
+    if error.message().contains("500") {
         error.renamed(quota::FIREHOSE_STREAMS_PER_KEY)
     } else {
         error.renamed(quota::FIREHOSE_ENCRYPTION_CALLS)

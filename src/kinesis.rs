@@ -177,9 +177,7 @@ impl KinesisApi for aws_sdk_kinesis::Client {
 /// StartStreamEncryption's `LimitExceededException` is rate throttling or the quota of 25 new
 /// keys per stream per rolling 24 hours; the quota gets a name of its own.
 pub(crate) fn start_error(error: AwsError) -> AwsError {
-    if error.code() == "LimitExceededException"
-        && !crate::aws_error::quota::is_rate(error.message())
-    {
+    if crate::aws_error::quota::is_quota(&error) {
         return error.renamed(crate::aws_error::quota::KINESIS_KEY_CHANGES);
     }
     error

@@ -55,7 +55,8 @@ impl Ledger {
         resource: &str,
         now: SystemTime,
     ) -> Result<Vec<Application>, AwsError> {
-        let since = epoch_ms(now).saturating_sub(epoch_ms(UNIX_EPOCH + WINDOW));
+        let window = u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX);
+        let since = epoch_ms(now).saturating_sub(window);
         let mut found = Vec::new();
         let mut start = None;
         loop {

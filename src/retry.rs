@@ -104,6 +104,8 @@ pub const DEFAULT_POLICY_JSON: &str = r#"[
       "ServiceUnavailable",
       "KMSInternalException",
       "DependencyTimeoutException",
+      "ProvisionedThroughputExceededException",
+      "RequestLimitExceeded",
       "Enforcer.ConnectionError",
       "Enforcer.Timeout",
       "Enforcer.ResponseError",

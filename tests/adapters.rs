@@ -750,3 +750,60 @@ async fn reads_that_find_the_stream_busy_and_refused_writes_share_one_in_use_bud
         (3, 2, 2)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tools_change_between_reads_starts_the_settle_period_over() {
+    // Terraform's stream: ACTIVE and unencrypted at 0 s and 2 s, then another key at 4 s (a step
+    // of Terraform's that finished between two reads). The settle period (10 s here) counts
+    // from 4 s, so the write comes at 14 s, not 10 s.
+    let other = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000";
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .sequence()
+        .output(|| stream_summary(StreamStatus::Active, None))
+        .times(2)
+        .output(move || stream_summary(StreamStatus::Active, Some(other)))
+        .times(6)
+        .output(|| stream_summary(StreamStatus::Active, Some("alias/org-streams")))
+        .build();
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .then_output(|| StartStreamEncryptionOutput::builder().build());
+    let key = key_rule();
+    let config = Config::from_lookup(|name| match name {
+        "MANDATED_KMS_KEY" => Some("alias/org-streams".into()),
+        "IAC_SETTLE_SECONDS" => Some("10".into()),
+        _ => None,
+    })
+    .unwrap();
+    let fleet = Fleet::new(
+        Fixed::new(
+            kinesis_client(&[&describe, &start]),
+            firehose_client(&[]),
+            kms_client(&[&key]),
+        ),
+        &config,
+    );
+    let mut terraform = event();
+    terraform["detail"]["userAgent"] =
+        "APN/1.0 HashiCorp/1.0 Terraform/1.11.4 terraform-provider-aws/5.100.0".into();
+    let began = Instant::now();
+    let report = fleet
+        .handle(
+            terraform,
+            Some(&fixture_home()),
+            Instant::now() + Duration::from_secs(300),
+            &mut fastrand::Rng::with_seed(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
+    assert_eq!(
+        (report.creator.as_deref(), report.settle_seconds),
+        (Some("Terraform"), Some(10))
+    );
+    assert_eq!(start.num_calls(), 1);
+    let took = Instant::now() - began;
+    assert!(
+        took >= Duration::from_secs(14) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+}

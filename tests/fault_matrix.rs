@@ -85,7 +85,7 @@ fn table() -> Vec<Row> {
 }
 
 /// The default policy with its retriers' `ErrorEquals` and `MaxAttempts` as they are and every
-/// delay at most 1 s (full jitter), so that the counts are the default policy's and the 20
+/// delay at most 1 s (full jitter), so that the counts are the default policy's and the 240
 /// retries of a persisting `ResourceInUseException` take two minutes, not four.
 fn fast_default_policy() -> String {
     let mut policy: Value = serde_json::from_str(DEFAULT_POLICY_JSON).unwrap();

@@ -63,9 +63,11 @@ async fn report(feed: &EventFeed, label: &str, limit: Duration) -> serde_json::V
 /// tool's own.
 fn enforcer_starts(emu: &Emulators, name: &str, by_tool: usize) -> usize {
     let needle = format!("{name}\"");
-    emu.kinesis_proxy
-        .calls_for("StartStreamEncryption", &needle)
-        - by_tool
+    let seen = emu
+        .kinesis_proxy
+        .calls_for("StartStreamEncryption", &needle);
+    seen.checked_sub(by_tool)
+        .unwrap_or_else(|| panic!("{name}: {seen} Start calls, fewer than the tool's {by_tool}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -59,7 +59,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 }
 
 /// A child process killed on drop.
-pub struct Process(Child, Option<Arc<Mutex<Vec<u8>>>>);
+pub struct Process(Child, Option<std::thread::JoinHandle<Vec<u8>>>);
 
 impl From<Child> for Process {
     fn from(child: Child) -> Self {
@@ -590,7 +590,8 @@ async fn handle(
     let _write_turn = if hold {
         let turn = write_lock.lock_owned().await;
         let status = upstream_stream_status(upstream, &parts, &body).await?;
-        if status != "ACTIVE" {
+        // A stream that does not exist is the upstream's to answer (ResourceNotFoundException).
+        if status != "ACTIVE" && status != "NOT_FOUND" {
             let name = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|b| b.get("StreamName").or(b.get("StreamARN")).cloned())
@@ -1230,21 +1231,15 @@ pub fn start_bootstrap(api: &RuntimeApi, env: &[(String, String)]) -> Process {
     let mut child = command.spawn().expect("run bootstrap");
     // Drained as it is written: a process that logs more than a pipe holds (64 KiB) would
     // otherwise block on its next log line until the test reads it.
-    let output = Arc::new(Mutex::new(Vec::new()));
-    if let Some(mut stdout) = child.stdout.take() {
-        let sink = output.clone();
+    let drain = child.stdout.take().map(|mut stdout| {
         std::thread::spawn(move || {
             use std::io::Read;
-            let mut buffer = [0u8; 8192];
-            while let Ok(n) = stdout.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
-            }
-        });
-    }
-    Process(child, Some(output))
+            let mut output = Vec::new();
+            let _ = stdout.read_to_end(&mut output);
+            output
+        })
+    });
+    Process(child, drain)
 }
 
 impl Process {
@@ -1257,10 +1252,9 @@ impl Process {
             use std::io::Read;
             let _ = stdout.read_to_string(&mut out);
         }
-        if let Some(output) = &self.1 {
-            // The drain thread ends at end-of-file, after the kill; give it that moment.
-            std::thread::sleep(Duration::from_millis(50));
-            out.push_str(&String::from_utf8_lossy(&output.lock().unwrap()));
+        if let Some(drain) = self.1.take() {
+            // The drain ends at end-of-file, which the kill brings.
+            out.push_str(&String::from_utf8_lossy(&drain.join().unwrap_or_default()));
         }
         out
     }
