@@ -61,14 +61,19 @@ pub fn retry_policy(data: &[u8]) {
     };
     let retriers = policy.retriers();
     for retrier in retriers {
-        for name in &retrier.error_equals {
+        for named in &retrier.error_equals {
+            // An error each name stands for: the code itself, without a `<Service>.` prefix;
+            // one error of a States.* name's family.
+            let name = match named.as_str() {
+                "States.ALL" | "States.TaskFailed" => "SomeServiceException",
+                "States.Timeout" => crate::aws_error::transport::TIMEOUT,
+                "States.Permissions" => "AccessDeniedException",
+                other if other.starts_with("Enforcer.") => other,
+                other => other.split_once('.').map_or(other, |(_, code)| code),
+            };
             let first = retriers
                 .iter()
-                .position(|r| {
-                    r.error_equals
-                        .iter()
-                        .any(|e| e == name || e == "States.ALL")
-                })
+                .position(|r| r.handles(name))
                 .expect("the retrier itself names it");
             let expected = retriers[first].max_attempts;
             let mut state = policy.start();

@@ -15,6 +15,136 @@ use tokio::time::Instant;
 
 /// The error name that matches every error. It must stand alone, in the last retrier.
 pub const STATES_ALL: &str = "States.ALL";
+/// Every error but `States.Timeout` (as in Step Functions).
+pub const STATES_TASK_FAILED: &str = "States.TaskFailed";
+/// An attempt ran out of time (`Enforcer.Timeout`).
+pub const STATES_TIMEOUT: &str = "States.Timeout";
+/// The access-denied family.
+pub const STATES_PERMISSIONS: &str = "States.Permissions";
+
+/// The error codes `States.Permissions` stands for: every service's access-denied answer.
+pub const PERMISSION_ERRORS: [&str; 5] = [
+    "AccessDeniedException",
+    "AccessDenied",
+    "KMSAccessDeniedException",
+    "UnauthorizedOperation",
+    "UnauthorizedException",
+];
+
+/// Errors that no retry can fix, which even `States.ALL` does not retry (as Step Functions'
+/// `States.ALL` does not retry `States.Runtime`): a request the SDK could not build.
+pub const LOCAL_ERRORS: [&str; 1] = [crate::aws_error::transport::REQUEST_ERROR];
+
+/// The services whose Step Functions AWS-SDK integration names errors `<Service>.<Code>`
+/// (`Kinesis.ResourceInUseException`): the services the enforcer calls, compared
+/// case-insensitively (Step Functions writes them in PascalCase, `Kms.`, and moto in lower case).
+const SERVICE_PREFIXES: [&str; 6] = [
+    "kinesis",
+    "firehose",
+    "kms",
+    "sts",
+    "organizations",
+    "dynamodb",
+];
+
+/// What one `ErrorEquals` name matches.
+#[derive(Debug, Clone, PartialEq)]
+enum Matcher {
+    /// `States.ALL`: everything but [`LOCAL_ERRORS`].
+    All,
+    /// `States.TaskFailed`: everything but `Enforcer.Timeout` and [`LOCAL_ERRORS`].
+    TaskFailed,
+    /// One error code; a `<Service>.` prefix removed. Step Functions always writes the
+    /// `Exception` suffix, even where the service's own code has none (`Sts.ThrottlingException`
+    /// for STS's `Throttling`), so such a name also matches the code without it.
+    Code(String),
+    /// A set of codes (`States.Timeout`, `States.Permissions`).
+    Codes(&'static [&'static str]),
+}
+
+impl Matcher {
+    fn matches(&self, error: &str) -> bool {
+        let local = LOCAL_ERRORS.contains(&error);
+        match self {
+            Self::All => !local,
+            Self::TaskFailed => !local && error != crate::aws_error::transport::TIMEOUT,
+            Self::Code(code) => {
+                error == code
+                    || code
+                        .strip_suffix("Exception")
+                        .is_some_and(|bare| bare == error)
+            }
+            Self::Codes(codes) => codes.contains(&error),
+        }
+    }
+}
+
+const TIMEOUT_ERRORS: [&str; 1] = [crate::aws_error::transport::TIMEOUT];
+
+/// The meaning of one `ErrorEquals` name, or why it has none here.
+fn matcher(name: &str) -> Result<Matcher, String> {
+    use crate::aws_error::{quota, transport};
+    match name {
+        STATES_ALL => return Ok(Matcher::All),
+        STATES_TASK_FAILED => return Ok(Matcher::TaskFailed),
+        STATES_TIMEOUT => return Ok(Matcher::Codes(&TIMEOUT_ERRORS)),
+        STATES_PERMISSIONS => return Ok(Matcher::Codes(&PERMISSION_ERRORS)),
+        _ => {}
+    }
+    if name.starts_with("States.") {
+        return Err(format!(
+            "{name} is not an error this function can raise; the States.* names it gives a \
+             meaning to are States.ALL, States.TaskFailed, States.Timeout and States.Permissions"
+        ));
+    }
+    if quota::ALL.contains(&name) {
+        return Err(format!(
+            "{name} is a used-up quota, which is never retried: a retry within the invocation \
+             cannot succeed"
+        ));
+    }
+    if name.starts_with("Enforcer.") {
+        let transport = [
+            transport::CONNECTION_ERROR,
+            transport::TIMEOUT,
+            transport::RESPONSE_ERROR,
+            transport::SERVER_ERROR,
+            transport::UNKNOWN_ERROR,
+            transport::REQUEST_ERROR,
+        ];
+        if !transport.contains(&name) {
+            return Err(format!(
+                "{name} is not an error of an AWS call; the Enforcer.* names a call can fail with \
+                 are {}",
+                transport.join(", ")
+            ));
+        }
+        return Ok(Matcher::Code(name.to_owned()));
+    }
+    let code = match name.split_once('.') {
+        None => name,
+        Some((service, code))
+            if SERVICE_PREFIXES.contains(&service.to_ascii_lowercase().as_str()) =>
+        {
+            code
+        }
+        Some((service, _)) => {
+            return Err(format!(
+                "{name}: {service} is not a service this function calls (Kinesis, Firehose, KMS, \
+                 STS, Organizations, DynamoDB)"
+            ));
+        }
+    };
+    let valid = !code.is_empty()
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && code.as_bytes()[0].is_ascii_alphabetic();
+    if !valid {
+        return Err(format!(
+            "{name:?} is not an error name (an AWS error code such as ResourceInUseException, or <Service>.<Code>)"
+        ));
+    }
+    Ok(Matcher::Code(code.to_owned()))
+}
 
 // Limits of the Amazon States Language.
 const MAX_INTEGER: u64 = 99_999_999;
@@ -35,6 +165,8 @@ pub struct Retrier {
     pub max_delay_seconds: Option<u64>,
     /// Whether delays are randomised.
     pub jitter: JitterStrategy,
+    /// What each of `error_equals` matches.
+    matchers: Vec<Matcher>,
 }
 
 /// `JitterStrategy` of a retrier.
@@ -83,6 +215,10 @@ struct RawRetrier {
     max_delay_seconds: Option<serde_json::Number>,
     #[serde(rename = "JitterStrategy")]
     jitter_strategy: Option<String>,
+    /// Workflow Studio writes one; it has no effect.
+    #[serde(rename = "Comment")]
+    #[allow(dead_code)]
+    comment: Option<String>,
 }
 
 /// The policy used when `RETRY_POLICY` is not set, printed in full in the README.
@@ -167,6 +303,7 @@ fn validate(index: usize, count: usize, raw: RawRetrier) -> Result<Retrier, Poli
     if raw.error_equals.is_empty() {
         return Err(fail("ErrorEquals must name at least one error".into()));
     }
+    let mut matchers = Vec::new();
     for name in &raw.error_equals {
         if name.is_empty() {
             return Err(fail("ErrorEquals contains an empty name".into()));
@@ -180,11 +317,8 @@ fn validate(index: usize, count: usize, raw: RawRetrier) -> Result<Retrier, Poli
                     "States.ALL may only appear in the last Retrier".into(),
                 ));
             }
-        } else if name.starts_with("States.") {
-            return Err(fail(format!(
-                "{name} is not an error this function can raise; of the States.* names only States.ALL applies"
-            )));
         }
+        matchers.push(matcher(name).map_err(fail)?);
     }
     let interval_seconds =
         integer(&raw.interval_seconds, "IntervalSeconds", 1, 1, MAX_INTEGER).map_err(fail)?;
@@ -224,6 +358,7 @@ fn validate(index: usize, count: usize, raw: RawRetrier) -> Result<Retrier, Poli
         }
     };
     Ok(Retrier {
+        matchers,
         error_equals: raw.error_equals,
         interval_seconds,
         max_attempts,
@@ -252,10 +387,9 @@ fn integer(
 }
 
 impl Retrier {
-    fn matches(&self, error: &str) -> bool {
-        self.error_equals
-            .iter()
-            .any(|e| e == STATES_ALL || e == error)
+    /// Whether this retrier's `ErrorEquals` names `error` (an error code or transport name).
+    pub fn handles(&self, error: &str) -> bool {
+        self.matchers.iter().any(|m| m.matches(error))
     }
 
     /// The delay before retry `n` (from 1) without jitter.
@@ -315,7 +449,7 @@ pub struct RetryState<'p> {
 impl RetryState<'_> {
     /// Records an error named `error` and decides whether and when to retry.
     pub fn on_error(&mut self, error: &str, random: &mut dyn RandomSource) -> RetryDecision {
-        let Some(index) = self.policy.retriers.iter().position(|r| r.matches(error)) else {
+        let Some(index) = self.policy.retriers.iter().position(|r| r.handles(error)) else {
             return RetryDecision::NotRetryable;
         };
         let retrier = &self.policy.retriers[index];
@@ -673,6 +807,56 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_copied_from_a_state_machine_means_what_it_means_there() {
+        let policy = RetryPolicy::parse(
+            r#"[
+              {"Comment": "Workflow Studio writes these", "ErrorEquals": ["Kinesis.ResourceInUseException", "Sts.ThrottlingException"], "MaxAttempts": 1},
+              {"ErrorEquals": ["States.Timeout"], "MaxAttempts": 1},
+              {"ErrorEquals": ["States.Permissions"], "MaxAttempts": 1},
+              {"ErrorEquals": ["kms.KMSInternalException", "States.TaskFailed"], "MaxAttempts": 1}
+            ]"#,
+        )
+        .unwrap();
+        let first = |error: &str| {
+            let mut state = policy.start();
+            match state.on_error(error, &mut Fixed(vec![])) {
+                RetryDecision::Retry { retrier, .. } => Some(retrier),
+                _ => None,
+            }
+        };
+        // The AWS-SDK integration's `<Service>.<Code>` is the bare code; Step Functions' own
+        // `Exception` suffix also names STS's `Throttling`.
+        assert_eq!(first("ResourceInUseException"), Some(0));
+        assert_eq!(first("Throttling"), Some(0));
+        assert_eq!(first("Enforcer.Timeout"), Some(1));
+        assert_eq!(first("KMSAccessDeniedException"), Some(2));
+        assert_eq!(first("AccessDeniedException"), Some(2));
+        assert_eq!(first("KMSInternalException"), Some(3));
+        // States.TaskFailed: every error but States.Timeout, which retrier 1 took first.
+        assert_eq!(first("LimitExceededException"), Some(3));
+        assert_eq!(first("Enforcer.ServerError"), Some(3));
+        // No retrier, not even States.ALL, retries a request the SDK could not build.
+        assert_eq!(first("Enforcer.RequestError"), None);
+        let all = RetryPolicy::parse(r#"[{"ErrorEquals":["States.ALL"]}]"#).unwrap();
+        let mut state = all.start();
+        assert_eq!(
+            state.on_error("Enforcer.RequestError", &mut Fixed(vec![])),
+            RetryDecision::NotRetryable
+        );
+        assert!(matches!(
+            state.on_error("Enforcer.Timeout", &mut Fixed(vec![])),
+            RetryDecision::Retry { .. }
+        ));
+        let task_failed = RetryPolicy::parse(r#"[{"ErrorEquals":["States.TaskFailed"]}]"#).unwrap();
+        assert_eq!(
+            task_failed
+                .start()
+                .on_error("Enforcer.Timeout", &mut Fixed(vec![])),
+            RetryDecision::NotRetryable
+        );
+    }
+
+    #[test]
     fn invalid_policies_are_rejected_with_the_reason() {
         let cases = [
             (r#"{"ErrorEquals":["A"]}"#, "not a JSON array"),
@@ -690,9 +874,26 @@ mod tests {
                 "last Retrier",
             ),
             (
-                r#"[{"ErrorEquals":["States.Timeout"]}]"#,
-                "only States.ALL applies",
+                r#"[{"ErrorEquals":["States.Runtime"]}]"#,
+                "States.TaskFailed, States.Timeout and States.Permissions",
             ),
+            (
+                r#"[{"ErrorEquals":["Enforcer.KeyMismatch"]}]"#,
+                "not an error of an AWS call",
+            ),
+            (
+                r#"[{"ErrorEquals":["Enforcer.KeyChangeQuotaExceeded"]}]"#,
+                "never retried",
+            ),
+            (
+                r#"[{"ErrorEquals":["S3.NoSuchKeyException"]}]"#,
+                "not a service this function calls",
+            ),
+            (
+                r#"[{"ErrorEquals":["Rate exceeded"]}]"#,
+                "is not an error name",
+            ),
+            (r#"[{"ErrorEquals":["A"],"Comment":7}]"#, "invalid type"),
             (
                 r#"[{"ErrorEquals":["A"],"BackoffRate":0.5}]"#,
                 "BackoffRate must be a number >= 1.0",

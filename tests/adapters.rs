@@ -807,3 +807,31 @@ async fn a_tools_change_between_reads_starts_the_settle_period_over() {
         "{took:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_in_the_step_functions_sdk_spelling_waits_for_a_creating_stream() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .sequence()
+        .output(|| stream_summary(StreamStatus::Creating, None))
+        .times(3)
+        .output(|| stream_summary(StreamStatus::Active, None))
+        .output(|| stream_summary(StreamStatus::Active, Some("alias/org-streams")))
+        .build();
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .then_output(|| StartStreamEncryptionOutput::builder().build());
+    let key = key_rule();
+    // As copied from a state machine's Task on arn:aws:states:::aws-sdk:kinesis:..., with the
+    // Comment Workflow Studio writes.
+    let policy = r#"[{"Comment":"stream still CREATING","ErrorEquals":["Kinesis.ResourceInUseException"],"IntervalSeconds":2,"BackoffRate":1,"MaxAttempts":10}]"#;
+    let began = Instant::now();
+    let report = handle(
+        kinesis_client(&[&describe, &start]),
+        kms_client(&[&key]),
+        Some(policy),
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
+    assert_eq!((start.num_calls(), describe.num_calls()), (1, 5));
+    assert!(Instant::now() - began >= Duration::from_secs(6));
+}

@@ -217,3 +217,44 @@ async fn a_sweep_of_1000_streams_in_moto_ends_compliant_inside_the_rate_limits()
     assert!(start <= 5, "StartStreamEncryption peaked at {start}/s");
     assert!(list <= 5, "ListStreams peaked at {list}/s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_report_mode_the_cli_sweep_is_a_dry_run_and_writes_nothing() {
+    let emu = Emulators::start(Duration::from_millis(300), Duration::from_millis(300)).await;
+    emu.create_key(ALIAS).await;
+    for name in ["plain-a", "plain-b"] {
+        emu.create_stream(name).await;
+        emu.wait_active(name).await;
+    }
+    emu.create_delivery_stream("clicks", None).await;
+    let mut env = emu.env(ALIAS);
+    env.push(("ENFORCEMENT_MODE".into(), "report".into()));
+    let sweep = enforcer(&env, &["sweep", "--output", "json"]).await;
+    assert_eq!(
+        sweep.code,
+        Some(3),
+        "noncompliant, nothing changed: {sweep:?}"
+    );
+    assert!(
+        sweep.stderr.contains("as with --dry-run"),
+        "{}",
+        sweep.stderr
+    );
+    assert_eq!(
+        (
+            emu.kinesis_proxy.calls("StartStreamEncryption"),
+            emu.moto_proxy.calls("StartDeliveryStreamEncryption")
+        ),
+        (0, 0),
+        "report mode makes no write"
+    );
+    assert_eq!(
+        sweep.report["counts"]["noncompliant"],
+        json!(3),
+        "{}",
+        sweep.report
+    );
+    for name in ["plain-a", "plain-b"] {
+        assert_eq!(emu.stream(name).await.key_id, None);
+    }
+}

@@ -54,7 +54,8 @@ enum Command {
     },
     /// Audits, then puts every stream that is not compliant on the mandated key, with the same
     /// retry policy and rate limits as the Lambda. Exit code 0 when all ended compliant, 1 when
-    /// any failed, 3 with `--dry-run` when any would be changed.
+    /// any failed, 3 with `--dry-run` (or `ENFORCEMENT_MODE=report`, which makes the sweep a dry
+    /// run) when any would be changed.
     Sweep {
         /// Decide and report, change nothing (outcome `noncompliant`).
         #[arg(long)]
@@ -133,7 +134,18 @@ async fn main() -> ExitCode {
             output,
             scope,
         } => {
-            let mode = if dry_run { Mode::Report } else { Mode::Enforce };
+            // Report mode promises no write anywhere: the CLI's sweep honours it as --dry-run.
+            let report = config.mode == Mode::Report;
+            if report && !dry_run {
+                eprintln!(
+                    "enforcer: ENFORCEMENT_MODE=report: the sweep changes nothing, as with --dry-run"
+                );
+            }
+            let mode = if dry_run || report {
+                Mode::Report
+            } else {
+                Mode::Enforce
+            };
             inventory(&config, clients, mode, output, false, &scope).await
         }
     }
