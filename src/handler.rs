@@ -7,7 +7,7 @@ use crate::fleet::{Connector, Fleet};
 use crate::metrics::{emf_line, now_ms};
 use crate::outcome::{Outcome, Report};
 use crate::resource::Location;
-use crate::sweep::SweepSummary;
+use crate::sweep::{ANSWER_LIMIT, SweepAnswer, SweepSummary};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use std::sync::Mutex;
@@ -45,10 +45,12 @@ pub enum HandlerError {
 pub enum Output {
     /// The report of a CloudTrail event.
     Event(Report),
-    /// The summary of a scheduled sweep.
-    Sweep(SweepSummary),
+    /// The answer of a scheduled sweep: counts, and what is not compliant, capped.
+    Sweep(SweepAnswer),
 }
 
+/// The error of an incomplete sweep: counts, and at most [`ANSWER_LIMIT`] names of each kind
+/// (every report is in the log), so that it stays far below what Lambda takes.
 fn sweep_message(summary: &SweepSummary) -> String {
     let failed: Vec<&str> = summary
         .reports
@@ -59,16 +61,28 @@ fn sweep_message(summary: &SweepSummary) -> String {
     let unlisted: Vec<String> = summary
         .unlisted
         .iter()
+        .take(ANSWER_LIMIT)
         .map(|u| format!("{}/{}: {}", u.account, u.region, u.reason))
         .collect();
+    let unreached: Vec<&str> = summary.unreached.iter().map(String::as_str).collect();
     format!(
-        "sweep incomplete: {} failed {:?}, {} not reached before the deadline {:?}, {} account(s) and region(s) not listed {:?}",
+        "sweep incomplete: {} failed {:?}, {} not reached before the deadline {:?}, {} account(s) and region(s) not listed {:?}{}",
         failed.len(),
-        failed,
-        summary.unreached.len(),
-        summary.unreached,
-        unlisted.len(),
-        unlisted
+        &failed[..failed.len().min(ANSWER_LIMIT)],
+        unreached.len(),
+        &unreached[..unreached.len().min(ANSWER_LIMIT)],
+        summary.unlisted.len(),
+        unlisted,
+        if failed
+            .len()
+            .max(unreached.len())
+            .max(summary.unlisted.len())
+            > ANSWER_LIMIT
+        {
+            format!(" (the first {ANSWER_LIMIT} of each; every one is in the log)")
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -168,7 +182,7 @@ pub async fn run_event<C: Connector>(
         if !summary.is_complete() {
             return Err(HandlerError::SweepIncomplete(Box::new(summary)));
         }
-        return Ok(Output::Sweep(summary));
+        return Ok(Output::Sweep(summary.answer()));
     }
     // Boxed: the enforcement future is deep, and the runtime nests it further.
     let report = Box::pin(fleet.handle(event, home, deadline, &mut random)).await?;

@@ -62,6 +62,45 @@ pub struct SweepSummary {
     pub unlisted: Vec<Unlisted>,
 }
 
+/// How many resources (and accounts and regions) a sweep's answer and summary line name; the
+/// rest are counted. Every resource's report is in the log on a line of its own.
+pub const ANSWER_LIMIT: usize = 100;
+
+/// What a Lambda's sweep returns: counts and, capped, what is left off the mandated key. A sweep
+/// of tens of thousands of resources would otherwise pass Lambda's 6 MB response limit, fail
+/// when everything is compliant, and be retried for nothing.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepAnswer {
+    /// Resources per outcome.
+    pub counts: BTreeMap<&'static str, usize>,
+    /// The first [`ANSWER_LIMIT`] resources left off the mandated key (failed, flapping,
+    /// noncompliant), by ARN.
+    pub not_compliant: Vec<Brief>,
+    /// How many there are in all.
+    pub not_compliant_total: usize,
+    /// The first [`ANSWER_LIMIT`] ARNs not reached before the deadline.
+    pub unreached: Vec<String>,
+    /// How many there are in all.
+    pub unreached_total: usize,
+    /// The first [`ANSWER_LIMIT`] accounts and regions not listed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unlisted: Vec<Unlisted>,
+    /// How many there are in all.
+    pub unlisted_total: usize,
+}
+
+/// One resource of a [`SweepAnswer`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Brief {
+    /// The resource's ARN.
+    pub resource: Option<String>,
+    /// Its outcome.
+    pub outcome: Outcome,
+    /// The error code of a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+}
+
 /// An account and region a sweep could not reach or list.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Unlisted {
@@ -125,17 +164,38 @@ impl SweepSummary {
             .filter(|r| r.outcome.is_failure() || r.outcome == Outcome::Noncompliant)
     }
 
-    /// Logs the summary (counts, every resource that is not compliant, the unreached).
+    /// The answer a Lambda returns for this sweep ([`SweepAnswer`]).
+    pub fn answer(&self) -> SweepAnswer {
+        SweepAnswer {
+            counts: self.counts.clone(),
+            not_compliant: self
+                .not_compliant()
+                .take(ANSWER_LIMIT)
+                .map(|r| Brief {
+                    resource: r.resource.clone(),
+                    outcome: r.outcome,
+                    error_code: r.error_code.clone(),
+                })
+                .collect(),
+            not_compliant_total: self.not_compliant().count(),
+            unreached: self.unreached.iter().take(ANSWER_LIMIT).cloned().collect(),
+            unreached_total: self.unreached.len(),
+            unlisted: self.unlisted.iter().take(ANSWER_LIMIT).cloned().collect(),
+            unlisted_total: self.unlisted.len(),
+        }
+    }
+
+    /// Logs the summary: the answer's counts and capped lists, on one line (each resource's
+    /// report has a line of its own).
     pub fn log(&self) {
-        let not_compliant: Vec<&str> = self
-            .not_compliant()
-            .filter_map(|r| r.resource.as_deref())
-            .collect();
+        let answer = self.answer();
         tracing::info!(
-            counts = %serde_json::to_string(&self.counts).unwrap_or_default(),
-            not_compliant = ?not_compliant,
-            unreached = ?self.unreached,
-            unlisted = ?self.unlisted,
+            counts = %serde_json::to_string(&answer.counts).unwrap_or_default(),
+            not_compliant = %serde_json::to_string(&answer.not_compliant).unwrap_or_default(),
+            not_compliant_total = answer.not_compliant_total,
+            unreached = ?answer.unreached,
+            unreached_total = answer.unreached_total,
+            unlisted = ?answer.unlisted,
             "sweep summary"
         );
     }
@@ -219,6 +279,65 @@ pub async fn sweep<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_of_100000_resources_answers_in_well_under_lambdas_limit() {
+        let report = |i: usize, outcome: Outcome| Report {
+            outcome,
+            service: Some(crate::resource::Service::Kinesis),
+            resource: Some(format!(
+                "arn:aws:kinesis:us-east-1:123456789012:stream/a-long-stream-name-{i:06}"
+            )),
+            event_id: None,
+            event_name: Some(SWEEP_EVENT_NAME.into()),
+            key: Some(
+                "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                    .into(),
+            ),
+            attempts: 0,
+            reason: Some("encrypted with alias/org-streams".into()),
+            error_code: None,
+            found: None,
+            creator: None,
+            settle_seconds: None,
+        };
+        let mut summary = SweepSummary {
+            counts: BTreeMap::new(),
+            reports: (0..100_000)
+                .map(|i| {
+                    report(
+                        i,
+                        if i % 10 == 0 {
+                            Outcome::Failed
+                        } else {
+                            Outcome::AlreadyCompliant
+                        },
+                    )
+                })
+                .collect(),
+            unreached: (0..20_000)
+                .map(|i| format!("arn:aws:kinesis:us-east-1:123456789012:stream/u-{i}"))
+                .collect(),
+            unlisted: Vec::new(),
+        };
+        summary.counts.insert("already_compliant", 90_000);
+        summary.counts.insert("failed", 10_000);
+        // The whole summary, as the Lambda returned it before: past the 6 MB limit.
+        let whole = serde_json::to_vec(&summary).unwrap().len();
+        assert!(whole > 6 * 1024 * 1024, "{whole}");
+        let answer = summary.answer();
+        let size = serde_json::to_vec(&answer).unwrap().len();
+        assert!(size < 64 * 1024, "{size} bytes");
+        assert_eq!(
+            (answer.not_compliant.len(), answer.not_compliant_total),
+            (ANSWER_LIMIT, 10_000)
+        );
+        assert_eq!(
+            (answer.unreached.len(), answer.unreached_total),
+            (ANSWER_LIMIT, 20_000)
+        );
+        assert_eq!(answer.not_compliant[0].outcome, Outcome::Failed);
+    }
 
     #[test]
     fn concurrency_follows_the_share() {
