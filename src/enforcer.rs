@@ -434,16 +434,33 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         if self.mode == Mode::Report || exempt_by_record {
             run.settle = None;
         }
-        let result = match trigger.resource.service {
-            Service::Kinesis => {
-                self.enforce_stream(&trigger.resource, trigger.tags.as_ref(), &mut run)
-                    .await
-            }
-            Service::Firehose => {
-                self.enforce_delivery_stream(&trigger.resource, trigger.tags.as_ref(), &mut run)
-                    .await
+        // The whole enforcement is bounded by the deadline: every wait already stops short of
+        // it, but an attempt that AWS never answers runs to its own timeout (10 s), which can
+        // be past it. Then the event still gets its one outcome, in time to report it.
+        let deadline = run.deadline;
+        let enforcement = async {
+            match trigger.resource.service {
+                Service::Kinesis => {
+                    self.enforce_stream(&trigger.resource, trigger.tags.as_ref(), &mut run)
+                        .await
+                }
+                Service::Firehose => {
+                    self.enforce_delivery_stream(&trigger.resource, trigger.tags.as_ref(), &mut run)
+                        .await
+                }
             }
         };
+        let result = tokio::time::timeout_at(deadline, enforcement)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Stop::failed(
+                    codes::DEADLINE,
+                    "the invocation's time ran out while a call to AWS was still unanswered (a \
+                     write in flight may or may not have been received); a retry of the event \
+                     inspects again"
+                        .into(),
+                ))
+            });
         let (outcome, mut reason, error_code) = match result {
             Ok(Done(outcome, reason)) => (outcome, reason, None),
             Err(Stop::Gone { reason, code }) => (Outcome::Gone, reason, Some(code)),

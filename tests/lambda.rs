@@ -314,3 +314,37 @@ async fn an_event_for_another_account_or_region_is_refused_without_a_call() {
     assert_eq!(inv.report["outcome"], json!("refused"), "{inv:?}");
     assert_eq!(emu.kinesis_proxy.total_calls(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_endpoint_still_gets_one_outcome_before_the_deadline() {
+    let emu = Emulators::start(Duration::from_millis(300), Duration::from_millis(300)).await;
+    emu.create_key("alias/org-streams").await;
+    emu.create_stream("orders").await;
+    emu.wait_active("orders").await;
+    // The endpoint takes the connection and never answers: one attempt alone (10 s) would
+    // outlast the whole 5 s budget.
+    emu.kinesis_proxy
+        .inject("DescribeStreamSummary", 1000, Fault::Hang);
+    let api = RuntimeApi::start().await;
+    let lambda = start_bootstrap(&api, &emu.env("alias/org-streams"));
+    let budget = Duration::from_secs(5);
+    let pushed = std::time::Instant::now();
+    api.push("hung", event("kinesis-create-stream", "orders"), budget);
+    let results = api.results(1, Duration::from_secs(30)).await;
+    let answered = pushed.elapsed();
+    let logs = lambda.stop_and_read_stdout();
+    let result = &results[0];
+    assert!(
+        answered < budget,
+        "answered after {answered:?}, past the {budget:?} deadline"
+    );
+    assert_eq!(result.kind, "error", "{result:?}");
+    assert_eq!(result.body["errorType"], json!("RemediationFailed"));
+    let message = result.body["errorMessage"].as_str().unwrap();
+    assert!(message.contains("Enforcer.DeadlineExceeded"), "{message}");
+    let outcomes = logs
+        .lines()
+        .filter(|l| l.contains(r#""message":"outcome""#))
+        .count();
+    assert_eq!(outcomes, 1, "exactly one outcome line: {logs}");
+}
