@@ -16,7 +16,6 @@ use crate::outcome::{Found, Outcome, Report};
 use crate::ratelimit::{Operation, RateLimiter};
 use crate::resource::{Location, Resource, Service};
 use crate::retry::{self, CallError, RandomSource, RetryDecision, RetryPolicy, RetryState};
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -44,9 +43,6 @@ const SETTLE_POLL: Duration = Duration::from_secs(2);
 /// of its 25 Start and Stop calls per 24 hours.
 const FIREHOSE_FLAP_LIMIT: u32 = 12;
 const KMS_NOT_FOUND: &str = "NotFoundException";
-const ACCESS_DENIED: &str = "AccessDeniedException";
-/// Resolved foreign keys kept per container; a bound so that a long-lived container cannot grow.
-const KEY_CACHE_LIMIT: usize = 256;
 
 /// How often the confirm step polls while a resource is UPDATING / ENABLING: the delay starts at
 /// `first`, grows by `factor` and stops growing at `max`. Always bounded by the deadline.
@@ -87,7 +83,6 @@ pub struct Enforcer<K, F, M> {
     ledger: Option<Ledger>,
     flap_threshold: u32,
     resolved: Mutex<Option<KeyInfo>>,
-    foreign_keys: Mutex<HashMap<String, KeyInfo>>,
 }
 
 /// Why enforcement stopped short of a positive outcome.
@@ -329,7 +324,6 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             ledger: None,
             flap_threshold: config.flap_threshold,
             resolved: Mutex::new(None),
-            foreign_keys: Mutex::new(HashMap::new()),
         }
     }
 
@@ -832,59 +826,20 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 .is_ok_and(|form| compare(&form, self.key.form(), at) == KeyMatch::Same)
     }
 
-    /// Whether a key reported by a data stream is the mandated key. Forms that can be proven
-    /// equal or different are decided without KMS; the rest are resolved (and cached).
-    async fn is_mandated(
-        &self,
-        reported: &str,
-        at: &Location,
-        mandated: Option<&KeyInfo>,
-        run: &mut Run<'_>,
-    ) -> Result<bool, Stop> {
+    /// Whether a key reported by a data stream is the mandated key: the configured form (or an
+    /// equal one), or the mandated key's own ARN or key id. Another alias that points at the
+    /// mandated key is not: any admin of the account can re-point it later, and no stream event
+    /// fires when that happens. So no KMS call is needed to decide.
+    fn is_mandated(&self, reported: &str, at: &Location, mandated: Option<&KeyInfo>) -> bool {
         if self.provably_configured(reported, at) {
-            return Ok(true);
+            return true;
         }
-        // Against the resolved key ARN, a key id or key ARN is decided without KMS: `Different`
-        // is only ever proven between two key ARNs, so it is final.
         let resolved = mandated.and_then(|m| KeyForm::parse(&m.arn).ok());
-        if let (Ok(form), Some(arn)) = (KeyForm::parse(reported), resolved) {
-            match compare(&form, &arn, at) {
-                KeyMatch::Same => return Ok(true),
-                KeyMatch::Different => return Ok(false),
-                KeyMatch::Unknown => {}
+        match (KeyForm::parse(reported), resolved) {
+            (Ok(form @ (KeyForm::KeyId(_) | KeyForm::KeyArn { .. })), Some(arn)) => {
+                compare(&form, &arn, at) == KeyMatch::Same
             }
-        }
-        let Some(mandated) = mandated else {
-            // The mandated AWS managed key does not exist yet, so no stream can be using it.
-            return Ok(false);
-        };
-        if let Some(info) = lock(&self.foreign_keys).get(reported).cloned() {
-            return Ok(info.arn == mandated.arn);
-        }
-        match self
-            .limited(run, Operation::DescribeKey, || {
-                self.kms.describe_key(reported)
-            })
-            .await
-        {
-            Ok((info, _)) => {
-                let same = info.arn == mandated.arn;
-                let mut cache = lock(&self.foreign_keys);
-                if cache.len() >= KEY_CACHE_LIMIT {
-                    cache.clear();
-                }
-                cache.insert(reported.to_owned(), info);
-                Ok(same)
-            }
-            // The stream's key does not exist (any more), or the role may not describe it: the
-            // role may describe the mandated key (it was just resolved), so it is another key.
-            Err(e) if [KMS_NOT_FOUND, ACCESS_DENIED].contains(&e.aws().code()) => Ok(false),
-            Err(e) => Err(Stop::Failed {
-                code: e.aws().code().to_owned(),
-                reason: format!(
-                    "cannot tell whether the stream's key {reported} is the mandated key: {e}"
-                ),
-            }),
+            _ => false,
         }
     }
 
@@ -984,9 +939,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 continue;
             }
             if let Some(key) = &now.key_id
-                && self
-                    .is_mandated(key, &stream.location, mandated.as_ref(), run)
-                    .await?
+                && self.is_mandated(key, &stream.location, mandated.as_ref())
             {
                 let by = if run.waited() {
                     ", the mandated key, put on by another caller while the enforcer waited"
@@ -1056,10 +1009,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     "after StartStreamEncryption the stream is ACTIVE and not encrypted".into(),
                 ));
             };
-            if !self
-                .is_mandated(key, &stream.location, mandated, run)
-                .await?
-            {
+            if !self.is_mandated(key, &stream.location, mandated) {
                 return Err(Stop::failed(
                     codes::KEY_MISMATCH,
                     format!(

@@ -67,7 +67,7 @@ async fn new_stream_still_creating_is_remediated_and_a_second_delivery_costs_no_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_on_the_mandated_key_under_another_name_is_compliant() {
+async fn the_mandated_keys_own_arn_is_compliant_and_another_alias_of_it_is_not() {
     let emu = emulators().await;
     let key_arn = emu.create_key(ALIAS).await;
     emu.create_stream("orders").await;
@@ -91,7 +91,8 @@ async fn a_stream_on_the_mandated_key_under_another_name_is_compliant() {
     assert_eq!(outcome(&inv), "already_compliant", "{inv:?}");
     assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 0);
 
-    // A second alias of the same key: only KMS can tell, so the enforcer asks it.
+    // A second alias of the same key is not compliant: it can be re-pointed at any time, and
+    // no stream event would fire. The key is re-applied in the mandated form.
     emu.kms
         .create_alias()
         .alias_name("alias/legacy-name")
@@ -117,10 +118,11 @@ async fn a_stream_on_the_mandated_key_under_another_name_is_compliant() {
         &[],
     )
     .await;
-    assert_eq!(outcome(&inv), "already_compliant", "{inv:?}");
-    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 0);
-    // One DescribeKey for the mandated key, one for the stream's alias.
-    assert_eq!(emu.moto_proxy.calls("DescribeKey"), 2);
+    assert_eq!(outcome(&inv), "remediated", "{inv:?}");
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 1);
+    assert_eq!(emu.stream("payments").await.key_id.as_deref(), Some(ALIAS));
+    // One DescribeKey, for the mandated key; the stream's alias needs none.
+    assert_eq!(emu.moto_proxy.calls("DescribeKey"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
