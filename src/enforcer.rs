@@ -444,7 +444,8 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 }
             }
         };
-        let result = tokio::time::timeout_at(deadline, enforcement)
+        // Boxed: the enforcement future is deep, and callers nest it further.
+        let result = tokio::time::timeout_at(deadline, Box::pin(enforcement))
             .await
             .unwrap_or_else(|_| {
                 Err(Stop::failed(
