@@ -80,14 +80,6 @@ impl Operation {
         }
     }
 
-    /// Whether the call changes a resource (counted in a report's `attempts`).
-    pub fn is_write(self) -> bool {
-        matches!(
-            self,
-            Self::StartStreamEncryption | Self::StartDeliveryStreamEncryption
-        )
-    }
-
     fn bucket(self) -> Bucket {
         match self {
             Self::DescribeStreamSummary => Bucket::KinesisDescribe,
