@@ -21,6 +21,11 @@ pub mod transport {
     pub const REQUEST_ERROR: &str = "Enforcer.RequestError";
 }
 
+/// The invocation's time ran out: an attempt still unanswered at the deadline was cut off, or a
+/// call's turn under the rate limiter would come after it. No retry within the invocation can
+/// help, so even `States.ALL` does not retry it; Lambda's retry of the event carries on.
+pub const DEADLINE_EXCEEDED: &str = "Enforcer.DeadlineExceeded";
+
 /// Error names for the per-resource quotas that AWS answers with `LimitExceededException`, the
 /// same code as its rate throttling. A quota is used up for hours, so retrying it as throttling
 /// only burns the invocation: these names are never retried, whatever the policy says.
@@ -64,6 +69,10 @@ pub mod quota {
 pub struct AwsError {
     code: String,
     message: String,
+    /// The HTTP status of AWS's answer, when there was one.
+    status: Option<u16>,
+    /// Raised before any request left (the rate limiter's refusal): not a call.
+    unsent: bool,
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
 
@@ -74,8 +83,34 @@ impl AwsError {
         Self {
             code: code.into(),
             message: message.into(),
+            status: None,
+            unsent: false,
             source: None,
         }
+    }
+
+    /// The error as if AWS had answered it with HTTP `status`.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// An error raised before the request was sent, so that no call is counted for it.
+    pub fn unsent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            unsent: true,
+            ..Self::new(code, message)
+        }
+    }
+
+    /// Whether the error was raised before any request left.
+    pub fn is_unsent(&self) -> bool {
+        self.unsent
+    }
+
+    /// Whether AWS answered with HTTP 5xx: a fault on AWS's side, whatever the code says.
+    pub fn is_server_side(&self) -> bool {
+        self.status.is_some_and(|s| s >= 500)
     }
 
     /// The AWS error code (`ResourceInUseException`, ...) or a [`transport`] name.
@@ -163,6 +198,8 @@ impl AwsError {
         Self {
             code,
             message,
+            status,
+            unsent: false,
             source: Some(Box::new(err)),
         }
     }

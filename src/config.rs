@@ -50,6 +50,14 @@ pub const DEFAULT_FLAP_THRESHOLD: u32 = 10;
 pub const MAX_FLAP_THRESHOLD: u32 = 24;
 /// The longest settle period: it must fit inside one invocation with room to apply and confirm.
 pub const MAX_SETTLE_SECONDS: u64 = 600;
+/// The variable holding how long a resolution of the mandated key is used, in seconds.
+pub const KEY_CACHE_SECONDS: &str = "KEY_CACHE_SECONDS";
+/// How long a resolution of the mandated key is used when `KEY_CACHE_SECONDS` is not set: an
+/// alias re-pointed to another key takes effect in every warm container within 5 minutes, for
+/// one kms:DescribeKey per container and place in that time.
+pub const DEFAULT_KEY_CACHE_SECONDS: u64 = 300;
+/// The longest `KEY_CACHE_SECONDS`: a day.
+pub const MAX_KEY_CACHE_SECONDS: u64 = 86_400;
 /// The share of the per-account limits used when `RATE_SHARE` is not set.
 pub const DEFAULT_RATE_SHARE: f64 = crate::ratelimit::DEFAULT_SHARE;
 /// The namespace used when `METRICS_NAMESPACE` is not set.
@@ -96,6 +104,9 @@ pub struct Config {
     pub ledger_table: Option<String>,
     /// Re-applications allowed per resource per 24 hours (`FLAP_THRESHOLD`).
     pub flap_threshold: u32,
+    /// How long a resolution of the mandated key is used (`KEY_CACHE_SECONDS`); zero resolves
+    /// it for every event.
+    pub key_ttl: std::time::Duration,
 }
 
 /// Central mode: one enforcer for many accounts and regions, through a role in each account.
@@ -405,7 +416,22 @@ impl Config {
                 }
             },
         };
+        let key_ttl = match set(KEY_CACHE_SECONDS) {
+            None => DEFAULT_KEY_CACHE_SECONDS,
+            Some(text) => match text.parse::<u64>() {
+                Ok(n) if n <= MAX_KEY_CACHE_SECONDS => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: KEY_CACHE_SECONDS,
+                        reason: format!(
+                            "{text:?} is not a whole number of seconds from 0 to {MAX_KEY_CACHE_SECONDS}"
+                        ),
+                    });
+                }
+            },
+        };
         Ok(Self {
+            key_ttl: std::time::Duration::from_secs(key_ttl),
             central,
             ledger_table,
             flap_threshold,
@@ -443,7 +469,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 19] = [
+        let cases: [(&[(&str, &str)], &str); 21] = [
             (
                 &[("MANDATED_KMS_KEY", "alias/org"), ("FLAP_THRESHOLD", "25")],
                 "FLAP_THRESHOLD:",
@@ -469,6 +495,20 @@ mod tests {
                     ("IAC_SETTLE_SECONDS", "601"),
                 ],
                 "IAC_SETTLE_SECONDS:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("KEY_CACHE_SECONDS", "86401"),
+                ],
+                "KEY_CACHE_SECONDS:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("KEY_CACHE_SECONDS", "five minutes"),
+                ],
+                "KEY_CACHE_SECONDS:",
             ),
             (
                 &[

@@ -25,8 +25,9 @@ use tokio::time::Instant;
 pub mod codes {
     /// The confirm step saw a key other than the mandated one, or no encryption, after Start.
     pub const KEY_MISMATCH: &str = "Enforcer.KeyMismatch";
-    /// The resource was still changing when the invocation's deadline came.
-    pub const DEADLINE: &str = "Enforcer.DeadlineExceeded";
+    /// The invocation's deadline came: the resource was still changing, a call was unanswered,
+    /// or the rate limiter's next turn was after it.
+    pub const DEADLINE: &str = crate::aws_error::DEADLINE_EXCEEDED;
     /// Firehose reported `ENABLING_FAILED` without a failure type.
     pub const ENABLING_FAILED: &str = "ENABLING_FAILED";
     /// The key was re-applied `FLAP_THRESHOLD` times in 24 hours; the enforcer stopped.
@@ -82,7 +83,15 @@ pub struct Enforcer<K, F, M> {
     settle: Duration,
     ledger: Option<Ledger>,
     flap_threshold: u32,
-    resolved: Mutex<Option<KeyInfo>>,
+    key_ttl: Duration,
+    resolved: Mutex<Option<Resolved>>,
+}
+
+/// The mandated key as kms:DescribeKey last resolved it, and when.
+#[derive(Clone)]
+struct Resolved {
+    info: KeyInfo,
+    at: Instant,
 }
 
 /// Why enforcement stopped short of a positive outcome.
@@ -323,6 +332,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             settle: config.settle,
             ledger: None,
             flap_threshold: config.flap_threshold,
+            key_ttl: config.key_ttl,
             resolved: Mutex::new(None),
         }
     }
@@ -464,7 +474,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 (Outcome::Flapping, reason, Some(codes::FLAPPING.to_owned()))
             }
         };
-        let resolved = lock(&self.resolved).as_ref().map(|k| k.arn.clone());
+        let resolved = lock(&self.resolved).as_ref().map(|r| r.info.arn.clone());
         let key = resolved
             .clone()
             .unwrap_or_else(|| self.key.configured().to_owned());
@@ -476,7 +486,9 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             && matches!(outcome, Outcome::Remediated | Outcome::Noncompliant)
         {
             let firehose = trigger.resource.service == Service::Firehose;
-            let aws_owned = lock(&self.resolved).as_ref().is_none_or(|k| k.aws_managed);
+            let aws_owned = lock(&self.resolved)
+                .as_ref()
+                .is_none_or(|r| r.info.aws_managed);
             let declare = match (firehose, aws_owned) {
                 (true, true) => crate::creator::AWS_OWNED,
                 (true, false) => key.as_str(),
@@ -523,15 +535,16 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
+        let deadline = run.deadline;
         retry::run(
             &self.policy,
-            run.deadline,
+            deadline,
             &mut *run.random,
             operation.name(),
             || {
                 let attempt = call();
                 async move {
-                    self.limiter.acquire(operation).await;
+                    self.limiter.acquire(operation, deadline).await?;
                     attempt.await
                 }
             },
@@ -575,16 +588,17 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         let mut handed_back = vec![IN_USE];
         handed_back.extend(quota::ALL);
         let mut call = call;
+        let deadline = run.deadline;
         let result = retry::run_in(
             &mut run.in_use,
-            run.deadline,
+            deadline,
             &mut *run.random,
             operation.name(),
             &handed_back,
             || {
                 let attempt = call();
                 async move {
-                    self.limiter.acquire(operation).await;
+                    self.limiter.acquire(operation, deadline).await?;
                     attempt.await
                 }
             },
@@ -789,11 +803,18 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         Ok(())
     }
 
-    /// The mandated key resolved with kms:DescribeKey, once per container. `None` only for an
-    /// AWS managed alias (`alias/aws/...`) that does not exist yet: AWS creates it on first use.
+    /// The mandated key resolved with kms:DescribeKey, again once the last resolution is
+    /// `KEY_CACHE_SECONDS` old: an alias re-pointed to another key takes effect in warm
+    /// containers within that time. A transient failure to resolve again (throttling, an
+    /// outage, the deadline) keeps the last resolution, logged; a lasting one (the alias is
+    /// gone, access is denied) fails the event. `None` only for an AWS managed alias
+    /// (`alias/aws/...`) that does not exist yet: AWS creates it on first use.
     async fn mandated_key(&self, run: &mut Run<'_>) -> Result<Option<KeyInfo>, Stop> {
-        if let Some(info) = lock(&self.resolved).clone() {
-            return Ok(Some(info));
+        let last = lock(&self.resolved).clone();
+        if let Some(last) = &last
+            && last.at.elapsed() < self.key_ttl
+        {
+            return Ok(Some(last.info.clone()));
         }
         let configured = self.key.configured();
         match self
@@ -803,8 +824,30 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             .await
         {
             Ok((info, _)) => {
-                *lock(&self.resolved) = Some(info.clone());
+                if let Some(last) = &last
+                    && last.info.arn != info.arn
+                {
+                    tracing::warn!(key = configured, was = %last.info.arn, now = %info.arn, "the mandated key resolves to another key now");
+                }
+                *lock(&self.resolved) = Some(Resolved {
+                    info: info.clone(),
+                    at: Instant::now(),
+                });
                 Ok(Some(info))
+            }
+            Err(e)
+                if last.is_some()
+                    && !matches!(
+                        e,
+                        CallError::Failed {
+                            exhausted: false,
+                            ..
+                        }
+                    ) =>
+            {
+                let last = last.map(|l| l.info);
+                tracing::warn!(key = configured, error = %e, resolved = ?last.as_ref().map(|l| &l.arn), "cannot resolve the mandated key again; using the last resolution");
+                Ok(last)
             }
             Err(e) if e.aws().code() == KMS_NOT_FOUND && self.key.form().is_aws_managed_alias() => {
                 tracing::info!(

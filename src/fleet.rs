@@ -376,7 +376,10 @@ impl<C: Connector> Fleet<C> {
             Parsed::Trigger(trigger) => trigger,
         };
         let at = &trigger.resource.location;
-        if let Err(why) = self.refresh_accounts(deadline, random).await {
+        // Only another account's event needs the organisation's accounts: the function's own
+        // account is always its to act on, so its events never wait on or fail with that read.
+        let elsewhere = home.is_some_and(|home| home.account != at.account);
+        if elsewhere && let Err(why) = self.refresh_accounts(deadline, random).await {
             return Ok(self.unreachable(&trigger, why));
         }
         let home = match (self.refusal(at, home), home) {

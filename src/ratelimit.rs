@@ -1,6 +1,7 @@
 //! Client-side rate limits: the enforcer paces its own calls to stay inside the documented
 //! per-account control-plane limits instead of provoking throttling.
 
+use crate::aws_error::AwsError;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -135,8 +136,10 @@ impl RateLimiter {
         }
     }
 
-    /// Waits for the operation's next slot.
-    pub async fn acquire(&self, operation: Operation) {
+    /// Waits for the operation's next slot. A slot after `deadline` is not taken (the calls
+    /// queued behind keep theirs) and is refused at once as `Enforcer.DeadlineExceeded`, rather
+    /// than waited for until the invocation has no time left to report.
+    pub async fn acquire(&self, operation: Operation, deadline: Instant) -> Result<(), AwsError> {
         let bucket = operation.bucket();
         let interval = Duration::from_secs_f64(1.0 / (bucket.per_second() * self.scale));
         let slot = {
@@ -145,10 +148,26 @@ impl RateLimiter {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let now = Instant::now();
             let slot = next.map_or(now, |n| n.max(now));
+            if slot > deadline {
+                return Err(AwsError::unsent(
+                    crate::aws_error::DEADLINE_EXCEEDED,
+                    format!(
+                        "{}'s next turn under the rate limiter is in {:.1}s, after the \
+                         invocation's deadline (this account's calls are paced at {:.3} per \
+                         second: RATE_SHARE {} of the documented limit, shared by the \
+                         containers); no call was made",
+                        operation.name(),
+                        (slot - now).as_secs_f64(),
+                        bucket.per_second() * self.scale,
+                        self.scale,
+                    ),
+                ));
+            }
             *next = Some(slot + interval);
             slot
         };
         tokio::time::sleep_until(slot).await;
+        Ok(())
     }
 }
 
@@ -160,8 +179,9 @@ mod tests {
     async fn calls_are_paced_per_bucket_and_buckets_are_independent() {
         let limiter = RateLimiter::new(1.0);
         let start = Instant::now();
+        let far = start + Duration::from_secs(3600);
         for _ in 0..11 {
-            limiter.acquire(Operation::ListStreams).await;
+            limiter.acquire(Operation::ListStreams, far).await.unwrap();
         }
         // 5/s: the 11th call is due 2 s after the first.
         assert_eq!(Instant::now() - start, Duration::from_secs(2));
@@ -169,7 +189,7 @@ mod tests {
         let shared = RateLimiter::default();
         let start = Instant::now();
         for _ in 0..10 {
-            shared.acquire(Operation::ListStreams).await;
+            shared.acquire(Operation::ListStreams, far).await.unwrap();
         }
         let nine_intervals = Instant::now() - start;
         assert!(
@@ -178,12 +198,51 @@ mod tests {
         );
         // Firehose calls share one bucket; a Kinesis describe does not wait for it.
         let before = Instant::now();
-        limiter.acquire(Operation::DescribeStreamSummary).await;
-        assert_eq!(Instant::now(), before);
-        limiter.acquire(Operation::DescribeDeliveryStream).await;
         limiter
-            .acquire(Operation::StartDeliveryStreamEncryption)
-            .await;
+            .acquire(Operation::DescribeStreamSummary, far)
+            .await
+            .unwrap();
+        assert_eq!(Instant::now(), before);
+        limiter
+            .acquire(Operation::DescribeDeliveryStream, far)
+            .await
+            .unwrap();
+        limiter
+            .acquire(Operation::StartDeliveryStreamEncryption, far)
+            .await
+            .unwrap();
         assert_eq!(Instant::now() - before, Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_after_the_deadline_is_refused_at_once_and_not_taken() {
+        // 5/s at a share of 0.01: one ListStreams call every 20 s.
+        let limiter = RateLimiter::new(0.01);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(5);
+        limiter
+            .acquire(Operation::ListStreams, deadline)
+            .await
+            .unwrap();
+        let refused = limiter
+            .acquire(Operation::ListStreams, deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(Instant::now(), start, "refused without waiting");
+        assert_eq!(refused.code(), "Enforcer.DeadlineExceeded");
+        assert!(refused.is_unsent());
+        assert!(
+            refused
+                .message()
+                .contains("ListStreams's next turn under the rate limiter is in 20.0s"),
+            "{}",
+            refused.message()
+        );
+        // The refused turn was not taken: a caller with time gets the slot 20 s on, not 40 s.
+        limiter
+            .acquire(Operation::ListStreams, start + Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(Instant::now() - start, Duration::from_secs(20));
     }
 }

@@ -32,8 +32,12 @@ pub const PERMISSION_ERRORS: [&str; 5] = [
 ];
 
 /// Errors that no retry can fix, which even `States.ALL` does not retry (as Step Functions'
-/// `States.ALL` does not retry `States.Runtime`): a request the SDK could not build.
-pub const LOCAL_ERRORS: [&str; 1] = [crate::aws_error::transport::REQUEST_ERROR];
+/// `States.ALL` does not retry `States.Runtime`): a request the SDK could not build, and the
+/// invocation's deadline (an attempt cut off at it, or a rate-limiter turn after it).
+pub const LOCAL_ERRORS: [&str; 2] = [
+    crate::aws_error::transport::REQUEST_ERROR,
+    crate::aws_error::DEADLINE_EXCEEDED,
+];
 
 /// The services whose Step Functions AWS-SDK integration names errors `<Service>.<Code>`
 /// (`Kinesis.ResourceInUseException`): the services the enforcer calls, compared
@@ -57,13 +61,15 @@ enum Matcher {
     /// One error code; a `<Service>.` prefix removed. Step Functions always writes the
     /// `Exception` suffix, even where the service's own code has none (`Sts.ThrottlingException`
     /// for STS's `Throttling`), so such a name also matches the code without it.
+    /// `Enforcer.ServerError` also matches every HTTP 5xx answer, whatever its code: a code the
+    /// policy does not name (Organizations' `ServiceException`, a new one) is still AWS's fault.
     Code(String),
     /// A set of codes (`States.Timeout`, `States.Permissions`).
     Codes(&'static [&'static str]),
 }
 
 impl Matcher {
-    fn matches(&self, error: &str) -> bool {
+    fn matches(&self, error: &str, server_side: bool) -> bool {
         let local = LOCAL_ERRORS.contains(&error);
         match self {
             Self::All => !local,
@@ -73,6 +79,7 @@ impl Matcher {
                     || code
                         .strip_suffix("Exception")
                         .is_some_and(|bare| bare == error)
+                    || (server_side && code == crate::aws_error::transport::SERVER_ERROR)
             }
             Self::Codes(codes) => codes.contains(&error),
         }
@@ -242,6 +249,8 @@ pub const DEFAULT_POLICY_JSON: &str = r#"[
       "DependencyTimeoutException",
       "ProvisionedThroughputExceededException",
       "RequestLimitExceeded",
+      "TooManyRequestsException",
+      "ServiceException",
       "Enforcer.ConnectionError",
       "Enforcer.Timeout",
       "Enforcer.ResponseError",
@@ -389,7 +398,12 @@ fn integer(
 impl Retrier {
     /// Whether this retrier's `ErrorEquals` names `error` (an error code or transport name).
     pub fn handles(&self, error: &str) -> bool {
-        self.matchers.iter().any(|m| m.matches(error))
+        self.handles_answer(error, false)
+    }
+
+    /// As [`Self::handles`], for an error AWS answered with HTTP 5xx when `server_side`.
+    pub fn handles_answer(&self, error: &str, server_side: bool) -> bool {
+        self.matchers.iter().any(|m| m.matches(error, server_side))
     }
 
     /// The delay before retry `n` (from 1) without jitter.
@@ -449,7 +463,31 @@ pub struct RetryState<'p> {
 impl RetryState<'_> {
     /// Records an error named `error` and decides whether and when to retry.
     pub fn on_error(&mut self, error: &str, random: &mut dyn RandomSource) -> RetryDecision {
-        let Some(index) = self.policy.retriers.iter().position(|r| r.handles(error)) else {
+        self.decide(error, false, random)
+    }
+
+    /// As [`Self::on_error`] for a failed call, whose HTTP 5xx answers also match
+    /// `Enforcer.ServerError`.
+    pub fn on_call_error(
+        &mut self,
+        error: &AwsError,
+        random: &mut dyn RandomSource,
+    ) -> RetryDecision {
+        self.decide(error.code(), error.is_server_side(), random)
+    }
+
+    fn decide(
+        &mut self,
+        error: &str,
+        server_side: bool,
+        random: &mut dyn RandomSource,
+    ) -> RetryDecision {
+        let Some(index) = self
+            .policy
+            .retriers
+            .iter()
+            .position(|r| r.handles_answer(error, server_side))
+        else {
             return RetryDecision::NotRetryable;
         };
         let retrier = &self.policy.retriers[index];
@@ -528,6 +566,8 @@ impl CallError {
 }
 
 /// Runs `call` until it succeeds, the policy gives up, or the next delay would pass `deadline`.
+/// No attempt outlives `deadline` either: one still unanswered then is cut off and fails as
+/// `Enforcer.DeadlineExceeded` (its own timeout, 10 s, can be longer than the time left).
 /// Returns the value and the number of calls made.
 pub async fn run<T, F, Fut>(
     policy: &RetryPolicy,
@@ -563,14 +603,21 @@ where
     let mut attempts = 0u32;
     loop {
         attempts = attempts.saturating_add(1);
-        let error = match call().await {
-            Ok(value) => return Ok((value, attempts)),
-            Err(error) => error,
+        let error = match tokio::time::timeout_at(deadline, call()).await {
+            Ok(Ok(value)) => return Ok((value, attempts)),
+            Ok(Err(error)) => error,
+            Err(_) => AwsError::new(
+                crate::aws_error::DEADLINE_EXCEEDED,
+                format!("{what} was still unanswered when the invocation's deadline came"),
+            ),
         };
+        if error.is_unsent() {
+            attempts -= 1;
+        }
         if handed_back.contains(&error.code()) {
             return Err(CallError::HandedBack { error, attempts });
         }
-        match state.on_error(error.code(), random) {
+        match state.on_call_error(&error, random) {
             RetryDecision::Retry {
                 delay,
                 retrier,
@@ -1026,5 +1073,112 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((value, attempts), (42, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_still_unanswered_at_the_deadline_is_cut_off_and_not_retried() {
+        // Even States.ALL does not retry the deadline: no retry within the invocation can help.
+        let policy =
+            RetryPolicy::parse(r#"[{"ErrorEquals":["States.ALL"],"MaxAttempts":5}]"#).unwrap();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(3);
+        let mut calls = 0;
+        let err = run(
+            &policy,
+            deadline,
+            &mut fastrand::Rng::with_seed(1),
+            "DescribeStreamSummary",
+            || {
+                calls += 1;
+                async {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Ok::<_, AwsError>(())
+                }
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(Instant::now() - start, Duration::from_secs(3));
+        assert_eq!((calls, err.attempts()), (1, 1));
+        assert_eq!(err.aws().code(), "Enforcer.DeadlineExceeded");
+        assert!(
+            err.to_string().contains(
+                "DescribeStreamSummary was still unanswered when the invocation's deadline came"
+            ),
+            "{err}"
+        );
+        // A refusal raised before sending (the rate limiter's) is not counted as a call.
+        let err = run(
+            &policy,
+            deadline + Duration::from_secs(60),
+            &mut fastrand::Rng::with_seed(1),
+            "op",
+            || async { Err::<(), _>(AwsError::unsent("Enforcer.DeadlineExceeded", "no turn")) },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.attempts(), 0);
+    }
+
+    #[test]
+    fn every_5xx_answer_matches_enforcer_server_error_whatever_its_code() {
+        let policy = RetryPolicy::parse(
+            r#"[{"ErrorEquals":["ResourceInUseException"],"MaxAttempts":1},
+                {"ErrorEquals":["Enforcer.ServerError"],"MaxAttempts":2}]"#,
+        )
+        .unwrap();
+        let mut random = fastrand::Rng::with_seed(1);
+        let mut state = policy.start();
+        // Organizations' ServiceException (HTTP 500) and a code nobody has seen yet (HTTP 503).
+        for code in ["ServiceException", "BrandNewOutageException"] {
+            let answered = AwsError::new(code, "try again").with_status(500);
+            assert!(
+                matches!(
+                    state.on_call_error(&answered, &mut random),
+                    RetryDecision::Retry { retrier: 1, .. }
+                ),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            state.on_call_error(
+                &AwsError::new("ServiceException", "x").with_status(500),
+                &mut random
+            ),
+            RetryDecision::Exhausted { retrier: 1 }
+        );
+        // The same code answered with a 4xx is the client's fault, and not retried.
+        let mut state = policy.start();
+        assert_eq!(
+            state.on_call_error(
+                &AwsError::new("ServiceException", "x").with_status(400),
+                &mut random
+            ),
+            RetryDecision::NotRetryable
+        );
+        // A code named earlier still goes to its own retrier first.
+        assert!(matches!(
+            state.on_call_error(
+                &AwsError::new("ResourceInUseException", "x").with_status(500),
+                &mut random
+            ),
+            RetryDecision::Retry { retrier: 0, .. }
+        ));
+        // The default policy retries Organizations' throttling and its 500.
+        let default = RetryPolicy::default_policy();
+        let mut state = default.start();
+        for error in [
+            AwsError::new("TooManyRequestsException", "slow down").with_status(400),
+            AwsError::new("ServiceException", "internal").with_status(500),
+            AwsError::new("ServiceException", "internal"),
+        ] {
+            assert!(
+                matches!(
+                    state.on_call_error(&error, &mut random),
+                    RetryDecision::Retry { retrier: 1, .. }
+                ),
+                "{error}"
+            );
+        }
     }
 }

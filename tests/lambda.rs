@@ -348,3 +348,197 @@ async fn a_hung_endpoint_still_gets_one_outcome_before_the_deadline() {
         .count();
     assert_eq!(outcomes, 1, "exactly one outcome line: {logs}");
 }
+
+/// The outcome lines of a `bootstrap`'s log.
+fn outcome_lines(logs: &str) -> Vec<serde_json::Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == json!("outcome"))
+        .collect()
+}
+
+/// An endpoint that answers, but slowly: each DescribeStreamSummary takes 2.5 s, in a 5 s budget
+/// (3 s of it to act, 2 s kept to report). The first read and the write fit; the confirm read
+/// cannot, and is cut off at the deadline instead of running on to its 10 s attempt timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_gets_one_outcome_before_the_deadline_naming_the_unanswered_call() {
+    let emu = Emulators::start(Duration::from_millis(300), Duration::from_millis(300)).await;
+    emu.create_key("alias/org-streams").await;
+    emu.create_stream("orders").await;
+    emu.wait_active("orders").await;
+    emu.kinesis_proxy.inject(
+        "DescribeStreamSummary",
+        1000,
+        Fault::Slow(Duration::from_millis(2500)),
+    );
+    let api = RuntimeApi::start().await;
+    let lambda = start_bootstrap(&api, &emu.env("alias/org-streams"));
+    let budget = Duration::from_secs(5);
+    let pushed = std::time::Instant::now();
+    api.push("slow", event("kinesis-create-stream", "orders"), budget);
+    let results = api.results(1, Duration::from_secs(30)).await;
+    let answered = pushed.elapsed();
+    let logs = lambda.stop_and_read_stdout();
+    assert!(
+        answered < budget,
+        "answered after {answered:?}, past the {budget:?} deadline"
+    );
+    let result = &results[0];
+    assert_eq!(
+        result.body["errorType"],
+        json!("RemediationFailed"),
+        "{result:?}"
+    );
+    let message = result.body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("Enforcer.DeadlineExceeded")
+            && message.contains(
+                "DescribeStreamSummary was still unanswered when the invocation's deadline came"
+            ),
+        "{message}"
+    );
+    // The write went out in time; the event's retry confirms it.
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 1);
+    let outcomes = outcome_lines(&logs);
+    assert_eq!(outcomes.len(), 1, "exactly one outcome line: {logs}");
+    assert_eq!(
+        outcomes[0]["error_code"],
+        json!("Enforcer.DeadlineExceeded")
+    );
+}
+
+/// A rate limiter whose next turn is after the deadline refuses at once, with no call, rather
+/// than waiting until no time is left. At RATE_SHARE 0.002, DescribeStreamSummary (20/s) gets a
+/// turn every 25 s: the first event takes it, the second's is after its 10 s budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_rate_limiter_fails_the_event_at_once_without_a_call() {
+    let emu = Emulators::start(Duration::from_millis(200), Duration::from_millis(200)).await;
+    let key = emu.create_key("alias/org-streams").await;
+    for name in ["orders", "audit"] {
+        emu.create_stream(name).await;
+        emu.wait_active(name).await;
+    }
+    encrypt_stream_on(&emu.kinesis, "orders", &key).await;
+    emu.wait_active("orders").await;
+    let mut env = emu.env("alias/org-streams");
+    env.push(("RATE_SHARE".into(), "0.002".into()));
+    let api = RuntimeApi::start().await;
+    let budget = Duration::from_secs(10);
+    api.push("first", event("kinesis-create-stream", "orders"), budget);
+    let lambda = start_bootstrap(&api, &env);
+    let first = api.results(1, Duration::from_secs(30)).await;
+    assert_eq!(
+        first[0].body["outcome"],
+        json!("already_compliant"),
+        "{first:?}"
+    );
+    let pushed = std::time::Instant::now();
+    api.push("second", event("kinesis-create-stream", "audit"), budget);
+    let results = api.results(2, Duration::from_secs(30)).await;
+    let answered = pushed.elapsed();
+    let logs = lambda.stop_and_read_stdout();
+    assert!(
+        answered < budget,
+        "answered after {answered:?}, past the {budget:?} deadline"
+    );
+    let second = &results[1];
+    assert_eq!(
+        second.body["errorType"],
+        json!("RemediationFailed"),
+        "{second:?}"
+    );
+    let message = second.body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("DescribeStreamSummary's next turn under the rate limiter is in")
+            && message.contains("after the invocation's deadline")
+            && message.contains("no call was made"),
+        "{message}"
+    );
+    assert_eq!(
+        emu.kinesis_proxy
+            .calls_for("DescribeStreamSummary", "audit"),
+        0
+    );
+    assert_eq!(emu.kinesis_proxy.calls("DescribeStreamSummary"), 1);
+    let outcomes = outcome_lines(&logs);
+    assert_eq!(outcomes.len(), 2, "one outcome line per event: {logs}");
+    assert_eq!(
+        outcomes[1]["attempts"],
+        json!(0),
+        "no write was made: {logs}"
+    );
+}
+
+/// Re-pointing the mandated alias takes effect in a warm container once its resolution is
+/// KEY_CACHE_SECONDS old: a delivery stream on the key the alias named before is given the new
+/// one, and a new delivery stream gets the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repointed_mandated_alias_takes_effect_in_a_warm_container_after_its_ttl() {
+    let emu = Emulators::start(Duration::from_millis(200), Duration::from_millis(200)).await;
+    let before = emu.create_key("alias/org-streams").await;
+    let after = emu.create_key("alias/next-streams-key").await;
+    emu.create_delivery_stream("clicks", None).await;
+    emu.create_delivery_stream("views", None).await;
+    let mut env = emu.env("alias/org-streams");
+    env.push(("KEY_CACHE_SECONDS".into(), "3".into()));
+    let api = RuntimeApi::start().await;
+    let minute = Duration::from_secs(60);
+    api.push(
+        "first",
+        event("firehose-create-delivery-stream", "clicks"),
+        minute,
+    );
+    api.push(
+        "within-ttl",
+        event("firehose-create-delivery-stream", "clicks"),
+        minute,
+    );
+    let lambda = start_bootstrap(&api, &env);
+    let results = api.results(2, minute).await;
+    assert_eq!(
+        results[0].body["outcome"],
+        json!("remediated"),
+        "{results:?}"
+    );
+    assert_eq!(results[0].body["key"], json!(before));
+    assert_eq!(results[1].body["outcome"], json!("already_compliant"));
+    assert_eq!(
+        emu.moto_proxy.calls("DescribeKey"),
+        1,
+        "resolved once within the TTL"
+    );
+
+    emu.kms
+        .update_alias()
+        .alias_name("alias/org-streams")
+        .target_key_id(&after)
+        .send()
+        .await
+        .expect("UpdateAlias");
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    api.push(
+        "after-ttl",
+        event("firehose-create-delivery-stream", "clicks"),
+        minute,
+    );
+    api.push(
+        "new-stream",
+        event("firehose-create-delivery-stream", "views"),
+        minute,
+    );
+    let results = api.results(4, minute).await;
+    drop(lambda);
+    for result in &results[2..] {
+        assert_eq!(result.body["outcome"], json!("remediated"), "{results:?}");
+        assert_eq!(result.body["key"], json!(after));
+    }
+    assert_eq!(emu.moto_proxy.calls("DescribeKey"), 2);
+    for name in ["clicks", "views"] {
+        let encryption = emu.delivery_encryption(name).await.expect("encryption");
+        assert_eq!(
+            encryption.key_arn.as_deref(),
+            Some(after.as_str()),
+            "{name}"
+        );
+    }
+}

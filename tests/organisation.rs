@@ -468,6 +468,22 @@ async fn with_only_the_organisation_id_its_active_accounts_are_the_allowed_set()
     let mut env = org.env("");
     env.retain(|(k, _)| k != "ALLOWED_ACCOUNTS");
     env.push(("ORGANIZATION_ID".into(), organization_id.clone()));
+    // Organizations throttles twice and fails once on its side (HTTP 500, a code the policy does
+    // not name): the default policy retries all three, and the first read still succeeds.
+    org.proxy.inject(
+        "DescribeOrganization",
+        1,
+        Fault::AwsError {
+            status: 500,
+            code: "ServiceException".into(),
+            message: "internal error".into(),
+        },
+    );
+    org.proxy.inject(
+        "ListAccounts",
+        2,
+        Fault::error("TooManyRequestsException", "AWS Organizations can't complete your request because another request is already in progress"),
+    );
     let api = RuntimeApi::start().await;
     api.push(
         "member",
@@ -511,10 +527,66 @@ async fn with_only_the_organisation_id_its_active_accounts_are_the_allowed_set()
         "{message}"
     );
     assert_eq!(member.stream_key("orders").await, Some(key));
-    // Read once for the three events; nothing was called in the outsider's account.
-    assert_eq!(org.proxy.calls("ListAccounts"), 1);
-    assert_eq!(org.proxy.calls("DescribeOrganization"), 1);
+    // Read once for the three events (after the three retried answers); nothing was called in
+    // the outsider's account.
+    assert_eq!(org.proxy.calls("ListAccounts"), 3);
+    assert_eq!(org.proxy.calls("DescribeOrganization"), 4);
     assert_eq!(org.proxy.calls_anywhere(OUTSIDER), 0);
+
+    // The function's own account needs no organisation read: with Organizations hung, its
+    // event in a new container is enforced, and Organizations is not called.
+    let own = org.member(ACCOUNT, REGION).await;
+    let own_key = own.key().await;
+    create_stream_on(&own.kinesis, "own-orders").await;
+    org.proxy.reset_counts();
+    org.proxy.inject("DescribeOrganization", 1000, Fault::Hang);
+    org.proxy.inject("ListAccounts", 1000, Fault::Hang);
+    let api = RuntimeApi::start().await;
+    api.push(
+        "own",
+        event_at("kinesis-create-stream", "own-orders", ACCOUNT, REGION),
+        Duration::from_secs(20),
+    );
+    let lambda = start_bootstrap(&api, &env);
+    let results = api.results(1, Duration::from_secs(60)).await;
+    drop(lambda);
+    assert_eq!(
+        results[0].body["outcome"],
+        json!("remediated"),
+        "{results:?}"
+    );
+    assert_eq!(org.proxy.calls("DescribeOrganization"), 0);
+    assert_eq!(org.proxy.calls("ListAccounts"), 0);
+    assert_eq!(own.stream_key("own-orders").await, Some(own_key));
+    org.proxy.clear_faults();
+
+    // STS hung: the member role cannot be assumed, and the event still gets its one outcome
+    // before its 5 s deadline (an AssumeRole attempt alone would take 10 s).
+    org.proxy.inject("AssumeRole", 1000, Fault::Hang);
+    let api = RuntimeApi::start().await;
+    let budget = Duration::from_secs(5);
+    let pushed = std::time::Instant::now();
+    api.push(
+        "sts-hung",
+        event_at("kinesis-create-stream", "orders", &member_id, REGION),
+        budget,
+    );
+    let lambda = start_bootstrap(&api, &env);
+    let results = api.results(1, Duration::from_secs(60)).await;
+    let answered = pushed.elapsed();
+    let logs = lambda.stop_and_read_stdout();
+    assert!(answered < budget, "answered after {answered:?}");
+    let message = results[0].body["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("sts:AssumeRole") && message.contains("Enforcer.DeadlineExceeded"),
+        "{results:?}"
+    );
+    let outcomes = logs
+        .lines()
+        .filter(|l| l.contains(r#""message":"outcome""#))
+        .count();
+    assert_eq!(outcomes, 1, "{logs}");
+    org.proxy.clear_faults();
 
     // A configured organisation id that is not the account's own fails the event: kept, not
     // refused and not acted on.

@@ -185,6 +185,8 @@ pub enum Fault {
     Reset,
     /// Never answer (the client's attempt timeout must end the wait).
     Hang,
+    /// Forward the call, but only after this long (a slow endpoint, which does answer).
+    Slow(Duration),
 }
 
 impl Fault {
@@ -203,6 +205,7 @@ impl Fault {
             Self::Raw { status, .. } => format!("HTTP {status}"),
             Self::Reset => "connection reset".into(),
             Self::Hang => "hung connection".into(),
+            Self::Slow(delay) => format!("slow by {} ms", delay.as_millis()),
         }
     }
 }
@@ -578,6 +581,7 @@ async fn handle(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return Err("hung for an hour".into());
         }
+        Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
     let (hold, write_lock) = {
