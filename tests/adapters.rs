@@ -831,3 +831,97 @@ async fn a_policy_in_the_step_functions_sdk_spelling_waits_for_a_creating_stream
     assert_eq!((start.num_calls(), describe.num_calls()), (1, 5));
     assert!(Instant::now() - began >= Duration::from_secs(6));
 }
+
+/// After KEY_CACHE_SECONDS the mandated key is resolved again. A transient failure then
+/// (throttling, retried until the policy gives up) keeps the last resolution; a lasting one (the
+/// alias is gone) fails the event rather than act on a key that may no longer be mandated.
+#[tokio::test(start_paused = true)]
+async fn the_key_is_resolved_again_after_its_ttl_and_only_a_transient_failure_keeps_the_last() {
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .then_output(|| stream_summary(StreamStatus::Active, Some(KEY_ARN)));
+    let key = mock!(aws_sdk_kms::Client::describe_key)
+        .sequence()
+        .output(|| {
+            aws_sdk_kms::operation::describe_key::DescribeKeyOutput::builder()
+                .key_metadata(
+                    aws_sdk_kms::types::KeyMetadata::builder()
+                        .key_id("1234abcd-12ab-34cd-56ef-1234567890ab")
+                        .arn(KEY_ARN)
+                        .key_manager(aws_sdk_kms::types::KeyManagerType::Customer)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        })
+        .error(|| DescribeKeyError::generic(meta("ThrottlingException")))
+        .times(7)
+        .error(|| {
+            DescribeKeyError::NotFoundException(
+                aws_sdk_kms::types::error::NotFoundException::builder()
+                    .message(
+                        "Alias arn:aws:kms:us-east-1:123456789012:alias/org-streams is not found.",
+                    )
+                    .meta(meta("NotFoundException"))
+                    .build(),
+            )
+        })
+        .build();
+    let config = Config::from_lookup(|name| match name {
+        "MANDATED_KMS_KEY" => Some("alias/org-streams".into()),
+        "KEY_CACHE_SECONDS" => Some("60".into()),
+        _ => None,
+    })
+    .unwrap();
+    let fleet = Fleet::new(
+        Fixed::new(
+            kinesis_client(&[&describe]),
+            firehose_client(&[]),
+            kms_client(&[&key]),
+        ),
+        &config,
+    );
+    let mut random = fastrand::Rng::with_seed(3);
+    let mut next = async |fleet: &Fleet<_>| {
+        fleet
+            .handle(
+                event(),
+                Some(&fixture_home()),
+                Instant::now() + Duration::from_secs(300),
+                &mut random,
+            )
+            .await
+            .unwrap()
+    };
+    let first = next(&fleet).await;
+    assert_eq!(first.outcome, Outcome::AlreadyCompliant, "{first:?}");
+    let within = next(&fleet).await;
+    assert_eq!(within.outcome, Outcome::AlreadyCompliant);
+    assert_eq!(
+        key.num_calls(),
+        1,
+        "within the TTL the resolution is reused"
+    );
+
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let throttled = next(&fleet).await;
+    assert_eq!(
+        throttled.outcome,
+        Outcome::AlreadyCompliant,
+        "{throttled:?}"
+    );
+    assert_eq!(throttled.key.as_deref(), Some(KEY_ARN));
+    assert_eq!(key.num_calls(), 8, "resolved again: 1 call + 6 retries");
+
+    // The failed re-resolution did not renew the last one: the next event asks again.
+    let gone = next(&fleet).await;
+    assert_eq!(gone.outcome, Outcome::Failed, "{gone:?}");
+    assert_eq!(gone.error_code.as_deref(), Some("NotFoundException"));
+    assert!(
+        gone.reason
+            .as_deref()
+            .unwrap()
+            .contains("cannot resolve the mandated key alias/org-streams"),
+        "{gone:?}"
+    );
+    assert_eq!(key.num_calls(), 9);
+}

@@ -332,6 +332,7 @@ async fn a_hung_endpoint_still_gets_one_outcome_before_the_deadline() {
     api.push("hung", event("kinesis-create-stream", "orders"), budget);
     let results = api.results(1, Duration::from_secs(30)).await;
     let answered = pushed.elapsed();
+    eprintln!("answered in {answered:?}");
     let logs = lambda.stop_and_read_stdout();
     let result = &results[0];
     assert!(
@@ -378,6 +379,7 @@ async fn a_slow_endpoint_gets_one_outcome_before_the_deadline_naming_the_unanswe
     api.push("slow", event("kinesis-create-stream", "orders"), budget);
     let results = api.results(1, Duration::from_secs(30)).await;
     let answered = pushed.elapsed();
+    eprintln!("answered in {answered:?}");
     let logs = lambda.stop_and_read_stdout();
     assert!(
         answered < budget,
@@ -436,6 +438,7 @@ async fn a_saturated_rate_limiter_fails_the_event_at_once_without_a_call() {
     api.push("second", event("kinesis-create-stream", "audit"), budget);
     let results = api.results(2, Duration::from_secs(30)).await;
     let answered = pushed.elapsed();
+    eprintln!("answered in {answered:?}");
     let logs = lambda.stop_and_read_stdout();
     assert!(
         answered < budget,

@@ -574,6 +574,7 @@ async fn with_only_the_organisation_id_its_active_accounts_are_the_allowed_set()
     let lambda = start_bootstrap(&api, &env);
     let results = api.results(1, Duration::from_secs(60)).await;
     let answered = pushed.elapsed();
+    eprintln!("answered in {answered:?}");
     let logs = lambda.stop_and_read_stdout();
     assert!(answered < budget, "answered after {answered:?}");
     let message = results[0].body["errorMessage"].as_str().unwrap_or_default();
