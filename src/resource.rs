@@ -193,12 +193,16 @@ pub fn validate_account(account: &str) -> Result<(), InvalidValue> {
 }
 
 /// The partition of a region, which must look like `xx-name-N` (`us-east-1`, `us-gov-west-1`,
-/// `cn-north-1`, `eu-isoe-west-1`).
+/// `cn-north-1`, `eu-isoe-west-1`) or, in the European Sovereign Cloud, `eusc-de-east-1`. The
+/// mapping follows the `regionRegex` of each partition in the AWS SDKs' `partitions.json`:
+/// `aws-cn` `^cn-`, `aws-us-gov` `^us-gov-`, `aws-iso` `^us-iso-`, `aws-iso-b` `^us-isob-`,
+/// `aws-iso-e` `^eu-isoe-`, `aws-iso-f` `^us-isof-`, `aws-eusc` `^eusc-(de)-`, and `aws` for the
+/// rest.
 pub fn partition_of(region: &str) -> Result<&'static str, InvalidValue> {
     let parts: Vec<&str> = region.split('-').collect();
     let well_formed = region.len() <= 32
         && parts.len() >= 3
-        && parts[0].len() == 2
+        && (parts[0].len() == 2 || parts[0] == "eusc")
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
@@ -219,6 +223,7 @@ pub fn partition_of(region: &str) -> Result<&'static str, InvalidValue> {
         ("us", "isob") => "aws-iso-b",
         ("eu", "isoe") => "aws-iso-e",
         ("us", "isof") => "aws-iso-f",
+        ("eusc", _) => "aws-eusc",
         _ => "aws",
     })
 }
@@ -237,6 +242,9 @@ mod tests {
             ("us-gov-west-1", "aws-us-gov"),
             ("us-iso-east-1", "aws-iso"),
             ("us-isob-east-1", "aws-iso-b"),
+            ("eu-isoe-west-1", "aws-iso-e"),
+            ("us-isof-south-1", "aws-iso-f"),
+            ("eusc-de-east-1", "aws-eusc"),
         ] {
             assert_eq!(partition_of(region).unwrap(), partition, "{region}");
         }
@@ -246,6 +254,7 @@ mod tests {
             "US-EAST-1",
             "us-east-123",
             "u-east-1",
+            "euscx-de-east-1",
             "us--1",
             "us-east-1/../x",
         ] {
@@ -260,11 +269,16 @@ mod tests {
             Resource::from_arn(Service::Kinesis, arn).unwrap().arn(),
             arn
         );
-        let arn = "arn:aws-us-gov:firehose:us-gov-west-1:123456789012:deliverystream/x";
-        assert_eq!(
-            Resource::from_arn(Service::Firehose, arn).unwrap().arn(),
-            arn
-        );
+        for arn in [
+            "arn:aws-us-gov:firehose:us-gov-west-1:123456789012:deliverystream/x",
+            "arn:aws-eusc:firehose:eusc-de-east-1:123456789012:deliverystream/x",
+            "arn:aws-iso-f:firehose:us-isof-south-1:123456789012:deliverystream/x",
+        ] {
+            assert_eq!(
+                Resource::from_arn(Service::Firehose, arn).unwrap().arn(),
+                arn
+            );
+        }
         for bad in [
             "arn:aws:kinesis:eu-west-1:123456789012:stream/",
             "arn:aws:kinesis:eu-west-1:123456789012:table/x",

@@ -293,6 +293,41 @@ class Ledger(unittest.TestCase):
         self.assertIn('"flapping"', (ROOT / "src" / "outcome.rs").read_text())
 
 
+class Alarms(unittest.TestCase):
+    """Alarms that reach someone: the topic is not under alias/aws/sns, whose key policy cannot let
+    CloudWatch publish (https://repost.aws/knowledge-center/cloudwatch-configure-alarm-sns)."""
+
+    def test_the_alarm_topic_has_a_key_that_cloudwatch_alarms_of_this_account_may_use(self):
+        resources = template()["Resources"]
+        topic = resources["AlarmTopic"]
+        self.assertEqual(topic["Properties"]["KmsMasterKeyId"], {"GetAtt": "AlarmTopicKey.Arn"})
+        key = resources["AlarmTopicKey"]
+        self.assertEqual((key["Type"], key["Condition"]), ("AWS::KMS::Key", topic["Condition"]))
+        self.assertTrue(key["Properties"]["EnableKeyRotation"])
+        statements = key["Properties"]["KeyPolicy"]["Statement"]
+        cloudwatch = [s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+        self.assertEqual(len(cloudwatch), 1, statements)
+        (statement,) = cloudwatch
+        self.assertEqual(statement["Effect"], "Allow")
+        self.assertEqual(set(statement["Action"]), {"kms:Decrypt", "kms:GenerateDataKey*"})
+        conditions = statement["Condition"]
+        self.assertEqual(conditions["StringEquals"]["aws:SourceAccount"], {"Ref": "AWS::AccountId"})
+        self.assertEqual(
+            conditions["ArnLike"]["aws:SourceArn"],
+            {"Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"},
+        )
+        # The only other statement is the account's own administration of the key through IAM.
+        (admin,) = [s for s in statements if s is not statement]
+        self.assertEqual(admin["Principal"], {"AWS": {"Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}})
+        # Every alarm publishes to that topic, and nothing uses the AWS managed SNS key.
+        alarms = [r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+        self.assertGreaterEqual(len(alarms), 6)
+        for alarm in alarms:
+            self.assertEqual(alarm["Properties"]["AlarmActions"]["If"][1], [{"Ref": "AlarmTopic"}])
+        managed = [n for n, r in resources.items() if "alias/aws/" in json.dumps(r.get("Properties", {}))]
+        self.assertFalse(managed, "resources under an AWS managed key")
+
+
 class Schedule(unittest.TestCase):
     def test_the_sweep_is_scheduled_and_can_be_switched_off(self):
         function = template()["Resources"]["EnforcerFunction"]["Properties"]
@@ -401,17 +436,28 @@ class IamPolicy(unittest.TestCase):
                     # This account's resources only (any region: IAM is global), or the shared key.
                     self.assertIn("${AWS::AccountId}", json.dumps(resource), statement)
 
-    def test_the_member_role_trusts_only_the_central_function_inside_the_organisation(self):
-        role = member()["Resources"]["MemberRole"]
+    def test_the_member_role_trusts_only_the_central_function_and_an_optional_operator_inside_the_organisation(self):
+        doc = member()
+        role = doc["Resources"]["MemberRole"]
         self.assertEqual(role["Condition"], "CreateRole")
-        (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-        self.assertEqual(trust["Principal"], {"AWS": {"Ref": "EnforcerRoleArn"}})
-        self.assertEqual(trust["Action"], "sts:AssumeRole")
-        condition, with_id, without_id = trust["Condition"]["If"]
-        self.assertEqual(condition, "HasExternalId")
-        for branch in (with_id, without_id):
-            self.assertEqual(branch["StringEquals"]["aws:PrincipalOrgID"], {"Ref": "OrganizationId"})
-        self.assertEqual(with_id["StringEquals"]["sts:ExternalId"], {"Ref": "MemberExternalId"})
+        trust, optional = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        # The operator's statement exists only when OperatorPrincipalArn is given.
+        condition, operator, absent = optional["If"]
+        self.assertEqual((condition, absent), ("HasOperator", {"Ref": "AWS::NoValue"}))
+        self.assertEqual(
+            doc["Conditions"]["HasOperator"],
+            {"Not": [{"Equals": [{"Ref": "OperatorPrincipalArn"}, ""]}]},
+        )
+        self.assertEqual(doc["Parameters"]["OperatorPrincipalArn"]["Default"], "")
+        for statement, principal in ((trust, "EnforcerRoleArn"), (operator, "OperatorPrincipalArn")):
+            self.assertEqual(statement["Principal"], {"AWS": {"Ref": principal}})
+            self.assertEqual(statement["Action"], "sts:AssumeRole")
+            # Both under the same conditions: inside the organisation, with the external id.
+            condition, with_id, without_id = statement["Condition"]["If"]
+            self.assertEqual(condition, "HasExternalId")
+            for branch in (with_id, without_id):
+                self.assertEqual(branch["StringEquals"]["aws:PrincipalOrgID"], {"Ref": "OrganizationId"})
+            self.assertEqual(with_id["StringEquals"]["sts:ExternalId"], {"Ref": "MemberExternalId"})
 
     def test_central_mode_assumes_only_member_roles_inside_the_organisation(self):
         resources = template()["Resources"]
@@ -433,6 +479,34 @@ class IamPolicy(unittest.TestCase):
         for name in ("TARGET_ROLE_NAME", "TARGET_EXTERNAL_ID", "ALLOWED_ACCOUNTS", "ALLOWED_REGIONS"):
             self.assertEqual(env[name]["If"][0], "IsCentral", name)
             self.assertEqual(env[name]["If"][2], "", name)
+
+    def test_the_forwarding_role_can_be_assumed_only_for_the_forwarding_rule(self):
+        resources = member()["Resources"]
+        (trust,) = resources["ForwardRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        self.assertEqual(trust["Principal"], {"Service": "events.amazonaws.com"})
+        self.assertEqual(trust["Condition"]["StringEquals"]["aws:SourceAccount"], {"Ref": "AWS::AccountId"})
+        rule = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/${ForwardRuleName}"
+        self.assertEqual(trust["Condition"]["ArnEquals"]["aws:SourceArn"], {"Sub": rule})
+        # The rule carries exactly that name.
+        self.assertEqual(resources["ForwardStreamCalls"]["Properties"]["Name"], {"Ref": "ForwardRuleName"})
+
+    def test_kms_is_used_only_through_the_stream_services_endpoints_in_every_partition(self):
+        def via(statement):
+            text = json.dumps(statement.get("Condition", {}))
+            return re.findall(r'"kms:ViaService": \{"Sub": "([^"]+)"\}', text)
+
+        for name, statements in (("template.yaml", role_statements()), ("member.yaml", member_statements())):
+            by_sid = {s["Sid"]: s for s in statements}
+            for sid, service in (("KinesisUsesMandatedKey", "kinesis"), ("FirehoseGrantOnMandatedKey", "firehose")):
+                endpoints = via(by_sid[sid])
+                self.assertTrue(endpoints, f"{name} {sid} has no kms:ViaService")
+                for endpoint in endpoints:
+                    # amazonaws.com, amazonaws.com.cn, ...: the partition's own domain.
+                    self.assertRegex(endpoint, rf"^{service}\.(\$\{{AWS::Region\}}|\*)\.\$\{{AWS::URLSuffix\}}$", f"{name} {sid}")
+        # No service domain is written out anywhere a condition compares it.
+        for name in ("template.yaml", "member.yaml"):
+            text = (ROOT / name).read_text()
+            self.assertNotRegex(text, r"ViaService:.*amazonaws\.com", name)
 
     def test_the_forwarding_rule_targets_the_central_bus_with_a_role_allowed_only_that(self):
         resources = member()["Resources"]
