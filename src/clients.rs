@@ -68,6 +68,11 @@ impl AwsClients {
         }
     }
 
+    /// The region the clients act in, when one is configured.
+    pub fn region(&self) -> Option<String> {
+        self.shared.region().map(|r| r.to_string())
+    }
+
     /// The re-application ledger in `table`, with these clients' credentials (its client is built
     /// only when a table is configured).
     pub fn ledger(&self, table: Option<&str>) -> Option<crate::ledger::Ledger> {

@@ -6,6 +6,11 @@ use crate::retry::{PolicyError, RetryPolicy};
 
 /// The variable naming the mandated KMS key.
 pub const MANDATED_KMS_KEY: &str = "MANDATED_KMS_KEY";
+/// The variable giving regions their own mandated key, as `region=key,region=key`.
+pub const MANDATED_KMS_KEYS: &str = "MANDATED_KMS_KEYS";
+/// The variable holding the key ARN that `MANDATED_KMS_KEY` must name in the function's region
+/// (the template scopes the function's KMS permissions to it).
+pub const MANDATED_KMS_KEY_ARN: &str = "MANDATED_KMS_KEY_ARN";
 /// The variable holding the retry policy JSON.
 pub const RETRY_POLICY: &str = "RETRY_POLICY";
 /// The variable holding the log level.
@@ -77,6 +82,12 @@ pub enum Mode {
 pub struct Config {
     /// The key every stream must use.
     pub mandated_key: MandatedKey,
+    /// Regions with a mandated key of their own (`MANDATED_KMS_KEYS`); the others use
+    /// [`Self::mandated_key`].
+    pub regional_keys: std::collections::BTreeMap<String, MandatedKey>,
+    /// The key ARN `mandated_key` must resolve to in the function's region
+    /// (`MANDATED_KMS_KEY_ARN`), checked at cold start.
+    pub mandated_key_arn: Option<String>,
     /// How AWS errors are retried.
     pub retry_policy: RetryPolicy,
     /// `error`, `warn`, `info`, `debug` or `trace`.
@@ -130,6 +141,46 @@ impl Central {
     pub fn role_arn(&self, partition: &str, account: &str) -> String {
         format!("arn:{partition}:iam::{account}:role/{}", self.role_name)
     }
+}
+
+/// `MANDATED_KMS_KEYS`: `region=key` entries separated by commas or white space. A key ARN or
+/// alias ARN must be in its entry's region (keys are regional).
+fn regional_keys(
+    text: &str,
+) -> Result<std::collections::BTreeMap<String, MandatedKey>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        var: MANDATED_KMS_KEYS,
+        reason,
+    };
+    let mut keys = std::collections::BTreeMap::new();
+    for entry in text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|e| !e.is_empty())
+    {
+        let Some((region, key)) = entry.split_once('=') else {
+            return Err(invalid(format!(
+                "{entry:?} is not region=key (for example eu-west-1=alias/org-streams)"
+            )));
+        };
+        crate::resource::partition_of(region).map_err(|e| invalid(e.to_string()))?;
+        let key = MandatedKey::parse(key).map_err(|e| invalid(format!("{region}: {e}")))?;
+        let at = crate::resource::Location::new("000000000000", region)
+            .map_err(|e| invalid(e.to_string()))?;
+        let own = key
+            .for_location(&at)
+            .map_err(|e| invalid(format!("{region}: {e}")))?;
+        if own != key {
+            return Err(invalid(format!(
+                "{region}: {} is a multi-Region key of another region; give its replica in {region}, {}",
+                key.configured(),
+                own.configured()
+            )));
+        }
+        if keys.insert(region.to_owned(), key).is_some() {
+            return Err(invalid(format!("{region} is given twice")));
+        }
+    }
+    Ok(keys)
 }
 
 /// A list variable: entries separated by commas or white space, each checked by `valid`.
@@ -295,6 +346,24 @@ impl Config {
         };
         let key = set(MANDATED_KMS_KEY).ok_or(ConfigError::Missing(MANDATED_KMS_KEY))?;
         let mandated_key = MandatedKey::parse(&key).map_err(ConfigError::Key)?;
+        let regional_keys = match set(MANDATED_KMS_KEYS) {
+            None => std::collections::BTreeMap::new(),
+            Some(text) => regional_keys(&text)?,
+        };
+        let mandated_key_arn = set(MANDATED_KMS_KEY_ARN);
+        if let Some(arn) = &mandated_key_arn
+            && !matches!(
+                crate::key::KeyForm::parse(arn),
+                Ok(crate::key::KeyForm::KeyArn { .. })
+            )
+        {
+            return Err(ConfigError::Invalid {
+                var: MANDATED_KMS_KEY_ARN,
+                reason: format!(
+                    "{arn:?} is not a key ARN (arn:<partition>:kms:<region>:<account>:key/<id>)"
+                ),
+            });
+        }
         let retry_policy = match set(RETRY_POLICY) {
             Some(json) => RetryPolicy::parse(&json).map_err(ConfigError::Policy)?,
             None => RetryPolicy::default_policy(),
@@ -438,6 +507,8 @@ impl Config {
             iac_tools,
             settle: std::time::Duration::from_secs(settle),
             mandated_key,
+            regional_keys,
+            mandated_key_arn,
             retry_policy,
             log_level,
             exempt_tag,
@@ -446,6 +517,16 @@ impl Config {
             rate_share,
             containers,
         })
+    }
+
+    /// The mandated key for resources at `at`: the region's own from `MANDATED_KMS_KEYS`, else
+    /// `MANDATED_KMS_KEY` as it applies there ([`MandatedKey::for_location`]). `Err` says why
+    /// there is none.
+    pub fn mandated_key_at(&self, at: &crate::resource::Location) -> Result<MandatedKey, String> {
+        match self.regional_keys.get(&at.region) {
+            Some(key) => Ok(key.clone()),
+            None => self.mandated_key.for_location(at),
+        }
     }
 
     /// The share of the per-account limits one container paces itself at.
@@ -468,8 +549,48 @@ mod tests {
     }
 
     #[test]
+    fn regions_get_their_own_key_and_the_others_the_default_as_it_applies_there() {
+        let eu = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let config = config(&[
+            (
+                "MANDATED_KMS_KEY",
+                "arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+            ),
+            (
+                "MANDATED_KMS_KEYS",
+                &format!("eu-west-1={eu} ap-south-1=alias/india-streams"),
+            ),
+        ])
+        .unwrap();
+        let at = |region| crate::resource::Location::new("111111111111", region).unwrap();
+        assert_eq!(
+            config
+                .mandated_key_at(&at("eu-west-1"))
+                .unwrap()
+                .configured(),
+            eu
+        );
+        assert_eq!(
+            config
+                .mandated_key_at(&at("ap-south-1"))
+                .unwrap()
+                .configured(),
+            "alias/india-streams"
+        );
+        // Elsewhere the default, here a multi-Region key: its replica in that region.
+        assert_eq!(
+            config
+                .mandated_key_at(&at("us-west-2"))
+                .unwrap()
+                .configured(),
+            "arn:aws:kms:us-west-2:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+        );
+        assert!(config.mandated_key_arn.is_none());
+    }
+
+    #[test]
     fn errors_name_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 21] = [
+        let cases: [(&[(&str, &str)], &str); 25] = [
             (
                 &[("MANDATED_KMS_KEY", "alias/org"), ("FLAP_THRESHOLD", "25")],
                 "FLAP_THRESHOLD:",
@@ -502,6 +623,37 @@ mod tests {
                     ("KEY_CACHE_SECONDS", "86401"),
                 ],
                 "KEY_CACHE_SECONDS:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    (
+                        "MANDATED_KMS_KEYS",
+                        "eu-west-1=arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                    ),
+                ],
+                "MANDATED_KMS_KEYS: eu-west-1: the mandated key",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("MANDATED_KMS_KEYS", "eu-west-1"),
+                ],
+                "MANDATED_KMS_KEYS:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("MANDATED_KMS_KEYS", "eu-west-1=alias/a,eu-west-1=alias/b"),
+                ],
+                "MANDATED_KMS_KEYS: eu-west-1 is given twice",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("MANDATED_KMS_KEY_ARN", "alias/org"),
+                ],
+                "MANDATED_KMS_KEY_ARN:",
             ),
             (
                 &[

@@ -337,6 +337,14 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         }
     }
 
+    /// The enforcer with `key` as the mandated key (the configuration's as it applies to this
+    /// enforcer's place: [`Config::mandated_key_at`]).
+    pub fn with_key(mut self, key: MandatedKey) -> Self {
+        self.key = key;
+        *lock(&self.resolved) = None;
+        self
+    }
+
     /// The enforcer with its writes counted in `ledger` (none: nothing is counted).
     pub fn with_ledger(mut self, ledger: Option<Ledger>) -> Self {
         self.ledger = ledger;

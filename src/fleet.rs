@@ -406,6 +406,14 @@ impl<C: Connector> Fleet<C> {
         // permissions of its own stack); every other place goes through the member role, which
         // the member stack creates in every account, the function's own included.
         let own = at == home;
+        // Keys are regional: a place without a mandated key of its own region gets no call.
+        let key = self
+            .config
+            .mandated_key_at(at)
+            .map_err(|reason| Unreachable {
+                code: crate::key::KEY_IN_OTHER_REGION.to_owned(),
+                reason,
+            })?;
         if !own {
             let assumed = retry::run(
                 &self.config.retry_policy,
@@ -433,6 +441,7 @@ impl<C: Connector> Fleet<C> {
                 adapters.kms,
                 &self.config,
             )
+            .with_key(key)
             .with_ledger(self.ledger.clone()),
         );
         if !keep {

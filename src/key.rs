@@ -8,6 +8,10 @@
 
 use crate::resource::{InvalidValue, Location, partition_of, validate_account};
 
+/// The error name of an event whose resource's region has no mandated key: the configured key is
+/// of another region (and not multi-Region), so it is not applied there.
+pub const KEY_IN_OTHER_REGION: &str = "Enforcer.KeyInOtherRegion";
+
 /// A key reference parsed into its form. Unqualified forms (key id, alias name) are relative to
 /// the account and region of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +185,47 @@ impl MandatedKey {
     pub fn form(&self) -> &KeyForm {
         &self.form
     }
+
+    /// The mandated key for resources at `at`. KMS keys and aliases are regional, and Kinesis and
+    /// Firehose encrypt only with a key in the stream's own region: an alias name (`alias/Name`)
+    /// and a key id are relative to `at` and resolved there; a key ARN or alias ARN is only the
+    /// key of its own region; a multi-Region key's ARN (`key/mrk-...`) names its replica in
+    /// every region, which has the same key id. `Err` says why there is none for `at`: that key
+    /// is never sent to a Start call.
+    pub fn for_location(&self, at: &Location) -> Result<Self, String> {
+        let (location, what) = match &self.form {
+            KeyForm::KeyArn { location, .. } => (location, "key"),
+            KeyForm::AliasArn { location, .. } => (location, "alias"),
+            KeyForm::KeyId(_) | KeyForm::AliasName(_) => return Ok(self.clone()),
+        };
+        if location.region == at.region {
+            return Ok(self.clone());
+        }
+        let elsewhere = format!(
+            "the mandated {what} {} is in {}, but the resource is in {}: Kinesis and Firehose \
+             encrypt only with a key in the resource's own region, so it is not applied there",
+            self.configured, location.region, at.region
+        );
+        if location.partition != at.partition {
+            return Err(format!("{elsewhere} (another partition)"));
+        }
+        match &self.form {
+            KeyForm::KeyArn { id, .. } if id.starts_with("mrk-") => Self::parse(&format!(
+                "arn:{}:kms:{}:{}:key/{id}",
+                at.partition, at.region, location.account
+            ))
+            .map_err(|e| format!("{elsewhere}, and its replica cannot be named: {e}")),
+            KeyForm::AliasArn { name, .. } => Err(format!(
+                "{elsewhere}; name it alias/{name} to have it resolved in each region, or give \
+                 each region its key in MANDATED_KMS_KEYS"
+            )),
+            _ => Err(format!(
+                "{elsewhere}; name the key by an alias (alias/Name, resolved in each region), use \
+                 a multi-Region key (mrk-...), whose replica in each region is used, or give each \
+                 region its key in MANDATED_KMS_KEYS"
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -294,6 +339,51 @@ mod tests {
         assert_eq!(
             compare(&form("alias/a"), &form("alias/b"), &here()),
             KeyMatch::Unknown
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_region_is_never_the_mandated_key_there_but_a_multi_region_key_is() {
+        let east = Location::new("123456789012", "us-east-1").unwrap();
+        let west = Location::new("210987654321", "eu-west-1").unwrap();
+        let key = |s: &str| MandatedKey::parse(s).unwrap();
+        // Relative forms are resolved where the resource is.
+        for relative in [
+            "alias/org-streams",
+            ID,
+            "mrk-1234abcd12ab34cd56ef1234567890ab",
+        ] {
+            assert_eq!(key(relative).for_location(&west), Ok(key(relative)));
+        }
+        // A key ARN is the key of its own region only, whatever the account.
+        let arn = format!("arn:aws:kms:us-east-1:123456789012:key/{ID}");
+        assert_eq!(key(&arn).for_location(&east), Ok(key(&arn)));
+        let refused = key(&arn).for_location(&west).unwrap_err();
+        assert!(
+            refused.contains("is in us-east-1, but the resource is in eu-west-1")
+                && refused.contains("multi-Region key"),
+            "{refused}"
+        );
+        // A multi-Region key's replica: same account and id, the resource's region.
+        let mrk = "arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+        assert_eq!(
+            key(mrk).for_location(&west).unwrap().configured(),
+            "arn:aws:kms:eu-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+        );
+        // An alias ARN names an alias in one region.
+        let alias = "arn:aws:kms:us-east-1:123456789012:alias/org-streams";
+        let refused = key(alias).for_location(&west).unwrap_err();
+        assert!(
+            refused.contains("alias/org-streams to have it resolved in each region"),
+            "{refused}"
+        );
+        // No key crosses partitions, multi-Region or not.
+        let china = Location::new("123456789012", "cn-north-1").unwrap();
+        assert!(
+            key(mrk)
+                .for_location(&china)
+                .unwrap_err()
+                .contains("another partition")
         );
     }
 }

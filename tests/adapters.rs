@@ -925,3 +925,66 @@ async fn the_key_is_resolved_again_after_its_ttl_and_only_a_transient_failure_ke
     );
     assert_eq!(key.num_calls(), 9);
 }
+
+/// A multi-Region key's ARN names its replica in every region (same key id): a stream in
+/// eu-west-1 is given the replica's ARN, never the us-east-1 primary's.
+#[tokio::test(start_paused = true)]
+async fn a_multi_region_key_is_applied_as_its_replica_in_the_streams_region() {
+    const PRIMARY: &str =
+        "arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+    const REPLICA: &str =
+        "arn:aws:kms:eu-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
+        .sequence()
+        .output(|| stream_summary(StreamStatus::Active, None))
+        .output(|| stream_summary(StreamStatus::Active, Some(REPLICA)))
+        .build();
+    // Only a Start with the replica's ARN is answered; any other key finds no rule and fails.
+    let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
+        .match_requests(|r| r.key_id() == Some(REPLICA))
+        .then_output(|| StartStreamEncryptionOutput::builder().build());
+    let key = mock!(aws_sdk_kms::Client::describe_key)
+        .match_requests(|r| r.key_id() == Some(REPLICA))
+        .then_output(|| {
+            aws_sdk_kms::operation::describe_key::DescribeKeyOutput::builder()
+                .key_metadata(
+                    aws_sdk_kms::types::KeyMetadata::builder()
+                        .key_id("mrk-1234abcd12ab34cd56ef1234567890ab")
+                        .arn(REPLICA)
+                        .key_manager(aws_sdk_kms::types::KeyManagerType::Customer)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        });
+    let config = Config::from_lookup(|name| match name {
+        "MANDATED_KMS_KEY" => Some(PRIMARY.into()),
+        _ => None,
+    })
+    .unwrap();
+    let fleet = Fleet::new(
+        Fixed::new(
+            kinesis_client(&[&describe, &start]),
+            firehose_client(&[]),
+            kms_client(&[&key]),
+        ),
+        &config,
+    );
+    let event: serde_json::Value = serde_json::from_str(
+        &include_str!("../events/kinesis-create-stream.json").replace("us-east-1", "eu-west-1"),
+    )
+    .unwrap();
+    let report = fleet
+        .handle(
+            event,
+            // The function runs in eu-west-1; its key is configured as the primary's ARN.
+            Some(&Location::new("123456789012", "eu-west-1").unwrap()),
+            Instant::now() + Duration::from_secs(300),
+            &mut fastrand::Rng::with_seed(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
+    assert_eq!(report.key.as_deref(), Some(REPLICA));
+    assert_eq!((start.num_calls(), key.num_calls()), (1, 1));
+}

@@ -545,3 +545,68 @@ async fn a_repointed_mandated_alias_takes_effect_in_a_warm_container_after_its_t
         );
     }
 }
+
+/// MANDATED_KMS_KEY and MANDATED_KMS_KEY_ARN are set separately (the template scopes the
+/// function's KMS permissions to the ARN). At cold start the key is resolved in the function's
+/// region: when it names another key, every event fails as InvalidConfiguration naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mandated_key_arn_that_the_key_does_not_name_fails_every_event_naming_both() {
+    let emu = Emulators::start(Duration::from_millis(200), Duration::from_millis(200)).await;
+    let mandated = emu.create_key("alias/org-streams").await;
+    let other = emu.create_key("alias/something-else").await;
+    emu.create_stream("orders").await;
+    emu.wait_active("orders").await;
+    let minute = Duration::from_secs(60);
+    let with_arn = |arn: &str| {
+        let mut env = emu.env("alias/org-streams");
+        env.push(("MANDATED_KMS_KEY_ARN".into(), arn.to_owned()));
+        env
+    };
+
+    let api = RuntimeApi::start().await;
+    api.push("mismatch", event("kinesis-create-stream", "orders"), minute);
+    let lambda = start_bootstrap(&api, &with_arn(&other));
+    let results = api.results(1, minute).await;
+    drop(lambda);
+    assert_eq!(
+        results[0].body["errorType"],
+        json!("InvalidConfiguration"),
+        "{results:?}"
+    );
+    let message = results[0].body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "MANDATED_KMS_KEY alias/org-streams names the key {mandated}"
+        )) && message.contains(&format!("MANDATED_KMS_KEY_ARN is {other}")),
+        "{message}"
+    );
+    assert_eq!(emu.kinesis_proxy.total_calls(), 0, "no stream call");
+    assert!(emu.stream("orders").await.key_id.is_none());
+
+    // A key ARN of another region than the function's cannot be it either.
+    let elsewhere = mandated.replace(REGION, "eu-west-1");
+    let inv = invoke(
+        &with_arn(&elsewhere),
+        &event("kinesis-create-stream", "orders"),
+        &[],
+    )
+    .await;
+    assert_eq!(inv.code, Some(2), "{inv:?}");
+    assert!(
+        inv.stderr
+            .contains("is a key in eu-west-1, but the function runs in us-east-1"),
+        "{inv:?}"
+    );
+
+    // When they agree, events are enforced.
+    let api = RuntimeApi::start().await;
+    api.push("agree", event("kinesis-create-stream", "orders"), minute);
+    let lambda = start_bootstrap(&api, &with_arn(&mandated));
+    let results = api.results(1, minute).await;
+    drop(lambda);
+    assert_eq!(
+        results[0].body["outcome"],
+        json!("remediated"),
+        "{results:?}"
+    );
+}

@@ -607,3 +607,88 @@ async fn with_only_the_organisation_id_its_active_accounts_are_the_allowed_set()
         json!("Enforcer.OrganizationMismatch")
     );
 }
+
+/// Keys are regional: with a key ARN of us-east-1 as the mandated key, a stream in eu-west-1 is
+/// never given it (Kinesis would refuse it, or worse); the event fails naming both regions, with
+/// no call. `MANDATED_KMS_KEYS` gives eu-west-1 its own key, which is then applied there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_region_is_never_applied_and_each_region_can_have_its_own() {
+    let org = Org::start().await;
+    let east = org.member(MEMBER_A, "us-east-1").await;
+    let west = org.member(MEMBER_A, "eu-west-1").await;
+    let east_key = east.key().await;
+    let west_key = west.key().await;
+    create_stream_on(&east.kinesis, "orders").await;
+    create_stream_on(&west.kinesis, "orders").await;
+    let mut env = org.env(MEMBER_A);
+    env.retain(|(k, _)| k != "MANDATED_KMS_KEY");
+    env.push(("MANDATED_KMS_KEY".into(), east_key.clone()));
+
+    let api = RuntimeApi::start().await;
+    let minute = Duration::from_secs(60);
+    api.push(
+        "east",
+        event_at("kinesis-create-stream", "orders", MEMBER_A, "us-east-1"),
+        minute,
+    );
+    api.push(
+        "west",
+        event_at("kinesis-create-stream", "orders", MEMBER_A, "eu-west-1"),
+        minute,
+    );
+    let lambda = start_bootstrap(&api, &env);
+    let results = api.results(2, minute).await;
+    let logs = lambda.stop_and_read_stdout();
+    assert_eq!(
+        results[0].body["outcome"],
+        json!("remediated"),
+        "{results:?}"
+    );
+    assert_eq!(east.stream_key("orders").await, Some(east_key.clone()));
+    let west_result = &results[1];
+    assert_eq!(
+        west_result.body["errorType"],
+        json!("RemediationFailed"),
+        "{west_result:?}"
+    );
+    let message = west_result.body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("Enforcer.KeyInOtherRegion")
+            && message.contains(&format!(
+                "the mandated key {east_key} is in us-east-1, but the resource is in eu-west-1"
+            )),
+        "{message}"
+    );
+    assert!(west.stream_key("orders").await.is_none());
+    assert_eq!(
+        org.proxy.calls("StartStreamEncryption"),
+        1,
+        "only the east stream's"
+    );
+    let failed: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == json!("outcome") && l["outcome"] == json!("failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{logs}");
+    assert_eq!(failed[0]["error_code"], json!("Enforcer.KeyInOtherRegion"));
+
+    // eu-west-1 with its own key.
+    env.push(("MANDATED_KMS_KEYS".into(), format!("eu-west-1={west_key}")));
+    let api = RuntimeApi::start().await;
+    api.push(
+        "west-mapped",
+        event_at("kinesis-create-stream", "orders", MEMBER_A, "eu-west-1"),
+        minute,
+    );
+    let lambda = start_bootstrap(&api, &env);
+    let results = api.results(1, minute).await;
+    drop(lambda);
+    assert_eq!(
+        results[0].body["outcome"],
+        json!("remediated"),
+        "{results:?}"
+    );
+    assert_eq!(results[0].body["key"], json!(west_key));
+    assert_eq!(west.stream_key("orders").await, Some(west_key));
+}

@@ -5,6 +5,7 @@ use stream_encryption_enforcer::clients::{AwsClients, SdkConnector};
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::fleet::Fleet;
 use stream_encryption_enforcer::handler::{Home, init_tracing, lambda_handler};
+use stream_encryption_enforcer::kms::check_mandated_key_arn;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,22 +19,17 @@ async fn main() -> Result<(), Error> {
     );
     let config = match config {
         Ok(config) => config,
-        Err(e) => {
-            // Exiting would only show Runtime.ExitError; answering every event with the reason
-            // puts it in the on-failure destination's record, next to the event it kept.
-            let reason = e.to_string();
-            tracing::error!(error = %reason, "invalid configuration");
-            return lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| {
-                let diagnostic = Diagnostic {
-                    error_type: "InvalidConfiguration".into(),
-                    error_message: reason.clone(),
-                };
-                async move { Err::<(), _>(diagnostic) }
-            }))
-            .await;
-        }
+        Err(e) => return refuse_every_event(e.to_string()).await,
     };
     let clients = AwsClients::from_env().await;
+    if let Some(region) = clients.region() {
+        // The cold start has up to 10 s before Lambda's init timeout matters; 5 s is plenty.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        if let Err(reason) = check_mandated_key_arn(&config, &clients.kms, &region, deadline).await
+        {
+            return refuse_every_event(reason).await;
+        }
+    }
     let home = Home::new(clients.clone());
     let ledger = clients.ledger(config.ledger_table.as_deref());
     let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config)
@@ -41,6 +37,21 @@ async fn main() -> Result<(), Error> {
     let namespace = config.metrics_namespace.as_str();
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         lambda_handler(&fleet, namespace, &home, event)
+    }))
+    .await
+}
+
+/// Answers every event with `InvalidConfiguration` and `reason`. Exiting would only show
+/// Runtime.ExitError; answering every event with the reason puts it in the on-failure
+/// destination's record, next to the event it kept.
+async fn refuse_every_event(reason: String) -> Result<(), Error> {
+    tracing::error!(error = %reason, "invalid configuration");
+    lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| {
+        let diagnostic = Diagnostic {
+            error_type: "InvalidConfiguration".into(),
+            error_message: reason.clone(),
+        };
+        async move { Err::<(), _>(diagnostic) }
     }))
     .await
 }

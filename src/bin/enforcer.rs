@@ -124,6 +124,19 @@ async fn main() -> ExitCode {
     };
     init_tracing(config.log_level, false, true);
     let clients = AwsClients::from_env().await;
+    if let Some(region) = clients.region() {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let checked = stream_encryption_enforcer::kms::check_mandated_key_arn(
+            &config,
+            &clients.kms,
+            &region,
+            deadline,
+        )
+        .await;
+        if let Err(reason) = checked {
+            return unusable(format!("invalid configuration: {reason}"));
+        }
+    }
     match cli.command {
         Command::Invoke { event, timeout } => invoke(&config, clients, &event, timeout).await,
         Command::Audit { output, scope } => {

@@ -518,6 +518,23 @@ class IamPolicy(unittest.TestCase):
         (statement,) = role_statements(member(), "ForwardRole")
         self.assertEqual((statement["Action"], statement["Resource"]), ("events:PutEvents", {"Sub": bus}))
 
+    def test_the_function_is_given_the_key_arn_its_kms_permissions_are_scoped_to(self):
+        env = template()["Resources"]["EnforcerFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(env["MANDATED_KMS_KEY_ARN"], {"Ref": "MandatedKmsKeyArn"})
+        self.assertEqual(env["MANDATED_KMS_KEYS"], {"Ref": "MandatedKmsKeys"})
+        source = (ROOT / "src" / "config.rs").read_text()
+        for name in ("MANDATED_KMS_KEY_ARN", "MANDATED_KMS_KEYS"):
+            self.assertIn(f'"{name}"', source)
+        kms = [s for s in role_statements() if any(a.startswith("kms:") for a in as_list(s["Action"]))]
+        self.assertEqual(len(kms), 3)
+        for statement in kms:
+            self.assertEqual(statement["Resource"], {"Ref": "MandatedKmsKeyArn"}, statement)
+        # The member role: every listed key ARN (one per region), or the alias's keys.
+        for statement in member_statements():
+            if any(a.startswith("kms:") for a in as_list(statement["Action"])):
+                shared = statement["Resource"]["If"][1]
+                self.assertEqual(shared, {"Split": [",", {"Ref": "MandatedKmsKeyArn"}]}, statement)
+
     def test_the_function_uses_this_role_and_no_managed_policy(self):
         function = template()["Resources"]["EnforcerFunction"]["Properties"]
         self.assertEqual(function["Role"], {"GetAtt": "EnforcerRole.Arn"})
