@@ -130,8 +130,9 @@ pub struct Central {
     /// The accounts that may be acted on besides the function's own (`ALLOWED_ACCOUNTS`);
     /// `None` when only the organisation bounds them.
     pub accounts: Option<std::collections::BTreeSet<String>>,
-    /// The regions that may be acted on (`ALLOWED_REGIONS`); `None` for every region.
-    pub regions: Option<std::collections::BTreeSet<String>>,
+    /// The regions that may be acted on and are swept (`ALLOWED_REGIONS`, required: the
+    /// function acts on exactly the regions it sweeps).
+    pub regions: std::collections::BTreeSet<String>,
     /// The organisation (`ORGANIZATION_ID`, `o-` and 10 to 32 lower-case letters or digits).
     pub organization_id: Option<String>,
 }
@@ -288,6 +289,19 @@ fn central(set: &impl Fn(&str) -> Option<String>) -> Result<Option<Central>, Con
             ),
         });
     }
+    // Acting on every region's events while sweeping only some would leave the others'
+    // existing streams unchecked; listing the account's enabled regions would need
+    // account:ListRegions in every member account. The regions are named instead.
+    let Some(regions) = regions else {
+        return Err(ConfigError::Invalid {
+            var: ALLOWED_REGIONS,
+            reason: format!(
+                "central mode needs the regions it acts in and sweeps: list the regions the \
+                 member stack is deployed to (with {TARGET_ROLE_NAME} set, events from any other \
+                 region are refused)"
+            ),
+        });
+    };
     if accounts.is_none() && organization_id.is_none() {
         return Err(ConfigError::Invalid {
             var: TARGET_ROLE_NAME,
@@ -818,7 +832,7 @@ mod tests {
             ["111111111111", "222222222222"]
         );
         assert_eq!(
-            c.regions.clone().unwrap().into_iter().collect::<Vec<_>>(),
+            c.regions.clone().into_iter().collect::<Vec<_>>(),
             ["eu-west-1", "us-east-1"]
         );
         assert_eq!(c.external_id.as_deref(), Some("org-streams-enforcer"));
@@ -827,12 +841,20 @@ mod tests {
             "arn:aws:iam::111111111111:role/StreamEncryptionEnforcerMember"
         );
         // The organisation alone bounds the accounts too.
-        let c = config(&[key, role, ("ORGANIZATION_ID", "o-a1b2c3d4e5")]).unwrap();
+        let regions = ("ALLOWED_REGIONS", "eu-west-1");
+        let c = config(&[key, role, regions, ("ORGANIZATION_ID", "o-a1b2c3d4e5")]).unwrap();
         assert!(c.central.unwrap().accounts.is_none());
         assert!(config(&[key]).unwrap().central.is_none());
 
-        let cases: [(&[(&str, &str)], &str); 8] = [
-            (&[key, role], "TARGET_ROLE_NAME: central mode needs"),
+        let cases: [(&[(&str, &str)], &str); 9] = [
+            (
+                &[key, role, regions],
+                "TARGET_ROLE_NAME: central mode needs",
+            ),
+            (
+                &[key, role, ("ALLOWED_ACCOUNTS", "111111111111")],
+                "ALLOWED_REGIONS: central mode needs the regions",
+            ),
             (
                 &[
                     key,

@@ -346,9 +346,7 @@ impl<C: Connector> Fleet<C> {
                 ));
             }
         }
-        if let Some(regions) = &central.regions
-            && !regions.contains(&at.region)
-        {
+        if !central.regions.contains(&at.region) {
             return Some(format!(
                 "region {} is not in ALLOWED_REGIONS; no AWS call was made",
                 at.region
@@ -513,13 +511,9 @@ impl<C: Connector> Fleet<C> {
         if let Some(allowed) = self.allowed() {
             accounts.extend(allowed.iter().filter(|a| **a != home.account).cloned());
         }
-        let regions: Vec<String> = match &central.regions {
-            Some(regions) => regions.iter().cloned().collect(),
-            None => vec![home.region.clone()],
-        };
         let mut locations = Vec::new();
         for account in &accounts {
-            for region in &regions {
+            for region in &central.regions {
                 if let Ok(at) = Location::new(account, region)
                     && at.partition == home.partition
                 {
@@ -721,6 +715,7 @@ mod tests {
             &config(&[
                 ("TARGET_ROLE_NAME", "Member"),
                 ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+                ("ALLOWED_REGIONS", "us-east-1"),
             ]),
         );
         assert_eq!(org_only.sweep_locations(&home), vec![home]);
@@ -765,6 +760,7 @@ mod tests {
         let vars = [
             ("TARGET_ROLE_NAME", "Member"),
             ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+            ("ALLOWED_REGIONS", "us-east-1"),
         ];
         let fleet = Fleet::new(Denied::default(), &config(&vars));
         let member = at("222222222222", "us-east-1");
@@ -815,6 +811,7 @@ mod tests {
         let vars = [
             ("TARGET_ROLE_NAME", "Member"),
             ("ORGANIZATION_ID", "o-zzzzzzzzzz"),
+            ("ALLOWED_REGIONS", "us-east-1"),
         ];
         let fleet = Fleet::new(Denied::default(), &config(&vars));
         let err = fleet
@@ -866,6 +863,7 @@ mod tests {
             &config(&[
                 ("TARGET_ROLE_NAME", "Member"),
                 ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+                ("ALLOWED_REGIONS", "us-east-1"),
             ]),
         );
         let deadline = Instant::now() + Duration::from_secs(60);
