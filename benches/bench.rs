@@ -975,7 +975,8 @@ const LIMITS: [(&[&str], usize, &str); 4] = [
 async fn burst(results: &mut Results) {
     println!("== burst");
     let streams = 200;
-    let containers = 8;
+    // The stack's default ReservedConcurrency.
+    let containers = 4;
     let emu = Arc::new(Emulators::start(Duration::from_secs(1), Duration::from_secs(1)).await);
     let key = emu.create_key(&format!("alias/{KEY_ALIAS}")).await;
     for (ops, per_second, code) in LIMITS {

@@ -97,9 +97,18 @@ impl Operation {
     }
 }
 
-/// Paces calls per bucket: each call gets the next free slot, `1 / rate` after the previous
-/// one, so no second ever holds more than the rate. Shared by everything one account's calls go
-/// through; calls that find their slot free pay nothing.
+/// Paces calls per bucket: each call gets the next free slot, a fixed interval after the
+/// previous one. Shared by everything one account's calls go through; calls that find their slot
+/// free pay nothing.
+///
+/// The interval is chosen so that no one-second window ever holds more than `floor(rate)` of
+/// this limiter's calls, wherever the window starts: `1 / (floor(rate) - 1)` seconds (a window
+/// closed at both ends then holds `floor(rate)` slots). So `containers` limiters, each at
+/// `share / containers` of the limit ([`crate::config::Config::container_share`]), together
+/// never exceed `share` of it in any second, however their slots line up: each contributes at
+/// most `floor(limit * share / containers)`. Spacing at `1 / rate` would not hold that: each
+/// container's first call is free, so in one second each could add one more than its share
+/// (measured: 8 containers made 8 StartStreamEncryption calls in one second against 5).
 #[derive(Debug)]
 pub struct RateLimiter {
     next_slot: [Mutex<Option<Instant>>; BUCKETS],
@@ -141,7 +150,7 @@ impl RateLimiter {
     /// than waited for until the invocation has no time left to report.
     pub async fn acquire(&self, operation: Operation, deadline: Instant) -> Result<(), AwsError> {
         let bucket = operation.bucket();
-        let interval = Duration::from_secs_f64(1.0 / (bucket.per_second() * self.scale));
+        let interval = self.interval(bucket);
         let slot = {
             let mut next = self.next_slot[bucket as usize]
                 .lock()
@@ -169,6 +178,22 @@ impl RateLimiter {
         tokio::time::sleep_until(slot).await;
         Ok(())
     }
+
+    /// The time between two calls of `bucket`: at most `floor(rate)` calls in any one-second
+    /// window (see the type's documentation); one a second is 1.1 s apart. Below one call a
+    /// second, `1 / rate`.
+    fn interval(&self, bucket: Bucket) -> Duration {
+        let rate = bucket.per_second() * self.scale;
+        let per_window = rate.floor();
+        Duration::from_secs_f64(if per_window >= 2.0 {
+            1.0 / (per_window - 1.0)
+        } else if per_window >= 1.0 {
+            // One a second: just over a second apart, so that no window holds two.
+            1.1
+        } else {
+            1.0 / rate
+        })
+    }
 }
 
 #[cfg(test)]
@@ -180,21 +205,22 @@ mod tests {
         let limiter = RateLimiter::new(1.0);
         let start = Instant::now();
         let far = start + Duration::from_secs(3600);
-        for _ in 0..11 {
+        for _ in 0..9 {
             limiter.acquire(Operation::ListStreams, far).await.unwrap();
         }
-        // 5/s: the 11th call is due 2 s after the first.
+        // 5/s: slots 1/4 s apart, so that a window closed at both ends holds 5: the 9th is due
+        // 2 s after the first.
         assert_eq!(Instant::now() - start, Duration::from_secs(2));
-        // The default share paces at 90% of the limit: 4.5 calls per second.
+        // The default share, 90% of the limit: 4.5, so at most 4 in a second, 1/3 s apart.
         let shared = RateLimiter::default();
         let start = Instant::now();
-        for _ in 0..10 {
+        for _ in 0..7 {
             shared.acquire(Operation::ListStreams, far).await.unwrap();
         }
-        let nine_intervals = Instant::now() - start;
+        let six_intervals = Instant::now() - start;
         assert!(
-            (nine_intervals.as_secs_f64() - 2.0).abs() < 1e-6,
-            "{nine_intervals:?}"
+            (six_intervals.as_secs_f64() - 2.0).abs() < 1e-6,
+            "{six_intervals:?}"
         );
         // Firehose calls share one bucket; a Kinesis describe does not wait for it.
         let before = Instant::now();
@@ -211,7 +237,7 @@ mod tests {
             .acquire(Operation::StartDeliveryStreamEncryption, far)
             .await
             .unwrap();
-        assert_eq!(Instant::now() - before, Duration::from_millis(200));
+        assert_eq!(Instant::now() - before, Duration::from_millis(250));
     }
 
     #[tokio::test(start_paused = true)]
@@ -244,5 +270,68 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(Instant::now() - start, Duration::from_secs(20));
+    }
+
+    /// The most calls in any one-second window, closed at both ends, of sorted `times`.
+    fn busiest_second(times: &[Instant]) -> usize {
+        (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| **t - times[i] <= Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn containers_at_their_share_never_exceed_the_limit_together_in_any_second() {
+        // Each container's limiter is at share / containers (RESERVED_CONCURRENCY), as the
+        // function builds it; all call as fast as they may, starting at staggered instants.
+        for (operation, limit) in [
+            (Operation::StartStreamEncryption, 5.0),
+            (Operation::DescribeStreamSummary, 20.0),
+        ] {
+            for containers in [1_u32, 2, 3, 4] {
+                let share = DEFAULT_SHARE / f64::from(containers);
+                let limiters: Vec<RateLimiter> =
+                    (0..containers).map(|_| RateLimiter::new(share)).collect();
+                let start = Instant::now();
+                let far = start + Duration::from_secs(3600);
+                let times = std::sync::Mutex::new(Vec::new());
+                let runs = limiters.iter().enumerate().map(|(i, limiter)| {
+                    let times = &times;
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(130 * i as u64)).await;
+                        for _ in 0..40 {
+                            limiter.acquire(operation, far).await.unwrap();
+                            times.lock().unwrap().push((i, Instant::now()));
+                        }
+                    }
+                });
+                futures_util::future::join_all(runs).await;
+                let tagged = times.into_inner().unwrap();
+                let mut times: Vec<Instant> = tagged.iter().map(|(_, t)| *t).collect();
+                times.sort();
+                let allowed = (limit * DEFAULT_SHARE).floor() as usize;
+                let busiest = busiest_second(&times);
+                assert!(
+                    busiest <= allowed,
+                    "{containers} containers: {busiest} {} calls in one second, allowed {allowed}",
+                    operation.name()
+                );
+                // And no slower than that: each container makes its whole share in a second.
+                let own = ((limit * share).floor() as usize).max(1);
+                for i in 0..containers as usize {
+                    let mine: Vec<Instant> = tagged
+                        .iter()
+                        .filter(|(c, _)| *c == i)
+                        .map(|(_, t)| *t)
+                        .collect();
+                    assert_eq!(busiest_second(&mine), own, "{containers} containers, #{i}");
+                }
+            }
+        }
     }
 }
