@@ -7,10 +7,13 @@
 //! only fills the per-account budget, never exceeds it). A resource is only started while enough
 //! of the invocation's time is left to finish it; any resource not reached, and any that failed,
 //! is named in the summary and makes the sweep an error, so Lambda's retries and the on-failure
-//! queue keep it. A retried sweep is cheap where the first one got: a compliant stream costs one
-//! Describe. Paced at 90% of the documented limits, one invocation of 15 minutes inspects about
-//! 13,000 Kinesis streams (18 Describe/s) or 3,500 delivery streams (4.5 calls/s for all of
-//! Firehose).
+//! queue keep it. Resources are taken in a random order, so that a retried sweep, or the next
+//! one, reaches those an earlier one did not (in list order, every retry would inspect the same
+//! first ones again). One invocation inspects about `rate x (timeout - 32 s)` resources per
+//! account and region, where the rate is its container's share of the Describe limit: with the
+//! template's defaults (360 s, 4 containers) about 1,250 Kinesis streams (4 Describe/s) or 300
+//! delivery streams (one Firehose call each 1.1 s); a single container at 900 s, about 15,000 and
+//! 3,800 (the README, "How the work is split").
 
 use crate::enforcer::Enforcer;
 use crate::event::Trigger;
@@ -233,6 +236,8 @@ pub async fn sweep<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     deadline: Instant,
     on_done: impl Fn(&Report),
 ) -> SweepSummary {
+    let mut resources = resources;
+    fastrand::Rng::new().shuffle(&mut resources);
     let results: Vec<Result<Report, String>> = stream::iter(resources)
         .map(|resource| async move {
             if Instant::now() + RESERVE > deadline {
