@@ -2,43 +2,16 @@
 policy linter that checks actions, resource ARN formats per action and condition keys against the
 IAM Service Authorization Reference. Run by scripts/test with the .tools/parliament interpreter.
 
-Intrinsic functions are resolved as CloudFormation would in one account and region, once for each
-way the templates' conditions can go (central mode or not, a shared key or an alias, ...), so
-that every statement that can be deployed is linted. A finding fails the test unless JUSTIFIED
+Intrinsic functions are resolved as CloudFormation would in one account and region (cfn.py), once
+for each way the templates' conditions can go (central mode or not, a shared key or an alias, ...),
+so that every statement that can be deployed is linted. A finding fails the test unless JUSTIFIED
 names it with the reason."""
 
 import json
-import pathlib
-import re
 import unittest
 
-import yaml
+from cfn import assignments, identity_policies
 from parliament import analyze_policy_string
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-PSEUDO = {
-    "AWS::Partition": "aws",
-    "AWS::Region": "us-east-1",
-    "AWS::AccountId": "123456789012",
-    "AWS::URLSuffix": "amazonaws.com",
-    "AWS::StackName": "stream-encryption-enforcer",
-}
-
-# Parameter values of a plausible deployment (parameters without a default need one here).
-PARAMETERS = {
-    "MandatedKmsKey": "alias/org-streams",
-    "MandatedKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-    "AlarmEmail": "security@example.com",
-    "OrganizationId": "o-a1b2c3d4e5",
-    "AllowedRegions": "us-east-1,eu-west-1",
-    "CentralAccountId": "111122223333",
-    "CentralRegion": "us-east-1",
-    "EnforcerRoleArn": "arn:aws:iam::111122223333:role/enforcer-EnforcerRole-1A2B3C4D5E6F",
-    "MandatedKeyAlias": "alias/org-streams",
-    "OperatorPrincipalArn": "arn:aws:iam::111122223333:role/StreamSecurityOperators",
-    "MemberExternalId": "org-streams-enforcer",
-}
 
 # Findings that are right about the words and wrong about the intent, each with the reason.
 # Keyed by (template, policy, finding issue).
@@ -57,129 +30,6 @@ JUSTIFIED = {
     ),
 }
 
-
-class CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation short-form intrinsics (!Ref, !Sub, ...) as {"Fn": value}."""
-
-
-def _intrinsic(loader, suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {suffix: value}
-
-
-CfnLoader.add_multi_constructor("!", _intrinsic)
-
-
-def load(name):
-    return yaml.load((ROOT / name).read_text(), Loader=CfnLoader)
-
-
-ARN_OF = {
-    "AWS::IAM::Role": "arn:aws:iam::123456789012:role/{}",
-    "AWS::SQS::Queue": "arn:aws:sqs:us-east-1:123456789012:{}",
-    "AWS::DynamoDB::Table": "arn:aws:dynamodb:us-east-1:123456789012:table/{}",
-    "AWS::Logs::LogGroup": "arn:aws:logs:us-east-1:123456789012:log-group:{}:*",
-    "AWS::Events::EventBus": "arn:aws:events:us-east-1:123456789012:event-bus/{}",
-    "AWS::Events::Rule": "arn:aws:events:us-east-1:123456789012:rule/{}",
-    "AWS::KMS::Key": "arn:aws:kms:us-east-1:123456789012:key/0987dcba-09fe-87dc-65ba-ab0987654321",
-}
-
-
-class Resolver:
-    """Resolves intrinsics with `conditions` (name -> bool) deciding every Fn::If."""
-
-    def __init__(self, doc, conditions):
-        self.doc = doc
-        self.conditions = conditions
-        self.parameters = {
-            name: PARAMETERS.get(name, spec.get("Default", ""))
-            for name, spec in doc.get("Parameters", {}).items()
-        }
-
-    def ref(self, name):
-        if name in PSEUDO:
-            return PSEUDO[name]
-        if name in self.parameters:
-            return self.parameters[name]
-        resource = self.doc["Resources"][name]
-        return f"{name.lower()}-1A2B3C"
-
-    def get_att(self, target):
-        name, attribute = target.split(".", 1) if isinstance(target, str) else target
-        kind = self.doc["Resources"].get(name, {}).get("Type", "")
-        if name == "EnforcerFunction" or kind == "AWS::Serverless::Function":
-            return "arn:aws:lambda:us-east-1:123456789012:function:enforcer"
-        if attribute == "Arn" and kind in ARN_OF:
-            return ARN_OF[kind].format(f"{name}-1A2B3C")
-        # SAM's generated rules (EnforcerFunctionKinesisCalls, ...).
-        return ARN_OF["AWS::Events::Rule"].format(f"{name}-1A2B3C")
-
-    def resolve(self, node):
-        if isinstance(node, list):
-            return [v for v in (self.resolve(item) for item in node) if v is not NO_VALUE]
-        if not isinstance(node, dict):
-            return node
-        if len(node) == 1:
-            (fn, arg), = node.items()
-            if fn == "Ref":
-                return NO_VALUE if arg == "AWS::NoValue" else self.ref(arg)
-            if fn == "Sub":
-                text, variables = (arg, {}) if isinstance(arg, str) else arg
-                variables = {k: self.resolve(v) for k, v in variables.items()}
-
-                def sub(match):
-                    key = match.group(1)
-                    if key in variables:
-                        return str(variables[key])
-                    if "." in key:
-                        return self.get_att(key)
-                    return str(self.ref(key))
-
-                return re.sub(r"\$\{([^}!]+)\}", sub, text)
-            if fn == "GetAtt":
-                return self.get_att(arg)
-            if fn == "If":
-                condition, then, otherwise = arg
-                return self.resolve(then if self.conditions[condition] else otherwise)
-            if fn == "Split":
-                separator, text = arg
-                return self.resolve(text).split(separator)
-            if fn == "Join":
-                separator, items = arg
-                return separator.join(str(i) for i in self.resolve(items))
-        resolved = {k: self.resolve(v) for k, v in node.items()}
-        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
-
-
-NO_VALUE = object()
-
-
-def identity_policies(name, conditions):
-    """(label, policy document) of every role's inline policies and every AWS::IAM::RolePolicy
-    that exists under `conditions`."""
-    doc = load(name)
-    resolver = Resolver(doc, conditions)
-    for logical, resource in doc["Resources"].items():
-        if resource.get("Condition") and not conditions[resource["Condition"]]:
-            continue
-        properties = resource.get("Properties", {})
-        if resource["Type"] == "AWS::IAM::Role":
-            for policy in properties.get("Policies", []):
-                yield f"{logical}/{policy['PolicyName']}", resolver.resolve(policy["PolicyDocument"])
-        if resource["Type"] == "AWS::IAM::RolePolicy":
-            yield f"{logical}/{properties['PolicyName']}", resolver.resolve(properties["PolicyDocument"])
-
-
-def assignments(name):
-    """Every way the template's conditions can go that matters to its policies: each condition
-    true, then each false (the policies' Fn::If branches are independent of each other)."""
-    names = list(load(name).get("Conditions", {}))
-    return [dict.fromkeys(names, True), dict.fromkeys(names, False)]
 
 
 class Parliament(unittest.TestCase):

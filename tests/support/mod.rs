@@ -287,6 +287,146 @@ struct ProxyState {
     /// When each request arrived and its body, per operation (`X-Amz-Target` after the dot, or
     /// the query protocol's `Action`), faults included.
     seen: HashMap<String, Vec<(Instant, String)>>,
+    /// The identity policy every call is held to, when one is set ([`Proxy::enforce_policy`]).
+    policy: Option<Arc<IamPolicy>>,
+}
+
+/// One statement of an identity policy, as `tests/policies/cfn.py` resolves it from a template.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct PolicyStatement {
+    #[serde(rename = "Sid", default)]
+    pub sid: String,
+    #[serde(rename = "Effect")]
+    pub effect: String,
+    #[serde(rename = "Action", deserialize_with = "one_or_many")]
+    pub action: Vec<String>,
+    #[serde(rename = "Resource", deserialize_with = "one_or_many")]
+    pub resource: Vec<String>,
+    #[serde(rename = "Condition", default)]
+    pub condition: Option<serde_json::Value>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match serde::Deserialize::deserialize(d)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+/// An identity policy evaluated as IAM does for the calls the enforcer makes itself: a call is
+/// allowed when, for every resource it names (a Kinesis StartStreamEncryption names the stream
+/// and the key), an Allow statement matches the action and that resource, and no Deny does.
+/// A statement with a Condition never matches: the proxy cannot know the condition's context
+/// (kms:ViaService, aws:ResourceOrgID), so it fails closed. sts:GetCallerIdentity is always
+/// allowed, as on AWS.
+pub struct IamPolicy {
+    pub statements: Vec<PolicyStatement>,
+    /// Key references (alias names, key ids) and the key ARN each names: IAM authorizes a key
+    /// named by alias against the key.
+    pub keys: HashMap<String, String>,
+}
+
+fn glob(pattern: &str, value: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == value;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !value.starts_with(first) || value.len() < first.len() + last.len() || !value.ends_with(last)
+    {
+        return false;
+    }
+    let mut rest = &value[first.len()..value.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+impl IamPolicy {
+    /// The action (`kinesis:StartStreamEncryption`) and the resources of a request, from its
+    /// `X-Amz-Target` and JSON body.
+    fn request(&self, target: &str, body: &serde_json::Value) -> Option<(String, Vec<String>)> {
+        let (service, operation) = target.split_once('.')?;
+        let field = |name: &str| body.get(name).and_then(|v| v.as_str());
+        let key = |reference: &str| {
+            self.keys
+                .get(reference)
+                .cloned()
+                .unwrap_or_else(|| reference.to_owned())
+        };
+        let (prefix, resources) = match service {
+            "Kinesis_20131202" => {
+                let stream = field("StreamARN").map(str::to_owned).or_else(|| {
+                    field("StreamName")
+                        .map(|n| format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{n}"))
+                });
+                let mut resources: Vec<String> = stream.into_iter().collect();
+                if operation == "StartStreamEncryption"
+                    && let Some(k) = field("KeyId")
+                {
+                    resources.push(key(k));
+                }
+                ("kinesis", resources)
+            }
+            "Firehose_20150804" => (
+                "firehose",
+                field("DeliveryStreamName")
+                    .map(|n| format!("arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{n}"))
+                    .into_iter()
+                    .collect(),
+            ),
+            "TrentService" => ("kms", field("KeyId").map(key).into_iter().collect()),
+            "DynamoDB_20120810" => (
+                "dynamodb",
+                field("TableName")
+                    .map(|t| format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{t}"))
+                    .into_iter()
+                    .collect(),
+            ),
+            _ => return None,
+        };
+        let resources = if resources.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            resources
+        };
+        Some((format!("{prefix}:{operation}"), resources))
+    }
+
+    /// `None` when the policy allows the call; else the resource it is denied on.
+    fn denies(&self, action: &str, resources: &[String]) -> Option<String> {
+        let matches = |s: &PolicyStatement, resource: &str| {
+            s.condition.is_none()
+                && s.action
+                    .iter()
+                    .any(|a| glob(&a.to_ascii_lowercase(), &action.to_ascii_lowercase()))
+                && s.resource.iter().any(|r| glob(r, resource))
+        };
+        resources
+            .iter()
+            .find(|resource| {
+                let denied = self
+                    .statements
+                    .iter()
+                    .any(|s| s.effect == "Deny" && matches(s, resource));
+                let allowed = self
+                    .statements
+                    .iter()
+                    .any(|s| s.effect == "Allow" && matches(s, resource));
+                denied || !allowed
+            })
+            .cloned()
+    }
 }
 
 /// A recording, fault-injecting proxy in front of one emulator.
@@ -430,6 +570,13 @@ impl Proxy {
         self.state.lock().unwrap().list_streams_tokens = true;
     }
 
+    /// Holds every call to `policy` from now on: a call it does not allow is answered
+    /// `AccessDeniedException` (counted in [`Self::injected`] as `operation: AccessDenied`) and
+    /// never reaches the emulator.
+    pub fn enforce_policy(&self, policy: IamPolicy) {
+        self.state.lock().unwrap().policy = Some(Arc::new(policy));
+    }
+
     pub fn clear_faults(&self) {
         self.state.lock().unwrap().rules.clear();
     }
@@ -490,10 +637,13 @@ async fn handle(
     upstream: SocketAddr,
     state: Arc<Mutex<ProxyState>>,
 ) -> Result<Response<Full<Bytes>>, BoxError> {
-    let target = req
+    let target_header = req
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let target = target_header
+        .as_deref()
         .and_then(|v| v.rsplit('.').next())
         .map(str::to_owned);
     let (parts, body) = req.into_parts();
@@ -514,6 +664,25 @@ async fn handle(
             .entry(operation.clone())
             .or_default()
             .push((Instant::now(), text.to_string()));
+        if let (Some(policy), Some(target)) = (state.policy.clone(), target_header.as_deref()) {
+            let request: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if let Some((action, resources)) = policy.request(target, &request)
+                && let Some(resource) = policy.denies(&action, &resources)
+            {
+                *state
+                    .injected
+                    .entry(format!("{operation}: AccessDenied"))
+                    .or_default() += 1;
+                let message = format!(
+                    "User: arn:aws:sts::{ACCOUNT}:assumed-role/EnforcerRole/enforcer is not \
+                     authorized to perform: {action} on resource: {resource} because no \
+                     identity-based policy allows the {action} action"
+                );
+                let body =
+                    serde_json::json!({"__type": "AccessDeniedException", "message": message});
+                return Ok(full(400, body.to_string()));
+            }
+        }
         let fault = state
             .rules
             .iter_mut()
