@@ -32,16 +32,16 @@ const ON_BEHALF: [&str; 4] = [
     "OwnLogGroup",
 ];
 
-/// The statements of `template.yaml`'s EnforcerRole, resolved with `values`.
-fn enforcer_role(values: &[(&str, &str)]) -> Vec<PolicyStatement> {
+/// The statements of `role`'s policies in `template`, resolved with `values`.
+fn role_policy(template: &str, role: &str, values: &[(&str, &str)]) -> Vec<PolicyStatement> {
     let mut command = Command::new(tools_dir().join("parliament/bin/python"));
     command
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/policies/cfn.py"
         ))
-        .arg("template.yaml")
-        .arg("EnforcerRole")
+        .arg(template)
+        .arg(role)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     for (name, value) in values {
         command.arg(format!("{name}={value}"));
@@ -137,17 +137,20 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
     let key_arn = emu.create_key(ALIAS).await;
     create_ledger(&emu).await;
     let table_arn = format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}");
-    let statements = enforcer_role(&[
-        ("AWS::AccountId", ACCOUNT),
-        ("AWS::Region", REGION),
-        ("MandatedKmsKeyArn", &key_arn),
-        ("ReapplicationLedger", &table_arn),
-        // One account and region: the central-mode policy is not there.
-        ("Condition:IsCentral", "false"),
-    ]);
+    let statements = role_policy(
+        "template.yaml",
+        "EnforcerRole",
+        &[
+            ("AWS::AccountId", ACCOUNT),
+            ("AWS::Region", REGION),
+            ("MandatedKmsKeyArn", &key_arn),
+            ("ReapplicationLedger", &table_arn),
+            // One account and region: the central-mode policy is not there.
+            ("Condition:IsCentral", "false"),
+        ],
+    );
     let key_id = key_arn.rsplit('/').next().unwrap().to_owned();
     let keys: HashMap<String, String> = [
-        (ALIAS.to_owned(), key_arn.clone()),
         (key_id, key_arn.clone()),
         (
             format!("arn:aws:kms:{REGION}:{ACCOUNT}:{ALIAS}"),
@@ -160,6 +163,7 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
             proxy.enforce_policy(IamPolicy {
                 statements: statements.clone(),
                 keys: keys.clone(),
+                context: HashMap::new(),
             });
         }
     };
@@ -241,5 +245,214 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
                 missing.sid
             );
         }
+    }
+}
+
+const MEMBER: &str = "111111111111";
+const ORG: &str = "o-a1b2c3d4e5";
+const MEMBER_ROLE: &str = "StreamEncryptionEnforcerMember";
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+/// An event of `fixture` for `name` as `MEMBER`'s CloudTrail in `region` records it.
+fn member_event(fixture: &str, name: &str, region: &str) -> serde_json::Value {
+    let text = event(fixture, name)
+        .to_string()
+        .replace(ACCOUNT, MEMBER)
+        .replace(REGION, region);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Central mode: the function's own policy (with the central-mode statements) for its own calls,
+/// and `member.yaml`'s MemberRole, resolved for each account, for the calls of each assumed
+/// role. sts:AssumeRole is allowed only for roles in the organisation (`aws:ResourceOrgID` in the
+/// context), and KMS only on keys carrying the mandated alias (`kms:ResourceAliases`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_member_role_allows_every_call_in_its_account_and_is_assumed_only_inside_the_organisation()
+ {
+    let (_moto, moto_url) = start_moto();
+    let proxy = Proxy::start(&moto_url).await;
+    let mut keys = HashMap::new();
+    let mut member_places = Vec::new();
+    for account in [MEMBER, ACCOUNT] {
+        for region in REGIONS {
+            let config = sdk_config_in(&moto_url, account, region).await;
+            let key = create_key_on(&aws_sdk_kms::Client::new(&config), ALIAS).await;
+            keys.insert(
+                format!("arn:aws:kms:{region}:{account}:{ALIAS}"),
+                key.clone(),
+            );
+            keys.insert(key.rsplit('/').next().unwrap().to_owned(), key.clone());
+            if account == MEMBER {
+                member_places.push((region, config));
+            }
+        }
+    }
+    let own_key = keys[&format!("arn:aws:kms:{REGION}:{ACCOUNT}:{ALIAS}")].clone();
+    let own = role_policy(
+        "template.yaml",
+        "EnforcerRole",
+        &[
+            ("AWS::AccountId", ACCOUNT),
+            ("AWS::Region", REGION),
+            ("OrganizationId", ORG),
+            ("MandatedKmsKeyArn", &own_key),
+            ("Condition:IsCentral", "true"),
+        ],
+    );
+    let member = |account: &str| {
+        role_policy(
+            "member.yaml",
+            "MemberRole",
+            &[
+                ("AWS::AccountId", account),
+                ("MandatedKeyAlias", ALIAS),
+                ("MandatedKmsKeyArn", ""),
+                ("Condition:SharedKey", "false"),
+                ("Condition:CreateRole", "true"),
+            ],
+        )
+    };
+    let hold = |member_statements: &dyn Fn(&str) -> Vec<PolicyStatement>, org: &str| {
+        let context: HashMap<String, String> = [
+            ("aws:ResourceOrgID".to_owned(), org.to_owned()),
+            ("kms:ResourceAliases".to_owned(), ALIAS.to_owned()),
+        ]
+        .into();
+        let policy = |statements: Vec<PolicyStatement>| IamPolicy {
+            statements,
+            keys: keys.clone(),
+            context: context.clone(),
+        };
+        // The member role exists in every account, the function's own included (its other
+        // regions go through it).
+        let roles = [MEMBER, ACCOUNT]
+            .iter()
+            .map(|a| {
+                (
+                    format!("arn:aws:iam::{a}:role/{MEMBER_ROLE}"),
+                    policy(member_statements(a)),
+                )
+            })
+            .collect();
+        proxy.enforce_policies(Policies {
+            own: policy(own.clone()),
+            roles,
+        });
+    };
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", proxy.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", ACCOUNT),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+        ("AWS_REGION", REGION),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("MANDATED_KMS_KEY", ALIAS),
+        ("TARGET_ROLE_NAME", MEMBER_ROLE),
+        ("ALLOWED_ACCOUNTS", MEMBER),
+        ("ALLOWED_REGIONS", "us-east-1,eu-west-1"),
+        ("IAC_TOOLS", "none"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    // One run: a new stream in each of the member's regions and a delivery stream, by event,
+    // then the sweep of both accounts in both regions.
+    let run = async |name: &str| {
+        for (_, config) in &member_places {
+            create_stream_on(&aws_sdk_kinesis::Client::new(config), name).await;
+        }
+        let west = aws_sdk_firehose::Client::new(&member_places[1].1);
+        create_delivery_stream_on(&west, MEMBER, name, None).await;
+        let minute = Duration::from_secs(60);
+        let api = RuntimeApi::start().await;
+        for region in REGIONS {
+            api.push(
+                region,
+                member_event("kinesis-create-stream", name, region),
+                minute,
+            );
+        }
+        api.push(
+            "firehose",
+            member_event("firehose-create-delivery-stream", name, "eu-west-1"),
+            minute,
+        );
+        api.push(
+            "sweep",
+            serde_json::from_str(include_str!("../events/scheduled-sweep.json")).unwrap(),
+            Duration::from_secs(120),
+        );
+        let lambda = start_bootstrap(&api, &env);
+        let results = api.results(4, Duration::from_secs(180)).await;
+        drop(lambda);
+        let denied: BTreeSet<String> = proxy
+            .injected()
+            .into_keys()
+            .filter_map(|k| k.strip_suffix(": AccessDenied").map(str::to_owned))
+            .collect();
+        proxy.reset_counts();
+        (results, denied)
+    };
+
+    hold(&member, ORG);
+    let (results, denied) = run("full").await;
+    assert!(denied.is_empty(), "denied: {denied:?}");
+    for result in &results {
+        assert_eq!(result.kind, "response", "{result:?}");
+    }
+    let outcomes: Vec<&serde_json::Value> =
+        results[..3].iter().map(|r| &r.body["outcome"]).collect();
+    assert_eq!(outcomes, [&json!("remediated"); 3], "{results:?}");
+
+    // The accounts are in another organisation: aws:ResourceOrgID stops every AssumeRole.
+    hold(&member, "o-zzzzzzzzzz");
+    let (results, denied) = run("elsewhere").await;
+    assert_eq!(
+        denied,
+        BTreeSet::from(["AssumeRole".to_owned()]),
+        "{results:?}"
+    );
+    assert!(results.iter().all(|r| r.kind == "error"), "{results:?}");
+
+    // Each member statement the binary needs, removed in turn.
+    let needed: Vec<PolicyStatement> = member(MEMBER)
+        .into_iter()
+        .filter(|s| {
+            !["KinesisUsesMandatedKey", "FirehoseGrantOnMandatedKey"].contains(&s.sid.as_str())
+        })
+        .collect();
+    assert_eq!(
+        needed.iter().map(|s| s.sid.as_str()).collect::<Vec<_>>(),
+        [
+            "ListAccountStreams",
+            "InspectStreams",
+            "EncryptStreamsWithMandatedKey",
+            "InspectAndEncryptDeliveryStreams",
+            "ResolveMandatedKey"
+        ]
+    );
+    for (i, missing) in needed.iter().enumerate() {
+        let without = |account: &str| {
+            member(account)
+                .into_iter()
+                .filter(|s| s.sid != missing.sid)
+                .collect::<Vec<_>>()
+        };
+        hold(&without, ORG);
+        let (results, denied) = run(&format!("without-{i}")).await;
+        let actions: BTreeSet<String> = missing
+            .action
+            .iter()
+            .map(|a| a.split_once(':').unwrap().1.to_owned())
+            .collect();
+        assert!(
+            !denied.is_disjoint(&actions),
+            "without {}: denied {denied:?}, expected one of {actions:?}",
+            missing.sid
+        );
+        assert!(
+            results.iter().any(|r| r.kind == "error"),
+            "without {}, every invocation still succeeded: {results:?}",
+            missing.sid
+        );
     }
 }

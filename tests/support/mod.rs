@@ -287,8 +287,19 @@ struct ProxyState {
     /// When each request arrived and its body, per operation (`X-Amz-Target` after the dot, or
     /// the query protocol's `Action`), faults included.
     seen: HashMap<String, Vec<(Instant, String)>>,
-    /// The identity policy every call is held to, when one is set ([`Proxy::enforce_policy`]).
-    policy: Option<Arc<IamPolicy>>,
+    /// The identity policies every call is held to, when set ([`Proxy::enforce_policies`]).
+    policies: Option<Arc<Policies>>,
+    /// The role each access key from an answered sts:AssumeRole acts as.
+    sessions: HashMap<String, String>,
+}
+
+/// The identity policies a proxy holds callers to: the function's own (its own credentials, in
+/// [`ACCOUNT`]), and one per role it assumes (calls signed with that session's access key, in
+/// the role's account).
+pub struct Policies {
+    pub own: IamPolicy,
+    /// By role ARN.
+    pub roles: HashMap<String, IamPolicy>,
 }
 
 /// One statement of an identity policy, as `tests/policies/cfn.py` resolves it from a template.
@@ -322,14 +333,19 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 /// An identity policy evaluated as IAM does for the calls the enforcer makes itself: a call is
 /// allowed when, for every resource it names (a Kinesis StartStreamEncryption names the stream
 /// and the key), an Allow statement matches the action and that resource, and no Deny does.
-/// A statement with a Condition never matches: the proxy cannot know the condition's context
-/// (kms:ViaService, aws:ResourceOrgID), so it fails closed. sts:GetCallerIdentity is always
-/// allowed, as on AWS.
+/// Conditions are evaluated on `context` (`aws:ResourceOrgID`, `kms:ResourceAliases`, ...) with
+/// StringEquals, StringLike, ArnEquals, ArnLike, Bool and their ForAnyValue forms; a key the
+/// context lacks fails the condition, so a statement that needs what the proxy cannot know
+/// (kms:ViaService of a call AWS makes on the caller's behalf) fails closed.
+/// sts:GetCallerIdentity is always allowed, as on AWS.
 pub struct IamPolicy {
     pub statements: Vec<PolicyStatement>,
-    /// Key references (alias names, key ids) and the key ARN each names: IAM authorizes a key
-    /// named by alias against the key.
+    /// The key ARN each key reference names, keyed by key id, key ARN or alias ARN (an alias
+    /// name in a request is qualified with the caller's account and region): IAM authorizes a
+    /// key named by alias against the key.
     pub keys: HashMap<String, String>,
+    /// The request context the conditions are evaluated on.
+    pub context: HashMap<String, String>,
 }
 
 fn glob(pattern: &str, value: &str) -> bool {
@@ -353,22 +369,29 @@ fn glob(pattern: &str, value: &str) -> bool {
 }
 
 impl IamPolicy {
-    /// The action (`kinesis:StartStreamEncryption`) and the resources of a request, from its
-    /// `X-Amz-Target` and JSON body.
-    fn request(&self, target: &str, body: &serde_json::Value) -> Option<(String, Vec<String>)> {
+    /// The action (`kinesis:StartStreamEncryption`) and the resources of a JSON-protocol request
+    /// made in `account` and `region`, from its `X-Amz-Target` and body.
+    fn request(
+        &self,
+        target: &str,
+        body: &serde_json::Value,
+        account: &str,
+        region: &str,
+    ) -> Option<(String, Vec<String>)> {
         let (service, operation) = target.split_once('.')?;
         let field = |name: &str| body.get(name).and_then(|v| v.as_str());
         let key = |reference: &str| {
-            self.keys
-                .get(reference)
-                .cloned()
-                .unwrap_or_else(|| reference.to_owned())
+            let qualified = match reference.strip_prefix("alias/") {
+                Some(_) => format!("arn:aws:kms:{region}:{account}:{reference}"),
+                None => reference.to_owned(),
+            };
+            self.keys.get(&qualified).cloned().unwrap_or(qualified)
         };
         let (prefix, resources) = match service {
             "Kinesis_20131202" => {
                 let stream = field("StreamARN").map(str::to_owned).or_else(|| {
                     field("StreamName")
-                        .map(|n| format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{n}"))
+                        .map(|n| format!("arn:aws:kinesis:{region}:{account}:stream/{n}"))
                 });
                 let mut resources: Vec<String> = stream.into_iter().collect();
                 if operation == "StartStreamEncryption"
@@ -381,7 +404,7 @@ impl IamPolicy {
             "Firehose_20150804" => (
                 "firehose",
                 field("DeliveryStreamName")
-                    .map(|n| format!("arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{n}"))
+                    .map(|n| format!("arn:aws:firehose:{region}:{account}:deliverystream/{n}"))
                     .into_iter()
                     .collect(),
             ),
@@ -389,7 +412,7 @@ impl IamPolicy {
             "DynamoDB_20120810" => (
                 "dynamodb",
                 field("TableName")
-                    .map(|t| format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{t}"))
+                    .map(|t| format!("arn:aws:dynamodb:{region}:{account}:table/{t}"))
                     .into_iter()
                     .collect(),
             ),
@@ -403,10 +426,42 @@ impl IamPolicy {
         Some((format!("{prefix}:{operation}"), resources))
     }
 
+    /// Whether every condition of `condition` holds on the context.
+    fn holds(&self, condition: &serde_json::Value) -> bool {
+        let Some(operators) = condition.as_object() else {
+            return false;
+        };
+        operators.iter().all(|(operator, keys)| {
+            let Some(keys) = keys.as_object() else {
+                return false;
+            };
+            let base = operator
+                .strip_prefix("ForAnyValue:")
+                .unwrap_or(operator.as_str());
+            keys.iter().all(|(key, wanted)| {
+                let Some(actual) = self.context.get(key) else {
+                    return false;
+                };
+                let wanted: Vec<&str> = match wanted {
+                    serde_json::Value::String(one) => vec![one.as_str()],
+                    serde_json::Value::Array(many) => {
+                        many.iter().filter_map(|v| v.as_str()).collect()
+                    }
+                    _ => return false,
+                };
+                wanted.iter().any(|w| match base {
+                    "StringEquals" | "ArnEquals" | "Bool" => w == actual,
+                    "StringLike" | "ArnLike" => glob(w, actual),
+                    _ => false,
+                })
+            })
+        })
+    }
+
     /// `None` when the policy allows the call; else the resource it is denied on.
     fn denies(&self, action: &str, resources: &[String]) -> Option<String> {
         let matches = |s: &PolicyStatement, resource: &str| {
-            s.condition.is_none()
+            s.condition.as_ref().is_none_or(|c| self.holds(c))
                 && s.action
                     .iter()
                     .any(|a| glob(&a.to_ascii_lowercase(), &action.to_ascii_lowercase()))
@@ -570,11 +625,19 @@ impl Proxy {
         self.state.lock().unwrap().list_streams_tokens = true;
     }
 
-    /// Holds every call to `policy` from now on: a call it does not allow is answered
-    /// `AccessDeniedException` (counted in [`Self::injected`] as `operation: AccessDenied`) and
-    /// never reaches the emulator.
+    /// Holds every call of the function's own credentials to `policy` from now on: a call it
+    /// does not allow is answered `AccessDeniedException` (counted in [`Self::injected`] as
+    /// `operation: AccessDenied`) and never reaches the emulator.
     pub fn enforce_policy(&self, policy: IamPolicy) {
-        self.state.lock().unwrap().policy = Some(Arc::new(policy));
+        self.enforce_policies(Policies {
+            own: policy,
+            roles: HashMap::new(),
+        });
+    }
+
+    /// As [`Self::enforce_policy`], each assumed role's calls held to its own policy.
+    pub fn enforce_policies(&self, policies: Policies) {
+        self.state.lock().unwrap().policies = Some(Arc::new(policies));
     }
 
     pub fn clear_faults(&self) {
@@ -664,19 +727,56 @@ async fn handle(
             .entry(operation.clone())
             .or_default()
             .push((Instant::now(), text.to_string()));
-        if let (Some(policy), Some(target)) = (state.policy.clone(), target_header.as_deref()) {
+        if let Some(policies) = state.policies.clone() {
+            // The caller and region, from the signature's credential scope.
+            let scope: Vec<String> = parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split("Credential=").nth(1))
+                .map(|c| c.split('/').map(str::to_owned).collect())
+                .unwrap_or_default();
+            let access_key = scope.first().cloned().unwrap_or_default();
+            let region = scope.get(2).cloned().unwrap_or_else(|| REGION.to_owned());
+            let role = state.sessions.get(&access_key).cloned();
+            let (policy, account, principal) = match &role {
+                Some(arn) => (
+                    policies.roles.get(arn),
+                    arn.split(':').nth(4).unwrap_or("").to_owned(),
+                    arn.clone(),
+                ),
+                None => (
+                    Some(&policies.own),
+                    ACCOUNT.to_owned(),
+                    format!("arn:aws:sts::{ACCOUNT}:assumed-role/EnforcerRole/enforcer"),
+                ),
+            };
             let request: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            if let Some((action, resources)) = policy.request(target, &request)
-                && let Some(resource) = policy.denies(&action, &resources)
-            {
+            let asked = match target_header.as_deref() {
+                Some(target) => policy
+                    .and_then(|p| p.request(target, &request, &account, &region))
+                    .or_else(|| policy.is_none().then(|| (target.to_owned(), vec![]))),
+                None if operation == "GetCallerIdentity" => None,
+                None => Some((
+                    format!("sts:{operation}"),
+                    vec![query_param(&text, "RoleArn").unwrap_or_else(|| "*".to_owned())],
+                )),
+            };
+            let denied = asked.and_then(|(action, resources)| match policy {
+                Some(policy) => policy
+                    .denies(&action, &resources)
+                    .map(|resource| (action, resource)),
+                // A role the test gave no policy: nothing is allowed.
+                None => Some((action, resources.first().cloned().unwrap_or_default())),
+            });
+            if let Some((action, resource)) = denied {
                 *state
                     .injected
                     .entry(format!("{operation}: AccessDenied"))
                     .or_default() += 1;
                 let message = format!(
-                    "User: arn:aws:sts::{ACCOUNT}:assumed-role/EnforcerRole/enforcer is not \
-                     authorized to perform: {action} on resource: {resource} because no \
-                     identity-based policy allows the {action} action"
+                    "User: {principal} is not authorized to perform: {action} on resource: \
+                     {resource} because no identity-based policy allows the {action} action"
                 );
                 let body =
                     serde_json::json!({"__type": "AccessDeniedException", "message": message});
@@ -815,6 +915,21 @@ async fn handle(
     let response = sender.send_request(forwarded).await?;
     let (mut parts, body) = response.into_parts();
     let mut body = body.collect().await?.to_bytes();
+    if operation == "AssumeRole" && parts.status.is_success() {
+        let answer = String::from_utf8_lossy(&body);
+        let access_key = answer
+            .split("<AccessKeyId>")
+            .nth(1)
+            .and_then(|rest| rest.split("</AccessKeyId>").next());
+        if let (Some(access_key), Some(role)) = (access_key, query_param(&request_body, "RoleArn"))
+        {
+            state
+                .lock()
+                .unwrap()
+                .sessions
+                .insert(access_key.to_owned(), role);
+        }
+    }
     if tokens && parts.status.is_success() {
         let mut page: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let last = page["StreamNames"]
@@ -845,6 +960,27 @@ async fn handle(
             .push((request_body, parts.status.as_u16()));
     }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// A parameter of a query-protocol body (`Action=AssumeRole&RoleArn=...`), percent-decoded.
+fn query_param(body: &str, name: &str) -> Option<String> {
+    let raw = body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() + 1 && i + 2 <= bytes.len() - 1 {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The status of the stream a Kinesis request names, read from the upstream with the request's
