@@ -7,7 +7,11 @@ use stream_encryption_enforcer::fleet::Fleet;
 use stream_encryption_enforcer::handler::{Home, init_tracing, lambda_handler};
 use stream_encryption_enforcer::kms::check_mandated_key_arn;
 
-#[tokio::main]
+// One event at a time needs no worker threads: a current-thread runtime. The only other
+// threads are the blocking pool's, which a DNS lookup starts on first use (an endpoint given as
+// an IP address needs none). That is also what runs under qemu-user, where creating an OS
+// thread hangs on the test machines, so the arm64 bootstrap is tested there.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let config = Config::from_env();
     init_tracing(

@@ -1528,7 +1528,16 @@ async fn runtime_handle(
 
 /// The real Lambda binary (`bootstrap`) polling `api`, with `env`; killed on drop.
 pub fn start_bootstrap(api: &RuntimeApi, env: &[(String, String)]) -> Process {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+    start_bootstrap_as(Command::new(env!("CARGO_BIN_EXE_bootstrap")), api, env)
+}
+
+/// As [`start_bootstrap`], running `command` (another build of the binary, or an emulator
+/// running one) instead of this build's `bootstrap`.
+pub fn start_bootstrap_as(
+    mut command: Command,
+    api: &RuntimeApi,
+    env: &[(String, String)],
+) -> Process {
     isolate_env(&mut command, env);
     command
         .env("AWS_LAMBDA_RUNTIME_API", &api.address)
