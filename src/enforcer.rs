@@ -345,6 +345,18 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         self
     }
 
+    /// The enforcer with the mandated key already resolved as `key`, from now (none: it resolves
+    /// the key itself on first use).
+    pub fn with_resolution(self, key: Option<KeyInfo>) -> Self {
+        if let Some(info) = key {
+            *lock(&self.resolved) = Some(Resolved {
+                info,
+                at: Instant::now(),
+            });
+        }
+        self
+    }
+
     /// The enforcer with its writes counted in `ledger` (none: nothing is counted).
     pub fn with_ledger(mut self, ledger: Option<Ledger>) -> Self {
         self.ledger = ledger;

@@ -156,6 +156,10 @@ pub struct Fleet<C: Connector> {
     reading: tokio::sync::Mutex<()>,
     /// The re-application ledger every place's enforcer counts its writes in.
     ledger: Option<crate::ledger::Ledger>,
+    /// The mandated key as the cold-start check resolved it in the function's own region
+    /// ([`crate::kms::check_mandated_key_arn`]): the enforcer of the function's own place starts
+    /// with it instead of resolving the key a second time.
+    home_key: Option<(String, crate::key::KeyInfo)>,
 }
 
 /// The most accounts and regions whose enforcer (SDK clients, rate limiter, resolved key) a
@@ -212,6 +216,7 @@ impl<C: Connector> Fleet<C> {
             accounts: Mutex::new(listed),
             reading: tokio::sync::Mutex::new(()),
             ledger: None,
+            home_key: None,
         }
     }
 
@@ -219,6 +224,13 @@ impl<C: Connector> Fleet<C> {
     /// credentials, whatever account the resource is in).
     pub fn with_ledger(mut self, ledger: Option<crate::ledger::Ledger>) -> Self {
         self.ledger = ledger;
+        self
+    }
+
+    /// The fleet whose enforcer in the function's own account and `region` starts with `key`,
+    /// the mandated key already resolved there.
+    pub fn with_home_key(mut self, region: &str, key: Option<crate::key::KeyInfo>) -> Self {
+        self.home_key = key.map(|key| (region.to_owned(), key));
         self
     }
 
@@ -440,6 +452,12 @@ impl<C: Connector> Fleet<C> {
                 &self.config,
             )
             .with_key(key)
+            .with_resolution(
+                self.home_key
+                    .as_ref()
+                    .filter(|(region, _)| own && *region == at.region)
+                    .map(|(_, key)| key.clone()),
+            )
             .with_ledger(self.ledger.clone()),
         );
         if !keep {

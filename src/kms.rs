@@ -39,17 +39,18 @@ impl KmsApi for aws_sdk_kms::Client {
 /// are set separately, and the template scopes the function's KMS permissions to the ARN, so a
 /// mismatch would fail every event (or, worse, apply a key nobody meant). `Err` is the
 /// configuration error, naming both values. A check that cannot finish (throttling, an outage)
-/// is not an error: it is logged, and each event resolves the key anyway.
+/// is not an error: it is logged, and each event resolves the key anyway. `Ok` holds the
+/// resolution when it was made, for the function's own place to start with.
 pub async fn check_mandated_key_arn(
     config: &crate::config::Config,
     kms: &impl KmsApi,
     region: &str,
     deadline: tokio::time::Instant,
-) -> Result<(), String> {
+) -> Result<Option<KeyInfo>, String> {
     use crate::config::{MANDATED_KMS_KEY, MANDATED_KMS_KEY_ARN};
     use crate::key::KeyForm;
     let Some(expected) = &config.mandated_key_arn else {
-        return Ok(());
+        return Ok(None);
     };
     let configured = config.mandated_key.configured();
     let Ok(KeyForm::KeyArn { location, .. }) = KeyForm::parse(expected) else {
@@ -75,7 +76,7 @@ pub async fn check_mandated_key_arn(
     )
     .await;
     match resolved {
-        Ok((info, _)) if info.arn == *expected => Ok(()),
+        Ok((info, _)) if info.arn == *expected => Ok(Some(info)),
         Ok((info, _)) => Err(format!(
             "{MANDATED_KMS_KEY} {} names the key {} in {region}, but {MANDATED_KMS_KEY_ARN} is \
              {expected} (the function's KMS permissions are scoped to it): give the two the same key",
@@ -100,7 +101,7 @@ pub async fn check_mandated_key_arn(
         }
         Err(e) => {
             tracing::warn!(error = %e, key = here.configured(), expected = %expected, "could not check that MANDATED_KMS_KEY names MANDATED_KMS_KEY_ARN; each event resolves the key itself");
-            Ok(())
+            Ok(None)
         }
     }
 }

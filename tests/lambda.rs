@@ -598,7 +598,9 @@ async fn a_mandated_key_arn_that_the_key_does_not_name_fails_every_event_naming_
         "{inv:?}"
     );
 
-    // When they agree, events are enforced.
+    // When they agree, events are enforced, and the key is described once: the cold start's
+    // resolution is the first event's too.
+    emu.moto_proxy.reset_counts();
     let api = RuntimeApi::start().await;
     api.push("agree", event("kinesis-create-stream", "orders"), minute);
     let lambda = start_bootstrap(&api, &with_arn(&mandated));
@@ -609,4 +611,6 @@ async fn a_mandated_key_arn_that_the_key_does_not_name_fails_every_event_naming_
         json!("remediated"),
         "{results:?}"
     );
+    assert_eq!(results[0].body["key"], json!(mandated));
+    assert_eq!(emu.moto_proxy.calls("DescribeKey"), 1);
 }

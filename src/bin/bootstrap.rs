@@ -26,18 +26,22 @@ async fn main() -> Result<(), Error> {
         Err(e) => return refuse_every_event(e.to_string()).await,
     };
     let clients = AwsClients::from_env().await;
-    if let Some(region) = clients.region() {
+    let region = clients.region().unwrap_or_default();
+    let mut home_key = None;
+    if !region.is_empty() {
         // The cold start has up to 10 s before Lambda's init timeout matters; 5 s is plenty.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        if let Err(reason) = check_mandated_key_arn(&config, &clients.kms, &region, deadline).await
-        {
-            return refuse_every_event(reason).await;
+        match check_mandated_key_arn(&config, &clients.kms, &region, deadline).await {
+            // The check's resolution is the own place's first: the key is not described twice.
+            Ok(resolved) => home_key = resolved,
+            Err(reason) => return refuse_every_event(reason).await,
         }
     }
     let home = Home::new(clients.clone());
     let ledger = clients.ledger(config.ledger_table.as_deref());
     let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config)
-        .with_ledger(ledger);
+        .with_ledger(ledger)
+        .with_home_key(&region, home_key);
     let namespace = config.metrics_namespace.as_str();
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         lambda_handler(&fleet, namespace, &home, event)
