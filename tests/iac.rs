@@ -299,33 +299,7 @@ async fn two_copies_of_one_event_at_the_same_moment_make_one_write_and_both_succ
 async fn a_stream_whose_encryption_keeps_being_reverted_is_flapping_past_the_threshold() {
     let emu = Emulators::start(Duration::from_millis(500), Duration::from_millis(500)).await;
     emu.create_key(ALIAS).await;
-    // The ledger table, as template.yaml declares it, in moto's DynamoDB.
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(&emu.moto_url));
-    let key = |name: &str, kind| {
-        aws_sdk_dynamodb::types::KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    let attribute = |name: &str| {
-        aws_sdk_dynamodb::types::AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    dynamodb
-        .create_table()
-        .table_name("enforcer-ledger")
-        .key_schema(key("resource", aws_sdk_dynamodb::types::KeyType::Hash))
-        .key_schema(key("applied", aws_sdk_dynamodb::types::KeyType::Range))
-        .attribute_definitions(attribute("resource"))
-        .attribute_definitions(attribute("applied"))
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    create_ledger_table(&emu.moto_url, "enforcer-ledger").await;
     let mut env = emu.env(ALIAS);
     env.extend(
         [

@@ -55,35 +55,6 @@ fn role_policy(template: &str, role: &str, values: &[(&str, &str)]) -> Vec<Polic
     serde_json::from_slice(&out.stdout).expect("statements")
 }
 
-async fn create_ledger(emu: &Emulators) {
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(&emu.moto_url));
-    let key = |name: &str, kind| {
-        aws_sdk_dynamodb::types::KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    let attribute = |name: &str| {
-        aws_sdk_dynamodb::types::AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    dynamodb
-        .create_table()
-        .table_name(TABLE)
-        .key_schema(key("resource", aws_sdk_dynamodb::types::KeyType::Hash))
-        .key_schema(key("applied", aws_sdk_dynamodb::types::KeyType::Range))
-        .attribute_definitions(attribute("resource"))
-        .attribute_definitions(attribute("applied"))
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-}
-
 /// One run of the event and sweep paths on new resources named after `run`: a CREATING stream,
 /// an ACTIVE unencrypted one, a delivery stream, each by its CloudTrail event, then the
 /// scheduled sweep. Returns the results and the calls the proxies denied, by operation.
@@ -135,7 +106,7 @@ async fn run(
 async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is_needed() {
     let emu = Emulators::start(Duration::from_millis(500), Duration::from_millis(300)).await;
     let key_arn = emu.create_key(ALIAS).await;
-    create_ledger(&emu).await;
+    create_ledger_table(&emu.moto_url, TABLE).await;
     let table_arn = format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}");
     let statements = role_policy(
         "template.yaml",

@@ -1526,6 +1526,37 @@ async fn runtime_handle(
     Ok(full(202, "{}"))
 }
 
+/// The re-application ledger's table, as template.yaml declares it (`resource` and `applied`,
+/// on demand), named `table` in moto's DynamoDB at `moto_url`.
+pub async fn create_ledger_table(moto_url: &str, table: &str) {
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(moto_url));
+    let key = |name: &str, kind| {
+        aws_sdk_dynamodb::types::KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let attribute = |name: &str| {
+        aws_sdk_dynamodb::types::AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    dynamodb
+        .create_table()
+        .table_name(table)
+        .key_schema(key("resource", aws_sdk_dynamodb::types::KeyType::Hash))
+        .key_schema(key("applied", aws_sdk_dynamodb::types::KeyType::Range))
+        .attribute_definitions(attribute("resource"))
+        .attribute_definitions(attribute("applied"))
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("CreateTable");
+}
+
 /// The real Lambda binary (`bootstrap`) polling `api`, with `env`; killed on drop.
 pub fn start_bootstrap(api: &RuntimeApi, env: &[(String, String)]) -> Process {
     start_bootstrap_as(Command::new(env!("CARGO_BIN_EXE_bootstrap")), api, env)
