@@ -16,7 +16,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The HTTPS client: hyper with rustls on the `ring` provider. The SDK's default client uses
 /// rustls on `aws-lc-rs`, which is larger and slower to build; for a handful of TLS 1.2/1.3
-/// connections to AWS endpoints `ring` does the same job (see README, Performance).
+/// connections to AWS endpoints `ring` does the same job (see docs/performance.md).
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     use aws_smithy_http_client::tls;
     aws_smithy_http_client::Builder::new()

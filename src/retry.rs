@@ -228,7 +228,7 @@ struct RawRetrier {
     comment: Option<String>,
 }
 
-/// The policy used when `RETRY_POLICY` is not set, printed in full in the README.
+/// The policy used when `RETRY_POLICY` is not set, printed in full in docs/retry-policy.md.
 pub const DEFAULT_POLICY_JSON: &str = r#"[
   {
     "ErrorEquals": ["ResourceInUseException"],

@@ -13,7 +13,7 @@
 //! account and region, where the rate is its container's share of the Describe limit: with the
 //! template's defaults (360 s, 4 containers) about 1,250 Kinesis streams (4 Describe/s) or 300
 //! delivery streams (one Firehose call each 1.1 s); a single container at 900 s, about 15,000 and
-//! 3,800 (the README, "How the work is split").
+//! 3,800 (docs/operations.md, "How the work is split").
 
 use crate::enforcer::Enforcer;
 use crate::event::Trigger;

@@ -5,21 +5,24 @@
 //! product accepts, Step Functions would too. The product's own refusals are unit tests in
 //! src/retry.rs.
 
+mod documents;
 mod support;
 
 use serde_json::{Value, json};
 use std::process::Command;
 use stream_encryption_enforcer::retry::{DEFAULT_POLICY_JSON, RetryPolicy};
 
-/// The JSON blocks of the README's retry-policy section that are policies.
-fn readme_policies() -> Vec<Value> {
-    let readme = include_str!("../README.md");
+/// The JSON blocks that are policies in the README's retry-policy section (the example) and in
+/// docs/retry-policy.md (the default).
+fn documented_policies() -> Vec<Value> {
+    let readme = documents::read("README.md");
     let start = readme.find("## The retry policy").expect("the section");
     let section = &readme[start..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
-    section
-        .split("```json")
-        .skip(1)
+    let docs = documents::read("docs/retry-policy.md");
+    [section, docs.as_str()]
+        .into_iter()
+        .flat_map(|text| text.split("```json").skip(1))
         .filter_map(|block| block.split("```").next())
         .filter_map(|text| serde_json::from_str::<Value>(text).ok())
         .filter(|v| {
@@ -134,9 +137,12 @@ fn validate(policies: &[Value]) -> (Option<i32>, String) {
 #[test]
 fn every_policy_the_product_accepts_is_valid_states_language() {
     let mut policies = vec![serde_json::from_str::<Value>(DEFAULT_POLICY_JSON).unwrap()];
-    let readme = readme_policies();
-    assert!(readme.len() >= 2, "the default and the example: {readme:?}");
-    policies.extend(readme);
+    let documented = documented_policies();
+    assert!(
+        documented.len() >= 2,
+        "the default and the example: {documented:?}"
+    );
+    policies.extend(documented);
     let corpus = generated(400);
     let accepted: Vec<Value> = corpus
         .into_iter()

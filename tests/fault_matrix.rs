@@ -1,4 +1,4 @@
-//! The fault table in README.md, row by row, against the real Lambda binary (`bootstrap`) acting
+//! The fault table in docs/errors.md, row by row, against the real Lambda binary (`bootstrap`) acting
 //! on the real emulators through the recording, fault-injecting proxy.
 //!
 //! Every row runs as "it persists" (the fault on every call of that kind for the row's stream):
@@ -8,7 +8,7 @@
 //! on the mandated key. Rows run concurrently, each on a stream (and, for KMS rows, a key) of its
 //! own, so the faults of one cannot reach another.
 
-mod readme;
+mod documents;
 mod support;
 
 use futures_util::stream::{self, StreamExt};
@@ -63,7 +63,7 @@ struct Row {
 }
 
 fn table() -> Vec<Row> {
-    readme::table("fault-table")
+    documents::table("docs/errors.md", "fault-table")
         .into_iter()
         .map(|cells| {
             let retries = match cells[2].as_str() {
@@ -387,17 +387,10 @@ async fn every_row_of_the_fault_table_holds() {
 }
 
 #[test]
-fn the_readme_prints_the_default_policy_the_code_uses() {
-    let text = include_str!("../README.md");
-    let start = text
-        .find("<!-- default-policy:start -->")
-        .expect("start marker");
-    let end = text
-        .find("<!-- default-policy:end -->")
-        .expect("end marker");
-    let block = &text[start..end];
+fn the_docs_print_the_default_policy_the_code_uses() {
+    let block = documents::block("docs/retry-policy.md", "default-policy");
     let json = &block
         [block.find("```json").expect("json block") + 7..block.rfind("```").expect("end of block")];
-    let printed = RetryPolicy::parse(json).expect("the README's policy parses");
+    let printed = RetryPolicy::parse(json).expect("the documented policy parses");
     assert_eq!(printed, RetryPolicy::default_policy());
 }

@@ -385,7 +385,7 @@ class IamPolicy(unittest.TestCase):
             },
         )
 
-    # What the role allows beyond the calls in the code, each for a reason the README gives:
+    # What the role allows beyond the calls in the code, each for a reason the README gives (its "What the stack creates"):
     # AWS makes these calls with the function's credentials on its behalf.
     ON_BEHALF = {
         "kms:GenerateDataKey": "Kinesis checks the mandated key with the caller's identity",
