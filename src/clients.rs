@@ -243,7 +243,7 @@ impl SdkConnector {
                 "TARGET_ROLE_NAME is not set, so no other account can be reached",
             ));
         };
-        let mut roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
+        let mut roles = crate::sync::lock(&self.roles);
         let role = roles
             .entry((at.partition.clone(), at.account.clone()))
             .or_insert_with(|| {
@@ -257,7 +257,7 @@ impl SdkConnector {
     }
 }
 
-impl crate::fleet::Connector for SdkConnector {
+impl crate::connector::Connector for SdkConnector {
     type Kinesis = aws_sdk_kinesis::Client;
     type Firehose = aws_sdk_firehose::Client;
     type Kms = aws_sdk_kms::Client;
@@ -266,10 +266,10 @@ impl crate::fleet::Connector for SdkConnector {
         &self,
         at: &crate::resource::Location,
         own: bool,
-    ) -> Result<crate::fleet::AdaptersOf<Self>, crate::aws_error::AwsError> {
+    ) -> Result<crate::connector::AdaptersOf<Self>, crate::aws_error::AwsError> {
         let same_region = self.own.shared.region().map(|r| r.as_ref()) == Some(at.region.as_str());
         if own && same_region {
-            return Ok(crate::fleet::Adapters {
+            return Ok(crate::connector::Adapters {
                 kinesis: self.own.kinesis.clone(),
                 firehose: self.own.firehose.clone(),
                 kms: self.own.kms.clone(),
@@ -291,14 +291,16 @@ impl crate::fleet::Connector for SdkConnector {
                 .identity_cache(aws_config::identity::IdentityCache::no_cache());
         }
         let shared = builder.build();
-        Ok(crate::fleet::Adapters {
+        Ok(crate::connector::Adapters {
             kinesis: aws_sdk_kinesis::Client::new(&shared),
             firehose: aws_sdk_firehose::Client::new(&shared),
             kms: aws_sdk_kms::Client::new(&shared),
         })
     }
 
-    async fn organization(&self) -> Result<crate::fleet::Organization, crate::aws_error::AwsError> {
+    async fn organization(
+        &self,
+    ) -> Result<crate::connector::Organization, crate::aws_error::AwsError> {
         use crate::aws_error::{AwsError, transport};
         use aws_sdk_organizations::types::{AccountState, AccountStatus};
         let organizations = aws_sdk_organizations::Client::new(&self.own.shared);
@@ -340,7 +342,7 @@ impl crate::fleet::Connector for SdkConnector {
                 _ => break,
             }
         }
-        Ok(crate::fleet::Organization { id, accounts })
+        Ok(crate::connector::Organization { id, accounts })
     }
 
     async fn assume(

@@ -14,146 +14,30 @@
 //!
 //! An event from an account or region outside the allowed set is `refused` before any AWS call.
 
-use crate::aws_error::AwsError;
+use crate::cache::FifoCache;
 use crate::config::{Central, Config};
-use crate::enforcer::{Enforcer, ListError, ignored, out_of_scope, refused};
+use crate::connector::{CannotAct, Connector};
+use crate::enforcer::Enforcer;
 use crate::event::{self, InvalidEvent, Parsed, Trigger};
-use crate::firehose::FirehoseApi;
-use crate::kinesis::KinesisApi;
-use crate::kms::KmsApi;
+use crate::organisation::AllowedAccounts;
 use crate::outcome::{Outcome, Report};
 use crate::resource::Location;
 use crate::retry::{self, CallError, RandomSource};
-use crate::sweep::{RESERVE, SweepSummary, sweep};
-use futures_util::stream::{self, StreamExt};
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::future::Future;
+use crate::sync::lock;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::time::Instant;
 
-/// Accounts and regions swept at once. Each has its own limits, so this only bounds the
-/// connections and memory one invocation uses; within each, the sweep's own concurrency applies.
-pub const LOCATIONS_IN_FLIGHT: usize = 8;
-
-/// The adapters of one account and region.
-pub struct Adapters<K, F, M> {
-    /// Kinesis Data Streams.
-    pub kinesis: K,
-    /// Firehose.
-    pub firehose: F,
-    /// KMS.
-    pub kms: M,
-}
-
-/// The adapters a connector makes.
-pub type AdaptersOf<C> =
-    Adapters<<C as Connector>::Kinesis, <C as Connector>::Firehose, <C as Connector>::Kms>;
-
-/// How the enforcer reaches an account and region.
-pub trait Connector: Send + Sync {
-    /// The Kinesis adapter.
-    type Kinesis: KinesisApi;
-    /// The Firehose adapter.
-    type Firehose: FirehoseApi;
-    /// The KMS adapter.
-    type Kms: KmsApi;
-
-    /// Adapters that act in `at`: with the function's own credentials when `own`, else with the
-    /// target role's in `at.account`. Makes no call.
-    fn connect(&self, at: &Location, own: bool) -> Result<AdaptersOf<Self>, AwsError>;
-
-    /// Makes sure the target role's credentials for `at.account` are at hand: sts:AssumeRole
-    /// when none are cached or they are about to expire, else nothing.
-    fn assume(&self, at: &Location) -> impl Future<Output = Result<(), AwsError>> + Send;
-
-    /// The organisation the function's account belongs to, with its ACTIVE accounts
-    /// (organizations:DescribeOrganization and ListAccounts, from the management account or a
-    /// delegated administrator).
-    fn organization(&self) -> impl Future<Output = Result<Organization, AwsError>> + Send;
-}
-
-/// An organisation and its ACTIVE accounts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Organization {
-    /// `o-...`.
-    pub id: String,
-    /// The ACTIVE member accounts, the management account included.
-    pub accounts: BTreeSet<String>,
-}
-
-/// How long the organisation's account list is used before it is read again: a new account is
-/// acted on at most this long after it joins (its events meanwhile are refused, kept by Lambda's
-/// retries and the on-failure queue, and the sweep catches its streams).
-pub const ORGANIZATION_REFRESH: Duration = Duration::from_secs(600);
-
-/// A connector with one set of adapters for the function's own account, and no role: the
-/// single-account mode, and the tests that hand the enforcer fakes.
-pub struct Fixed<K, F, M> {
-    kinesis: K,
-    firehose: F,
-    kms: M,
-}
-
-impl<K, F, M> Fixed<K, F, M> {
-    /// Always these adapters.
-    pub fn new(kinesis: K, firehose: F, kms: M) -> Self {
-        Self {
-            kinesis,
-            firehose,
-            kms,
-        }
-    }
-}
-
-const NO_ROLE: &str = "Enforcer.NoTargetRole";
-
-impl<K, F, M> Connector for Fixed<K, F, M>
-where
-    K: KinesisApi + Clone,
-    F: FirehoseApi + Clone,
-    M: KmsApi + Clone,
-{
-    type Kinesis = K;
-    type Firehose = F;
-    type Kms = M;
-
-    fn connect(&self, _: &Location, own: bool) -> Result<Adapters<K, F, M>, AwsError> {
-        if !own {
-            return Err(AwsError::new(NO_ROLE, "no role to reach another account"));
-        }
-        Ok(Adapters {
-            kinesis: self.kinesis.clone(),
-            firehose: self.firehose.clone(),
-            kms: self.kms.clone(),
-        })
-    }
-
-    async fn assume(&self, _: &Location) -> Result<(), AwsError> {
-        Err(AwsError::new(NO_ROLE, "no role to reach another account"))
-    }
-
-    async fn organization(&self) -> Result<Organization, AwsError> {
-        Err(AwsError::new(
-            NO_ROLE,
-            "no organisation in single-account mode",
-        ))
-    }
-}
-
-type EnforcerOf<C> =
+pub(crate) type EnforcerOf<C> =
     Enforcer<<C as Connector>::Kinesis, <C as Connector>::Firehose, <C as Connector>::Kms>;
 
 /// The enforcers of every account and region the function acts in, built on first use.
 pub struct Fleet<C: Connector> {
     connector: C,
     config: Config,
-    enforcers: Mutex<Places<EnforcerOf<C>>>,
-    /// The accounts other than its own the function may act in, and when they were read (`None`:
-    /// from the configuration, never stale). Empty until read in organisation-only mode.
-    accounts: Mutex<Option<Listed>>,
-    /// One reading of the organisation at a time.
-    reading: tokio::sync::Mutex<()>,
+    /// The enforcers kept between events, at most [`CACHED_PLACES`].
+    enforcers: Mutex<FifoCache<Location, Arc<EnforcerOf<C>>>>,
+    /// The accounts other than its own the function may act in.
+    accounts: AllowedAccounts,
     /// The re-application ledger every place's enforcer counts its writes in.
     ledger: Option<crate::ledger::Ledger>,
     /// The mandated key as the cold-start check resolved it in the function's own region
@@ -167,54 +51,14 @@ pub struct Fleet<C: Connector> {
 /// this bounds them to about 14 MB of the function's 128 MB, whatever the organisation's size.
 pub const CACHED_PLACES: usize = 256;
 
-/// The enforcers kept between events, and the order they were made in.
-struct Places<E> {
-    places: HashMap<Location, Arc<E>>,
-    order: VecDeque<Location>,
-}
-
-/// The accounts other than its own the function may act in.
-struct Listed {
-    /// When they were read from the organisation; `None` when configured.
-    read: Option<Instant>,
-    accounts: Arc<BTreeSet<String>>,
-}
-
-/// Why an account and region could not be reached, or the allowed accounts not be read.
-#[derive(Debug)]
-pub struct Unreachable {
-    /// The AWS error code, or an `Enforcer.` name.
-    pub code: String,
-    /// Why, in words.
-    pub reason: String,
-}
-
-impl std::fmt::Display for Unreachable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.reason, self.code)
-    }
-}
-
 impl<C: Connector> Fleet<C> {
     /// A fleet with `config`, reaching accounts and regions through `connector`.
     pub fn new(connector: C, config: &Config) -> Self {
-        let listed = config
-            .central
-            .as_ref()
-            .and_then(|c| c.accounts.clone())
-            .map(|accounts| Listed {
-                read: None,
-                accounts: Arc::new(accounts),
-            });
         Self {
             connector,
             config: config.clone(),
-            enforcers: Mutex::new(Places {
-                places: HashMap::new(),
-                order: VecDeque::new(),
-            }),
-            accounts: Mutex::new(listed),
-            reading: tokio::sync::Mutex::new(()),
+            enforcers: Mutex::new(FifoCache::new(CACHED_PLACES)),
+            accounts: AllowedAccounts::new(config.central.as_ref()),
             ledger: None,
             home_key: None,
         }
@@ -234,85 +78,29 @@ impl<C: Connector> Fleet<C> {
         self
     }
 
-    /// The accounts other than its own the function may act in, as last read; `None` in
-    /// single-account mode, or before the organisation was read.
-    fn allowed(&self) -> Option<Arc<BTreeSet<String>>> {
-        let listed = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        listed.as_ref().map(|l| l.accounts.clone())
-    }
-
     /// In central mode with `ORGANIZATION_ID` and no `ALLOWED_ACCOUNTS`: reads the
     /// organisation's ACTIVE accounts when they were never read or were read more than
-    /// [`ORGANIZATION_REFRESH`] ago (one call in the function's own account, under the retry
-    /// policy). Otherwise nothing.
+    /// [`ORGANIZATION_REFRESH`](crate::organisation::ORGANIZATION_REFRESH) ago. Otherwise
+    /// nothing.
     pub async fn refresh_accounts(
         &self,
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
-    ) -> Result<(), Unreachable> {
-        let Some(central) = &self.config.central else {
-            return Ok(());
-        };
-        let (None, Some(organization_id)) = (&central.accounts, &central.organization_id) else {
-            return Ok(());
-        };
-        let fresh = |fleet: &Self| {
-            let listed = fleet.accounts.lock().unwrap_or_else(|p| p.into_inner());
-            matches!(listed.as_ref(), Some(Listed { read: Some(read), .. }) if read.elapsed() < ORGANIZATION_REFRESH)
-        };
-        if fresh(self) {
-            return Ok(());
-        }
-        let _reading = self.reading.lock().await;
-        if fresh(self) {
-            return Ok(());
-        }
-        let read = retry::run(
-            &self.config.retry_policy,
-            deadline,
-            random,
-            "organizations:ListAccounts",
-            || self.connector.organization(),
-        )
-        .await;
-        let organization = match read {
-            Ok((organization, _)) => organization,
-            // A list read before stays in use: a passing Organizations outage must not stop
-            // enforcement in the accounts already known.
-            Err(e) if self.allowed().is_some() => {
-                tracing::warn!(organization = %organization_id, error = %e, "cannot read the organisation's accounts again; using the list read before");
-                return Ok(());
-            }
-            Err(e) => {
-                return Err(Unreachable {
-                    code: e.aws().code().to_owned(),
-                    reason: format!(
-                        "cannot read the accounts of organisation {organization_id}: {e}; the \
-                         function's account must be the management account or a delegated \
-                         administrator, or set ALLOWED_ACCOUNTS"
-                    ),
-                });
-            }
-        };
-        if organization.id != *organization_id {
-            return Err(Unreachable {
-                code: "Enforcer.OrganizationMismatch".into(),
-                reason: format!(
-                    "ORGANIZATION_ID is {organization_id}, but the function's account belongs to {}",
-                    organization.id
-                ),
-            });
-        }
-        tracing::info!(
-            organization = %organization.id,
-            accounts = organization.accounts.len(),
-            "read the organisation's accounts"
-        );
-        *self.accounts.lock().unwrap_or_else(|p| p.into_inner()) = Some(Listed {
-            read: Some(Instant::now()),
-            accounts: Arc::new(organization.accounts),
-        });
-        Ok(())
+    ) -> Result<(), CannotAct> {
+        self.accounts
+            .refresh(
+                self.config.central.as_ref(),
+                &self.config.retry_policy,
+                &self.connector,
+                deadline,
+                random,
+            )
+            .await
+    }
+
+    /// The accounts other than its own the function may act in, as last read.
+    pub(crate) fn allowed(&self) -> Option<Arc<std::collections::BTreeSet<String>>> {
+        self.accounts.current()
     }
 
     /// The connector.
@@ -328,43 +116,12 @@ impl<C: Connector> Fleet<C> {
     /// Why a resource at `at` is not the function's to act on, or `None` when it is. Makes no
     /// call: own account and region only, or in central mode the allowed accounts and regions.
     pub fn refusal(&self, at: &Location, home: Option<&Location>) -> Option<String> {
-        let Some(central) = &self.config.central else {
-            return out_of_scope(at, home);
-        };
-        let Some(home) = home else {
-            return out_of_scope(at, None);
-        };
-        if at.partition != home.partition {
-            return Some(format!(
-                "the resource is in partition {}, but this function runs in {} and roles cannot be \
-                 assumed across partitions; no AWS call was made",
-                at.partition, home.partition
-            ));
-        }
-        if at.account != home.account {
-            let allowed = self.allowed();
-            let inside = allowed.as_ref().is_some_and(|a| a.contains(&at.account));
-            if !inside {
-                let list = match (&central.accounts, &central.organization_id, allowed) {
-                    (Some(_), _, _) => "ALLOWED_ACCOUNTS".to_owned(),
-                    (None, Some(id), Some(_)) => {
-                        format!("the ACTIVE accounts of organisation {id}")
-                    }
-                    _ => "the organisation's accounts, which could not be read".to_owned(),
-                };
-                return Some(format!(
-                    "account {} is not in {list}; no AWS call was made in it",
-                    at.account
-                ));
-            }
-        }
-        if !central.regions.contains(&at.region) {
-            return Some(format!(
-                "region {} is not in ALLOWED_REGIONS; no AWS call was made",
-                at.region
-            ));
-        }
-        None
+        crate::scope::refusal(
+            self.config.central.as_ref(),
+            self.allowed().as_deref(),
+            at,
+            home,
+        )
     }
 
     /// Handles one event: parse, refuse what is outside the allowed accounts and regions, reach
@@ -382,7 +139,7 @@ impl<C: Connector> Fleet<C> {
                 service,
                 event_name,
                 reason,
-            } => return Ok(ignored(event_id, service, event_name, reason)),
+            } => return Ok(Report::ignored(event_id, service, event_name, reason)),
             Parsed::Trigger(trigger) => trigger,
         };
         let at = &trigger.resource.location;
@@ -390,28 +147,30 @@ impl<C: Connector> Fleet<C> {
         // account is always its to act on, so its events never wait on or fail with that read.
         let elsewhere = home.is_some_and(|home| home.account != at.account);
         if elsewhere && let Err(why) = self.refresh_accounts(deadline, random).await {
-            return Ok(self.unreachable(&trigger, why));
+            return Ok(self.cannot_act(&trigger, why));
         }
         let home = match (self.refusal(at, home), home) {
             (None, Some(home)) => home,
-            (reason, _) => return Ok(refused(&trigger, reason.unwrap_or_default())),
+            (reason, _) => return Ok(Report::refused(&trigger, reason.unwrap_or_default())),
         };
-        Ok(match self.reach(at, home, true, deadline, random).await {
-            Ok(enforcer) => enforcer.enforce(&trigger, deadline, random).await,
-            Err(why) => self.unreachable(&trigger, why),
-        })
+        Ok(
+            match self.enforcer_at(at, home, true, deadline, random).await {
+                Ok(enforcer) => enforcer.enforce(&trigger, deadline, random).await,
+                Err(why) => self.cannot_act(&trigger, why),
+            },
+        )
     }
 
     /// The enforcer for `at`, after making sure its account's credentials are at hand.
     /// `keep`: cache the enforcer for later events (a sweep's are used once and dropped).
-    async fn reach(
+    pub(crate) async fn enforcer_at(
         &self,
         at: &Location,
         home: &Location,
         keep: bool,
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
-    ) -> Result<Arc<EnforcerOf<C>>, Unreachable> {
+    ) -> Result<Arc<EnforcerOf<C>>, CannotAct> {
         // Only the function's own account and region use its own credentials (and the
         // permissions of its own stack); every other place goes through the member role, which
         // the member stack creates in every account, the function's own included.
@@ -420,7 +179,7 @@ impl<C: Connector> Fleet<C> {
         let key = self
             .config
             .mandated_key_at(at)
-            .map_err(|reason| Unreachable {
+            .map_err(|reason| CannotAct {
                 code: crate::key::KEY_IN_OTHER_REGION.to_owned(),
                 reason,
             })?;
@@ -437,10 +196,10 @@ impl<C: Connector> Fleet<C> {
                 return Err(self.assume_failed(at, &e));
             }
         }
-        if let Some(enforcer) = self.lock().places.get(at) {
-            return Ok(enforcer.clone());
+        if let Some(enforcer) = lock(&self.enforcers).get(at) {
+            return Ok(enforcer);
         }
-        let adapters = self.connector.connect(at, own).map_err(|e| Unreachable {
+        let adapters = self.connector.connect(at, own).map_err(|e| CannotAct {
             code: e.code().to_owned(),
             reason: format!("no clients for {at}: {e}"),
         })?;
@@ -463,24 +222,12 @@ impl<C: Connector> Fleet<C> {
         if !keep {
             return Ok(enforcer);
         }
-        let mut cache = self.lock();
-        if let Some(kept) = cache.places.get(at) {
-            return Ok(kept.clone());
-        }
         // Oldest first out: a place that had an event long ago rebuilds its clients (and
         // resolves its key again) when the next one comes.
-        while cache.places.len() >= CACHED_PLACES {
-            let Some(oldest) = cache.order.pop_front() else {
-                break;
-            };
-            cache.places.remove(&oldest);
-        }
-        cache.order.push_back(at.clone());
-        cache.places.insert(at.clone(), enforcer.clone());
-        Ok(enforcer)
+        Ok(lock(&self.enforcers).get_or_insert(at.clone(), enforcer))
     }
 
-    fn assume_failed(&self, at: &Location, e: &CallError) -> Unreachable {
+    fn assume_failed(&self, at: &Location, e: &CallError) -> CannotAct {
         let role = self
             .config
             .central
@@ -488,7 +235,7 @@ impl<C: Connector> Fleet<C> {
             .map_or_else(String::new, |c: &Central| {
                 c.role_arn(&at.partition, &at.account)
             });
-        Unreachable {
+        CannotAct {
             code: e.aws().code().to_owned(),
             reason: format!(
                 "sts:AssumeRole of {role} failed: {e}; the member stack must be deployed in \
@@ -498,94 +245,22 @@ impl<C: Connector> Fleet<C> {
         }
     }
 
-    fn unreachable(&self, trigger: &Trigger, why: Unreachable) -> Report {
+    fn cannot_act(&self, trigger: &Trigger, why: CannotAct) -> Report {
         Report {
-            outcome: Outcome::Failed,
-            service: Some(trigger.resource.service),
-            resource: Some(trigger.resource.arn()),
-            event_id: trigger.event_id.clone(),
-            event_name: Some(trigger.event_name.clone()),
             key: Some(self.config.mandated_key.configured().to_owned()),
-            attempts: 0,
             reason: Some(why.reason),
             error_code: Some(why.code),
-            found: None,
-            creator: None,
-            settle_seconds: None,
+            ..Report::about(trigger, Outcome::Failed)
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Places<EnforcerOf<C>>> {
-        self.enforcers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Where a scheduled sweep goes: the function's own account and every allowed account, in
-    /// each allowed region (central mode without `ALLOWED_REGIONS`: the function's own region).
-    pub fn sweep_locations(&self, home: &Location) -> Vec<Location> {
-        let Some(central) = &self.config.central else {
-            return vec![home.clone()];
-        };
-        let mut accounts = vec![home.account.clone()];
-        if let Some(allowed) = self.allowed() {
-            accounts.extend(allowed.iter().filter(|a| **a != home.account).cloned());
-        }
-        let mut locations = Vec::new();
-        for account in &accounts {
-            for region in &central.regions {
-                if let Ok(at) = Location::new(account, region)
-                    && at.partition == home.partition
-                {
-                    locations.push(at);
-                }
-            }
-        }
-        locations
-    }
-
-    /// Lists every stream and delivery stream in each of `locations` and runs the decision on
-    /// each, [`LOCATIONS_IN_FLIGHT`] accounts and regions at a time, each paced by its own
-    /// limits. One summary: a location that could not be reached or listed is named in
-    /// `unlisted`, a resource not reached before the deadline in `unreached`.
-    pub async fn sweep(
-        &self,
-        home: &Location,
-        locations: Vec<Location>,
-        deadline: Instant,
-        on_done: impl Fn(&Report) + Sync,
-    ) -> SweepSummary {
-        let on_done = &on_done;
-        let parts: Vec<SweepSummary> = stream::iter(locations)
-            .map(|at| async move {
-                let unlisted = |reason: String| SweepSummary::unlisted(&at, reason);
-                if let Some(reason) = self.refusal(&at, Some(home)) {
-                    return unlisted(reason);
-                }
-                if Instant::now() + RESERVE > deadline {
-                    return unlisted("not reached before the deadline".into());
-                }
-                let mut random = fastrand::Rng::new();
-                let enforcer = match self.reach(&at, home, false, deadline, &mut random).await {
-                    Ok(enforcer) => enforcer,
-                    Err(why) => return unlisted(why.reason),
-                };
-                let listed = Box::pin(enforcer.list_resources(&at, deadline, &mut random)).await;
-                match listed {
-                    Ok(resources) => Box::pin(sweep(&enforcer, resources, deadline, on_done)).await,
-                    Err(ListError { operation, reason }) => {
-                        unlisted(format!("{} failed: {reason}", operation.name()))
-                    }
-                }
-            })
-            .buffer_unordered(LOCATIONS_IN_FLIGHT)
-            .collect()
-            .await;
-        SweepSummary::merge(parts)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws_error::AwsError;
+    use crate::connector::{Adapters, AdaptersOf, Organization};
+    use crate::organisation::ORGANIZATION_REFRESH;
     use std::time::Duration;
 
     const KEY: (&str, &str) = ("MANDATED_KMS_KEY", "alias/org-streams");
@@ -890,32 +565,31 @@ mod tests {
         let mut first = Vec::new();
         for i in 0..CACHED_PLACES + 44 {
             let kept = fleet
-                .reach(&place(i), &home, true, deadline, &mut random)
+                .enforcer_at(&place(i), &home, true, deadline, &mut random)
                 .await
                 .unwrap();
             first.push(kept);
         }
-        assert_eq!(fleet.lock().places.len(), CACHED_PLACES);
-        assert_eq!(fleet.lock().order.len(), CACHED_PLACES);
+        assert_eq!(lock(&fleet.enforcers).len(), CACHED_PLACES);
         // The newest places are kept (the same enforcer again), the oldest were let go.
         let newest = CACHED_PLACES + 43;
         let again = fleet
-            .reach(&place(newest), &home, true, deadline, &mut random)
+            .enforcer_at(&place(newest), &home, true, deadline, &mut random)
             .await
             .unwrap();
         assert!(Arc::ptr_eq(&again, &first[newest]));
         let again = fleet
-            .reach(&place(0), &home, true, deadline, &mut random)
+            .enforcer_at(&place(0), &home, true, deadline, &mut random)
             .await
             .unwrap();
         assert!(!Arc::ptr_eq(&again, &first[0]));
-        assert_eq!(fleet.lock().places.len(), CACHED_PLACES);
+        assert_eq!(lock(&fleet.enforcers).len(), CACHED_PLACES);
         // A sweep's places are used once and dropped.
         let swept = fleet
-            .reach(&place(10_000), &home, false, deadline, &mut random)
+            .enforcer_at(&place(10_000), &home, false, deadline, &mut random)
             .await
             .unwrap();
         assert_eq!(Arc::strong_count(&swept), 1);
-        assert!(!fleet.lock().places.contains_key(&place(10_000)));
+        assert!(lock(&fleet.enforcers).get(&place(10_000)).is_none());
     }
 }

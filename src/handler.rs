@@ -2,8 +2,9 @@
 //! into a returned report or an error.
 
 use crate::clients::AwsClients;
+use crate::connector::Connector;
 use crate::event::{self, InvalidEvent};
-use crate::fleet::{Connector, Fleet};
+use crate::fleet::Fleet;
 use crate::metrics::{emf_line, now_ms};
 use crate::outcome::{Outcome, Report};
 use crate::resource::Location;
@@ -33,7 +34,7 @@ pub enum HandlerError {
     Refused(Box<Report>),
     /// The organisation's accounts, which a sweep covers, could not be read.
     #[error("sweep: {0}")]
-    Accounts(crate::fleet::Unreachable),
+    Accounts(crate::connector::CannotAct),
     /// A sweep left resources failed or unreached.
     #[error("{}", sweep_message(.0))]
     SweepIncomplete(Box<SweepSummary>),
@@ -252,7 +253,7 @@ impl Home {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Location>> {
-        self.known.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.known)
     }
 }
 

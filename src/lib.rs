@@ -19,20 +19,33 @@
 //! - [`aws_error`]: one error type for every AWS call, named as the policy names errors.
 //! - [`kinesis`], [`firehose`], [`kms`]: the narrow traits the enforcer needs, and their
 //!   adapters for the SDK clients.
-//! - [`enforcer`]: the decision for one event: inspect, decide, apply, confirm.
-//! - [`sweep`]: every resource of an account and region through the same decision.
-//! - [`fleet`]: one enforcer per account and region; central mode's roles and allowed set.
+//! - [`enforcer`]: the decision for one event: inspect, decide, apply, confirm; the shared
+//!   steps in `enforcer/mod.rs`, each service's procedure in `enforcer/kinesis.rs` and
+//!   `enforcer/firehose.rs`.
+//! - [`sweep`]: the inventory of an account and region, and every resource of it (or of many
+//!   accounts and regions, in central mode) through the same decision.
+//! - [`fleet`]: one enforcer per account and region, kept in a bounded first-in-first-out
+//!   cache; it parses an event, refuses or reaches the resource's place, and enforces.
+//! - [`connector`]: how a place is reached (the SDK's connector is in [`clients`]), and why it
+//!   may not be ([`connector::CannotAct`]).
+//! - [`scope`]: which accounts and regions the function may act in, decided with no call.
+//! - [`organisation`]: the allowed accounts, as configured or read from the organisation.
 //! - [`ledger`]: the re-application ledger (DynamoDB) that tells a flapping resource.
-//! - [`outcome`]: the outcome vocabulary and the per-event report.
+//! - [`outcome`]: the outcome vocabulary and the per-event report, and its constructors.
 //! - [`metrics`]: one CloudWatch embedded-metric-format line per outcome.
 //! - [`handler`]: deadline, logging and errors shared by the Lambda and the CLI.
 //! - [`clients`]: the SDK clients, built once with the SDK's own retries off.
 //!
 //! The binaries are thin: `src/bin/bootstrap.rs` (the Lambda) and `src/bin/enforcer.rs` (the CLI).
+//! Test-only code lives under `tests/`: the fuzz targets' properties (`tests/fuzz_properties/`,
+//! which `fuzz/` includes by path) and the connector for tests that bring their own adapters
+//! (`tests/own_account/`).
 
 pub mod aws_error;
+mod cache;
 pub mod clients;
 pub mod config;
+pub mod connector;
 pub mod creator;
 pub mod enforcer;
 pub mod event;
@@ -40,15 +53,17 @@ pub mod exemption;
 pub mod firehose;
 pub mod fleet;
 #[doc(hidden)]
-pub mod fuzzing;
 pub mod handler;
 pub mod key;
 pub mod kinesis;
 pub mod kms;
 pub mod ledger;
 pub mod metrics;
+pub mod organisation;
 pub mod outcome;
 pub mod ratelimit;
 pub mod resource;
 pub mod retry;
+pub mod scope;
 pub mod sweep;
+mod sync;

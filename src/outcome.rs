@@ -1,5 +1,6 @@
 //! The one outcome reported per event.
 
+use crate::event::Trigger;
 use crate::resource::Service;
 use serde::Serialize;
 use std::fmt;
@@ -67,7 +68,7 @@ impl fmt::Display for Outcome {
 
 /// What the enforcer found before it changed anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Found {
+pub struct InitialState {
     /// `StreamStatus` / `DeliveryStreamStatus`.
     pub status: String,
     /// `NONE` or `KMS` (Kinesis); the SSE status and key type (Firehose), or `NONE`.
@@ -107,7 +108,7 @@ pub struct Report {
     pub error_code: Option<String>,
     /// The resource's state when first inspected.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub found: Option<Found>,
+    pub found: Option<InitialState>,
     /// The infrastructure-as-code tool recognised as the caller behind the event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub creator: Option<String>,
@@ -117,6 +118,60 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of `outcome` that names nothing else yet: each case sets the fields it knows
+    /// (`Report { reason: ..., ..Report::new(outcome) }`).
+    pub fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            service: None,
+            resource: None,
+            event_id: None,
+            event_name: None,
+            key: None,
+            attempts: 0,
+            reason: None,
+            error_code: None,
+            found: None,
+            creator: None,
+            settle_seconds: None,
+        }
+    }
+
+    /// A report of `outcome` about the resource, event and call `trigger` names.
+    pub fn about(trigger: &Trigger, outcome: Outcome) -> Self {
+        Self {
+            service: Some(trigger.resource.service),
+            resource: Some(trigger.resource.arn()),
+            event_id: trigger.event_id.clone(),
+            event_name: Some(trigger.event_name.clone()),
+            ..Self::new(outcome)
+        }
+    }
+
+    /// The report of an event that needs no action.
+    pub fn ignored(
+        event_id: Option<String>,
+        service: Option<Service>,
+        event_name: Option<String>,
+        reason: String,
+    ) -> Self {
+        Self {
+            service,
+            event_id,
+            event_name,
+            reason: Some(reason),
+            ..Self::new(Outcome::Ignored)
+        }
+    }
+
+    /// The report of an event whose resource is not the function's to act on.
+    pub fn refused(trigger: &Trigger, reason: String) -> Self {
+        Self {
+            reason: Some(reason),
+            ..Self::about(trigger, Outcome::Refused)
+        }
+    }
+
     /// The report as one line of JSON.
     pub fn to_json(&self) -> String {
         // Serialising this struct cannot fail: only strings, integers and unit enums.

@@ -152,9 +152,7 @@ impl RateLimiter {
         let bucket = operation.bucket();
         let interval = self.interval(bucket);
         let slot = {
-            let mut next = self.next_slot[bucket as usize]
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut next = crate::sync::lock(&self.next_slot[bucket as usize]);
             let now = Instant::now();
             let slot = next.map_or(now, |n| n.max(now));
             if slot > deadline {

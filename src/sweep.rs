@@ -15,13 +15,18 @@
 //! delivery streams (one Firehose call each 1.1 s); a single container at 900 s, about 15,000 and
 //! 3,800 (docs/operations.md, "How the work is split").
 
+use crate::connector::Connector;
 use crate::enforcer::Enforcer;
 use crate::event::Trigger;
 use crate::firehose::FirehoseApi;
+use crate::fleet::Fleet;
 use crate::kinesis::KinesisApi;
 use crate::kms::KmsApi;
 use crate::outcome::{Outcome, Report};
+use crate::ratelimit::Operation;
+use crate::resource::Service;
 use crate::resource::{Location, Resource};
+use crate::retry::{CallError, RandomSource};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -279,6 +284,159 @@ pub async fn sweep<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
     summary.reports.sort_by(|a, b| a.resource.cmp(&b.resource));
     summary.unreached.sort();
     summary
+}
+
+// ---- The inventory: every resource of an account and region.
+
+/// A listing call failed (after the retry policy), so the inventory is incomplete.
+#[derive(Debug, thiserror::Error)]
+#[error("{} failed: {reason}", operation.name())]
+pub struct ListError {
+    /// The listing call.
+    pub operation: Operation,
+    /// Why, with the AWS error code.
+    pub reason: String,
+}
+
+impl ListError {
+    fn new(operation: Operation, err: CallError) -> Self {
+        Self {
+            operation,
+            reason: err.to_string(),
+        }
+    }
+}
+
+impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
+    /// Every Kinesis data stream and Firehose delivery stream (all source types) in the
+    /// account and region `at`, each listing paged and paced under the rate limits.
+    pub async fn list_resources(
+        &self,
+        at: &Location,
+        deadline: Instant,
+        random: &mut (dyn RandomSource + Send),
+    ) -> Result<Vec<Resource>, ListError> {
+        let mut names: Vec<(Service, String)> = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .paced(deadline, &mut *random, Operation::ListStreams, || {
+                    self.kinesis().list_streams(cursor.clone())
+                })
+                .await
+                .map_err(|e| ListError::new(Operation::ListStreams, e))?
+                .0;
+            names.extend(page.names.into_iter().map(|n| (Service::Kinesis, n)));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let (page, more) = self
+                .paced(
+                    deadline,
+                    &mut *random,
+                    Operation::ListDeliveryStreams,
+                    || self.firehose().list_delivery_streams(after.clone()),
+                )
+                .await
+                .map_err(|e| ListError::new(Operation::ListDeliveryStreams, e))?
+                .0;
+            after = page.last().cloned();
+            names.extend(page.into_iter().map(|n| (Service::Firehose, n)));
+            if !more || after.is_none() {
+                break;
+            }
+        }
+        names
+            .into_iter()
+            .map(|(service, name)| {
+                Resource::named(service, at.clone(), &name).map_err(|invalid| ListError {
+                    operation: match service {
+                        Service::Kinesis => Operation::ListStreams,
+                        Service::Firehose => Operation::ListDeliveryStreams,
+                    },
+                    reason: invalid.to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+// ---- Many accounts and regions: a central-mode sweep.
+
+/// Accounts and regions swept at once. Each has its own limits, so this only bounds the
+/// connections and memory one invocation uses; within each, the sweep's own concurrency applies.
+pub const LOCATIONS_IN_FLIGHT: usize = 8;
+
+impl<C: Connector> Fleet<C> {
+    /// Where a scheduled sweep goes: the function's own account and every allowed account, in
+    /// each allowed region (central mode without `ALLOWED_REGIONS`: the function's own region).
+    pub fn sweep_locations(&self, home: &Location) -> Vec<Location> {
+        let Some(central) = &self.config().central else {
+            return vec![home.clone()];
+        };
+        let mut accounts = vec![home.account.clone()];
+        if let Some(allowed) = self.allowed() {
+            accounts.extend(allowed.iter().filter(|a| **a != home.account).cloned());
+        }
+        let mut locations = Vec::new();
+        for account in &accounts {
+            for region in &central.regions {
+                if let Ok(at) = Location::new(account, region)
+                    && at.partition == home.partition
+                {
+                    locations.push(at);
+                }
+            }
+        }
+        locations
+    }
+
+    /// Lists every stream and delivery stream in each of `locations` and runs the decision on
+    /// each, [`LOCATIONS_IN_FLIGHT`] accounts and regions at a time, each paced by its own
+    /// limits. One summary: a location that could not be reached or listed is named in
+    /// `unlisted`, a resource not reached before the deadline in `unreached`.
+    pub async fn sweep(
+        &self,
+        home: &Location,
+        locations: Vec<Location>,
+        deadline: Instant,
+        on_done: impl Fn(&Report) + Sync,
+    ) -> SweepSummary {
+        let on_done = &on_done;
+        let parts: Vec<SweepSummary> = stream::iter(locations)
+            .map(|at| async move {
+                let unlisted = |reason: String| SweepSummary::unlisted(&at, reason);
+                if let Some(reason) = self.refusal(&at, Some(home)) {
+                    return unlisted(reason);
+                }
+                if Instant::now() + RESERVE > deadline {
+                    return unlisted("not reached before the deadline".into());
+                }
+                let mut random = fastrand::Rng::new();
+                let enforcer = match self
+                    .enforcer_at(&at, home, false, deadline, &mut random)
+                    .await
+                {
+                    Ok(enforcer) => enforcer,
+                    Err(why) => return unlisted(why.reason),
+                };
+                let listed = Box::pin(enforcer.list_resources(&at, deadline, &mut random)).await;
+                match listed {
+                    Ok(resources) => Box::pin(sweep(&enforcer, resources, deadline, on_done)).await,
+                    Err(ListError { operation, reason }) => {
+                        unlisted(format!("{} failed: {reason}", operation.name()))
+                    }
+                }
+            })
+            .buffer_unordered(LOCATIONS_IN_FLIGHT)
+            .collect()
+            .await;
+        SweepSummary::merge(parts)
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 mod mocks;
 
+mod own_account;
+
 use mocks::*;
 
 use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
@@ -13,9 +15,10 @@ use aws_sdk_kinesis::operation::start_stream_encryption::{
 use aws_sdk_kinesis::types::StreamStatus;
 use aws_sdk_kms::operation::describe_key::DescribeKeyError;
 use aws_smithy_mocks::{Rule, mock};
+use own_account::OwnAccount;
 use std::time::Duration;
 use stream_encryption_enforcer::config::Config;
-use stream_encryption_enforcer::fleet::{Fixed, Fleet};
+use stream_encryption_enforcer::fleet::Fleet;
 use stream_encryption_enforcer::kinesis::KinesisApi;
 use stream_encryption_enforcer::outcome::{Outcome, Report};
 use stream_encryption_enforcer::resource::{Location, Resource, Service};
@@ -50,7 +53,7 @@ async fn handle(
     budget: Duration,
 ) -> Report {
     let firehose = firehose_client(&[]);
-    let enforcer = Fleet::new(Fixed::new(kinesis, firehose, kms), &config(policy));
+    let enforcer = Fleet::new(OwnAccount::new(kinesis, firehose, kms), &config(policy));
     let mut random = fastrand::Rng::with_seed(3);
     enforcer
         .handle(
@@ -377,7 +380,7 @@ async fn an_event_outside_the_home_account_region_or_partition_is_refused_withou
     let kinesis = kinesis_client(&[&describe]);
     let kms = kms_client(&[&key]);
     let enforcer = Fleet::new(
-        Fixed::new(kinesis, firehose_client(&[]), kms),
+        OwnAccount::new(kinesis, firehose_client(&[]), kms),
         &config(None),
     );
     let mut random = fastrand::Rng::with_seed(5);
@@ -440,7 +443,7 @@ async fn at_the_handler_a_deadline_failure_is_an_error_and_no_wait_runs_past_it(
         .build();
     let key = key_rule();
     let enforcer = Fleet::new(
-        Fixed::new(
+        OwnAccount::new(
             kinesis_client(&[&describe, &start]),
             firehose_client(&[]),
             kms_client(&[&key]),
@@ -599,7 +602,7 @@ async fn firehose_encryption_being_turned_off_is_waited_out_with_reads_then_star
     );
     let key = key_rule();
     let fleet = Fleet::new(
-        Fixed::new(
+        OwnAccount::new(
             kinesis_client(&[]),
             firehose_client(&[&describe, &start]),
             kms_client(&[&key]),
@@ -771,7 +774,7 @@ async fn a_tools_change_between_reads_starts_the_settle_period_over() {
     })
     .unwrap();
     let fleet = Fleet::new(
-        Fixed::new(
+        OwnAccount::new(
             kinesis_client(&[&describe, &start]),
             firehose_client(&[]),
             kms_client(&[&key]),
@@ -873,7 +876,7 @@ async fn the_key_is_resolved_again_after_its_ttl_and_only_a_transient_failure_ke
     })
     .unwrap();
     let fleet = Fleet::new(
-        Fixed::new(
+        OwnAccount::new(
             kinesis_client(&[&describe]),
             firehose_client(&[]),
             kms_client(&[&key]),
@@ -963,7 +966,7 @@ async fn a_multi_region_key_is_applied_as_its_replica_in_the_streams_region() {
     })
     .unwrap();
     let fleet = Fleet::new(
-        Fixed::new(
+        OwnAccount::new(
             kinesis_client(&[&describe, &start]),
             firehose_client(&[]),
             kms_client(&[&key]),

@@ -1,8 +1,10 @@
-//! The fuzz targets' properties (src/fuzzing.rs) on their seeds and on every regression saved
+//! The fuzz targets' properties (tests/fuzz_properties/) on their seeds and on every regression saved
 //! from a fuzz run (fuzz/regressions/), so the long runs of `make fuzz` leave a fast test behind.
 
+mod fuzz_properties;
+
+use fuzz_properties as fuzzing;
 use std::path::Path;
-use stream_encryption_enforcer::fuzzing;
 
 fn files(dir: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);

@@ -5,17 +5,19 @@
 //! would, every stream that should be on the mandated key on it, and every write call accounted
 //! for by a report.
 
+mod own_account;
 mod support;
 
 use aws_config::BehaviorVersion;
 use futures_util::stream::{self, StreamExt};
+use own_account::OwnAccount;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use stream_encryption_enforcer::clients::lambda_settings;
 use stream_encryption_enforcer::config::Config;
-use stream_encryption_enforcer::fleet::{Fixed, Fleet};
+use stream_encryption_enforcer::fleet::Fleet;
 use stream_encryption_enforcer::handler::{HandlerError, Output, run_event};
 use stream_encryption_enforcer::outcome::Report;
 use stream_encryption_enforcer::resource::Location;
@@ -38,7 +40,8 @@ type Sdk = (
     aws_sdk_kms::Client,
 );
 type Handled = Result<Output, HandlerError>;
-type Soak = Fleet<Fixed<aws_sdk_kinesis::Client, aws_sdk_firehose::Client, aws_sdk_kms::Client>>;
+type Soak =
+    Fleet<OwnAccount<aws_sdk_kinesis::Client, aws_sdk_firehose::Client, aws_sdk_kms::Client>>;
 
 /// SDK clients configured as the Lambda's (`clients::lambda_settings`).
 async fn clients(kinesis_url: &str, moto_url: &str) -> Sdk {
@@ -81,7 +84,7 @@ fn enforcer(sdk: Sdk) -> Soak {
         _ => None,
     })
     .unwrap();
-    Fleet::new(Fixed::new(sdk.0, sdk.1, sdk.2), &config)
+    Fleet::new(OwnAccount::new(sdk.0, sdk.1, sdk.2), &config)
 }
 
 /// The most write calls one event may make under the policy: the first, plus every retry of

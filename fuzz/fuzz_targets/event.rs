@@ -1,6 +1,9 @@
 //! Any bytes as the Lambda's event: parsed or rejected with a reason, never a panic.
 #![no_main]
 
+#[path = "../../tests/fuzz_properties/mod.rs"]
+mod fuzz_properties;
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    stream_encryption_enforcer::fuzzing::event(data);
+    fuzz_properties::event(data);
 });

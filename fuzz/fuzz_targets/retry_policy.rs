@@ -1,6 +1,9 @@
 //! Any bytes as `RETRY_POLICY`: rejected with a reason, or a policy that retries as ASL says.
 #![no_main]
 
+#[path = "../../tests/fuzz_properties/mod.rs"]
+mod fuzz_properties;
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    stream_encryption_enforcer::fuzzing::retry_policy(data);
+    fuzz_properties::retry_policy(data);
 });

@@ -1,23 +1,30 @@
 //! The decision for one event: inspect, decide, apply under the retry policy, confirm, report.
+//!
+//! This module holds what both services share: the per-event state (`Handling`), the paced
+//! and retried calls, the waits (for a resource that is not ready, a tool's settle period, the
+//! confirm), the mandated key's resolution, the exemption and report-mode checks, the flapping
+//! guard, and the report. The procedures of each service are in `kinesis.rs` and `firehose.rs`.
+
+mod firehose;
+mod kinesis;
 
 use crate::aws_error::{AwsError, quota};
 use crate::config::{Config, Mode};
 use crate::creator::{Tools, advice};
 use crate::event::Trigger;
 use crate::exemption::{ExemptTag, Tags};
-use crate::firehose::{
-    DeliveryStatus, DeliverySummary, EncryptionStatus, FirehoseApi, FirehoseKey,
-};
+use crate::firehose::FirehoseApi;
 use crate::key::{KeyForm, KeyInfo, KeyMatch, MandatedKey, compare};
-use crate::kinesis::{KinesisApi, StreamStatus, StreamSummary};
+use crate::kinesis::KinesisApi;
 use crate::kms::KmsApi;
 use crate::ledger::Ledger;
-use crate::outcome::{Found, Outcome, Report};
+use crate::outcome::{InitialState, Outcome, Report};
 use crate::ratelimit::{Operation, RateLimiter};
 use crate::resource::{Location, Resource, Service};
 use crate::retry::{self, CallError, RandomSource, RetryDecision, RetryPolicy, RetryState};
+use crate::sync::lock;
 use std::future::Future;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -95,13 +102,13 @@ struct Resolved {
 }
 
 /// Why enforcement stopped short of a positive outcome.
-enum Stop {
+enum Halt {
     Gone { reason: String, code: String },
     Failed { reason: String, code: String },
     Flapping { reason: String },
 }
 
-impl Stop {
+impl Halt {
     fn failed(code: &str, reason: String) -> Self {
         Self::Failed {
             reason,
@@ -148,103 +155,19 @@ fn quota_advice(code: &str) -> Option<&'static str> {
     })
 }
 
-/// A listing call failed (after the retry policy), so the inventory is incomplete.
-#[derive(Debug, thiserror::Error)]
-#[error("{} failed: {reason}", operation.name())]
-pub struct ListError {
-    /// The listing call.
-    pub operation: Operation,
-    /// Why, with the AWS error code.
-    pub reason: String,
-}
-
-impl ListError {
-    fn new(operation: Operation, err: CallError) -> Self {
-        Self {
-            operation,
-            reason: err.to_string(),
-        }
-    }
-}
-
-/// The report of an event that needs no action.
-pub fn ignored(
-    event_id: Option<String>,
-    service: Option<Service>,
-    event_name: Option<String>,
-    reason: String,
-) -> Report {
-    Report {
-        outcome: Outcome::Ignored,
-        service,
-        resource: None,
-        event_id,
-        event_name,
-        key: None,
-        attempts: 0,
-        reason: Some(reason),
-        error_code: None,
-        found: None,
-        creator: None,
-        settle_seconds: None,
-    }
-}
-
-/// The report of an event whose resource is not the function's to act on.
-pub fn refused(trigger: &Trigger, reason: String) -> Report {
-    Report {
-        outcome: Outcome::Refused,
-        service: Some(trigger.resource.service),
-        resource: Some(trigger.resource.arn()),
-        event_id: trigger.event_id.clone(),
-        event_name: Some(trigger.event_name.clone()),
-        key: None,
-        attempts: 0,
-        reason: Some(reason),
-        error_code: None,
-        found: None,
-        creator: None,
-        settle_seconds: None,
-    }
-}
-
-/// Why a resource at `at` is not the function's to act on, or `None` when it is in `home`.
-pub fn out_of_scope(at: &Location, home: Option<&Location>) -> Option<String> {
-    let Some(home) = home else {
-        return Some(
-            "the function's own account and region are unknown, so no resource can be checked \
-             against them"
-                .to_owned(),
-        );
-    };
-    let differs = if at.partition != home.partition {
-        "partition"
-    } else if at.account != home.account {
-        "account"
-    } else if at.region != home.region {
-        "region"
-    } else {
-        return None;
-    };
-    Some(format!(
-        "the resource is in {at}, but this function serves {home} only (the {differs} differs); \
-         no AWS call was made"
-    ))
-}
-
 /// A positive outcome and its reason.
-struct Done(Outcome, String);
+struct Verdict(Outcome, String);
 
 /// Per-event state: the deadline, the random source for jitter, the write calls made, and the
 /// waits for the resource to be ready.
-struct Run<'a> {
+struct Handling<'a> {
     deadline: Instant,
     random: &'a mut (dyn RandomSource + Send),
     /// Write calls made (Start*Encryption attempts, refused ones included).
     writes: u32,
     /// Whether one of those writes took.
     took: bool,
-    found: Option<Found>,
+    found: Option<InitialState>,
     /// The retry policy's counters for the event's write, one set per event, as if it were one
     /// Start call retried: every inspection that finds the resource not ready counts as a
     /// ResourceInUseException, exactly as a write it refused would, so the waits have the
@@ -275,7 +198,7 @@ struct Settle {
     last_seen: String,
 }
 
-impl Run<'_> {
+impl Handling<'_> {
     /// Whether the enforcer waited for the resource (not ready, or a settle period begun), so
     /// that a key found on since is someone else's doing.
     fn waited(&self) -> bool {
@@ -287,7 +210,7 @@ impl Run<'_> {
     }
 }
 
-impl<'a> Run<'a> {
+impl<'a> Handling<'a> {
     fn new(
         deadline: Instant,
         random: &'a mut (dyn RandomSource + Send),
@@ -308,11 +231,6 @@ impl<'a> Run<'a> {
             note: None,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere cannot leave these caches inconsistent: every write is one assignment.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
@@ -363,63 +281,19 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         self
     }
 
+    /// The Kinesis adapter (the inventory lists with it).
+    pub(crate) fn kinesis(&self) -> &K {
+        &self.kinesis
+    }
+
+    /// The Firehose adapter.
+    pub(crate) fn firehose(&self) -> &F {
+        &self.firehose
+    }
+
     /// The share of the per-account limits this enforcer's calls are paced at.
     pub fn rate_share(&self) -> f64 {
         self.limiter.share()
-    }
-
-    /// Every Kinesis data stream and Firehose delivery stream (all source types) in the
-    /// account and region `at`, each listing paged and paced under the rate limits.
-    pub async fn list_resources(
-        &self,
-        at: &Location,
-        deadline: Instant,
-        random: &mut (dyn RandomSource + Send),
-    ) -> Result<Vec<Resource>, ListError> {
-        let mut run = Run::new(deadline, random, &self.policy);
-        let mut names: Vec<(Service, String)> = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .limited(&mut run, Operation::ListStreams, || {
-                    self.kinesis.list_streams(cursor.clone())
-                })
-                .await
-                .map_err(|e| ListError::new(Operation::ListStreams, e))?
-                .0;
-            names.extend(page.names.into_iter().map(|n| (Service::Kinesis, n)));
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        let mut after: Option<String> = None;
-        loop {
-            let (page, more) = self
-                .limited(&mut run, Operation::ListDeliveryStreams, || {
-                    self.firehose.list_delivery_streams(after.clone())
-                })
-                .await
-                .map_err(|e| ListError::new(Operation::ListDeliveryStreams, e))?
-                .0;
-            after = page.last().cloned();
-            names.extend(page.into_iter().map(|n| (Service::Firehose, n)));
-            if !more || after.is_none() {
-                break;
-            }
-        }
-        names
-            .into_iter()
-            .map(|(service, name)| {
-                Resource::named(service, at.clone(), &name).map_err(|invalid| ListError {
-                    operation: match service {
-                        Service::Kinesis => Operation::ListStreams,
-                        Service::Firehose => Operation::ListDeliveryStreams,
-                    },
-                    reason: invalid.to_string(),
-                })
-            })
-            .collect()
     }
 
     /// Enforces the mandated key on the resource an event names.
@@ -433,7 +307,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             .tools
             .recognise(&trigger.caller)
             .map(|t| t.name.clone());
-        let mut run = Run::new(deadline, random, &self.policy);
+        let mut run = Handling::new(deadline, random, &self.policy);
         run.reverted_by = match (&tool, &trigger.caller.principal) {
             (Some(tool), Some(principal)) => format!("{tool} ({principal})"),
             (Some(who), None) | (None, Some(who)) => who.clone(),
@@ -478,7 +352,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         let result = tokio::time::timeout_at(deadline, Box::pin(enforcement))
             .await
             .unwrap_or_else(|_| {
-                Err(Stop::failed(
+                Err(Halt::failed(
                     codes::DEADLINE,
                     "the invocation's time ran out while a call to AWS was still unanswered (a \
                      write in flight may or may not have been received); a retry of the event \
@@ -487,10 +361,10 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 ))
             });
         let (outcome, mut reason, error_code) = match result {
-            Ok(Done(outcome, reason)) => (outcome, reason, None),
-            Err(Stop::Gone { reason, code }) => (Outcome::Gone, reason, Some(code)),
-            Err(Stop::Failed { reason, code }) => (Outcome::Failed, reason, Some(code)),
-            Err(Stop::Flapping { reason }) => {
+            Ok(Verdict(outcome, reason)) => (outcome, reason, None),
+            Err(Halt::Gone { reason, code }) => (Outcome::Gone, reason, Some(code)),
+            Err(Halt::Failed { reason, code }) => (Outcome::Failed, reason, Some(code)),
+            Err(Halt::Flapping { reason }) => {
                 (Outcome::Flapping, reason, Some(codes::FLAPPING.to_owned()))
             }
         };
@@ -525,11 +399,6 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             );
         }
         Report {
-            outcome,
-            service: Some(trigger.resource.service),
-            resource: Some(trigger.resource.arn()),
-            event_id: trigger.event_id.clone(),
-            event_name: Some(trigger.event_name.clone()),
             key: Some(key),
             attempts: run.writes,
             reason: Some(reason),
@@ -541,51 +410,47 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 .filter(|s| s.quiet_since.is_some())
                 .map(|s| s.period.as_secs()),
             creator: tool,
+            ..Report::about(trigger, outcome)
         }
     }
 
     /// One AWS call under the rate limiter (every attempt waits for its slot) and the retry
-    /// policy. Returns the value and the number of calls made.
-    async fn limited<T, Fut>(
+    /// policy, by `deadline`. Returns the value and the number of calls made.
+    pub(crate) async fn paced<T, Fut>(
         &self,
-        run: &mut Run<'_>,
+        deadline: Instant,
+        random: &mut (dyn RandomSource + Send),
         operation: Operation,
         mut call: impl FnMut() -> Fut,
     ) -> Result<(T, u32), CallError>
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        let deadline = run.deadline;
-        retry::run(
-            &self.policy,
-            deadline,
-            &mut *run.random,
-            operation.name(),
-            || {
-                let attempt = call();
-                async move {
-                    self.limiter.acquire(operation, deadline).await?;
-                    attempt.await
-                }
-            },
-        )
+        retry::run(&self.policy, deadline, random, operation.name(), || {
+            let attempt = call();
+            async move {
+                self.limiter.acquire(operation, deadline).await?;
+                attempt.await
+            }
+        })
         .await
     }
 
-    /// A read call, as [`Self::limited`], its failure turned into a [`Stop`].
-    async fn call<T, Fut>(
+    /// A read of the event's resource, as [`Self::paced`]; a failure ends the event: a
+    /// resource not found is gone, anything else failed.
+    async fn read<T, Fut>(
         &self,
-        run: &mut Run<'_>,
+        run: &mut Handling<'_>,
         operation: Operation,
         call: impl FnMut() -> Fut,
-    ) -> Result<T, Stop>
+    ) -> Result<T, Halt>
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        self.limited(run, operation, call)
+        self.paced(run.deadline, &mut *run.random, operation, call)
             .await
             .map(|(value, _)| value)
-            .map_err(|e| Stop::from_call(operation.name(), e))
+            .map_err(|e| Halt::from_call(operation.name(), e))
     }
 
     /// A write call on `resource`, made once: throttling and the other errors the policy names
@@ -597,10 +462,10 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     async fn write<Fut>(
         &self,
         resource: &Resource,
-        run: &mut Run<'_>,
+        run: &mut Handling<'_>,
         operation: Operation,
         call: impl FnMut() -> Fut,
-    ) -> Result<bool, Stop>
+    ) -> Result<bool, Halt>
     where
         Fut: Future<Output = Result<(), AwsError>>,
     {
@@ -637,11 +502,11 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             }
             Err(CallError::HandedBack { error, .. }) if error.code() == IN_USE => Ok(false),
             Err(e) => match quota_advice(e.aws().code()) {
-                Some(advice) => Err(Stop::failed(
+                Some(advice) => Err(Halt::failed(
                     e.aws().code(),
                     format!("{} refused: {}. {advice}", operation.name(), e.aws()),
                 )),
-                None => Err(Stop::from_call(operation.name(), e)),
+                None => Err(Halt::from_call(operation.name(), e)),
             },
         }
     }
@@ -649,7 +514,11 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     /// Stops before a write when the ledger holds `flap_threshold` applications to the resource
     /// in the last 24 hours: something keeps reverting it. A ledger that cannot be read does not
     /// stop the write (AWS's own quota still bounds it); the failure is logged.
-    async fn guard_flapping(&self, resource: &Resource, run: &mut Run<'_>) -> Result<(), Stop> {
+    async fn guard_flapping(
+        &self,
+        resource: &Resource,
+        run: &mut Handling<'_>,
+    ) -> Result<(), Halt> {
         let Some(ledger) = &self.ledger else {
             return Ok(());
         };
@@ -660,7 +529,12 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         let arn = resource.arn();
         let now = std::time::SystemTime::now();
         let recent = match self
-            .limited(run, Operation::LedgerQuery, || ledger.recent(&arn, now))
+            .paced(
+                run.deadline,
+                &mut *run.random,
+                Operation::LedgerQuery,
+                || ledger.recent(&arn, now),
+            )
             .await
         {
             Ok((recent, _)) => recent,
@@ -688,7 +562,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         let mut by: Vec<(&str, usize)> = by.into_iter().collect();
         by.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         let list: Vec<String> = by.iter().map(|(who, n)| format!("{who} x{n}")).collect();
-        Err(Stop::Flapping {
+        Err(Halt::Flapping {
             reason: format!(
                 "the mandated key was applied {} times in the last 24 hours (threshold {}), each \
                  time after the resource was left off it, now again by {}; left off the key by: \
@@ -705,7 +579,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     }
 
     /// Records a write that took in the ledger; a failure is logged, the outcome stands.
-    async fn record_application(&self, resource: &Resource, run: &mut Run<'_>) {
+    async fn record_application(&self, resource: &Resource, run: &mut Handling<'_>) {
         let Some(ledger) = &self.ledger else {
             return;
         };
@@ -713,7 +587,9 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         let by = run.reverted_by.clone();
         let now = std::time::SystemTime::now();
         if let Err(e) = self
-            .limited(run, Operation::LedgerPut, || ledger.record(&arn, now, &by))
+            .paced(run.deadline, &mut *run.random, Operation::LedgerPut, || {
+                ledger.record(&arn, now, &by)
+            })
             .await
         {
             tracing::warn!(error = %e, resource = %arn, "the re-application could not be recorded in the ledger");
@@ -722,7 +598,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
 
     /// Waits before the next inspection of a resource that is not ready (`state`), as the retry
     /// policy's ResourceInUseException retrier would wait before retrying a write it refused.
-    async fn wait_until_ready(&self, run: &mut Run<'_>, state: &str) -> Result<(), Stop> {
+    async fn wait_until_ready(&self, run: &mut Handling<'_>, state: &str) -> Result<(), Halt> {
         if let Some(settle) = &mut run.settle {
             // The tool is still at work: its resource's quiet period starts again.
             settle.quiet_since = None;
@@ -732,7 +608,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         match run.in_use.on_error(IN_USE, &mut *run.random) {
             RetryDecision::Retry { delay, retry, .. } => {
                 if Instant::now() + delay > run.deadline {
-                    return Err(Stop::failed(
+                    return Err(Halt::failed(
                         IN_USE,
                         format!(
                             "still {state} after {seen} inspection(s); the next in {:.1}s would pass \
@@ -753,14 +629,14 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 tokio::time::sleep(delay).await;
                 Ok(())
             }
-            RetryDecision::Exhausted { .. } => Err(Stop::failed(
+            RetryDecision::Exhausted { .. } => Err(Halt::failed(
                 IN_USE,
                 format!(
                     "still {state} after {seen} inspection(s); the retry policy's \
                      {IN_USE} retrier is exhausted"
                 ),
             )),
-            RetryDecision::NotRetryable => Err(Stop::failed(
+            RetryDecision::NotRetryable => Err(Halt::failed(
                 IN_USE,
                 format!(
                     "the resource is {state}, and the retry policy names no retrier for {IN_USE}, \
@@ -773,7 +649,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     /// For a tool's resource: whether it has now been ready and unchanged for the settle period,
     /// `seen` being what the last read showed. When not, sleeps until the next inspection.
     /// Always true for other resources.
-    async fn settled(&self, run: &mut Run<'_>, seen: String) -> Result<bool, Stop> {
+    async fn settled(&self, run: &mut Handling<'_>, seen: String) -> Result<bool, Halt> {
         let Some(settle) = &mut run.settle else {
             return Ok(true);
         };
@@ -788,7 +664,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             return Ok(true);
         }
         if end > run.deadline {
-            return Err(Stop::failed(
+            return Err(Halt::failed(
                 codes::DEADLINE,
                 format!(
                     "{} is configuring the resource, which must stay ready and unchanged for {}s \
@@ -807,11 +683,11 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     async fn wait_to_confirm(
         &self,
         delay: &mut Duration,
-        run: &Run<'_>,
+        run: &Handling<'_>,
         state: &str,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), Halt> {
         if Instant::now() + *delay > run.deadline {
-            return Err(Stop::failed(
+            return Err(Halt::failed(
                 codes::DEADLINE,
                 format!(
                     "still {state} when the invocation's deadline came; a retry of the event will confirm"
@@ -829,7 +705,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     /// outage, the deadline) keeps the last resolution, logged; a lasting one (the alias is
     /// gone, access is denied) fails the event. `None` only for an AWS managed alias
     /// (`alias/aws/...`) that does not exist yet: AWS creates it on first use.
-    async fn mandated_key(&self, run: &mut Run<'_>) -> Result<Option<KeyInfo>, Stop> {
+    async fn mandated_key(&self, run: &mut Handling<'_>) -> Result<Option<KeyInfo>, Halt> {
         let last = lock(&self.resolved).clone();
         if let Some(last) = &last
             && last.at.elapsed() < self.key_ttl
@@ -838,9 +714,12 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         }
         let configured = self.key.configured();
         match self
-            .limited(run, Operation::DescribeKey, || {
-                self.kms.describe_key(configured)
-            })
+            .paced(
+                run.deadline,
+                &mut *run.random,
+                Operation::DescribeKey,
+                || self.kms.describe_key(configured),
+            )
             .await
         {
             Ok((info, _)) => {
@@ -876,7 +755,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 );
                 Ok(None)
             }
-            Err(e) => Err(Stop::Failed {
+            Err(e) => Err(Halt::Failed {
                 code: e.aws().code().to_owned(),
                 reason: format!("cannot resolve the mandated key {configured}: {e}"),
             }),
@@ -913,11 +792,11 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     async fn exempt_or_reported<Fut>(
         &self,
         record_tags: Option<&Tags>,
-        run: &mut Run<'_>,
+        run: &mut Handling<'_>,
         was: &str,
         list_operation: Operation,
         list_tags: impl FnMut() -> Fut,
-    ) -> Result<Option<Done>, Stop>
+    ) -> Result<Option<Verdict>, Halt>
     where
         Fut: Future<Output = Result<Tags, AwsError>>,
     {
@@ -928,352 +807,21 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         if let Some(tag) = &self.exempt_tag {
             let exempt = match record_tags {
                 Some(tags) if tag.matches(tags) => true,
-                _ => tag.matches(&self.call(run, list_operation, list_tags).await?),
+                _ => tag.matches(&self.read(run, list_operation, list_tags).await?),
             };
             if exempt {
-                return Ok(Some(Done(
+                return Ok(Some(Verdict(
                     Outcome::Exempt,
                     format!("{was}; exempt by tag {tag}"),
                 )));
             }
         }
         if self.mode == Mode::Report {
-            return Ok(Some(Done(
+            return Ok(Some(Verdict(
                 Outcome::Noncompliant,
                 format!("{was}; report mode: the mandated key was not applied"),
             )));
         }
         Ok(None)
-    }
-
-    async fn describe_stream(
-        &self,
-        stream: &Resource,
-        run: &mut Run<'_>,
-    ) -> Result<StreamSummary, Stop> {
-        let summary = self
-            .call(run, Operation::DescribeStreamSummary, || {
-                self.kinesis.stream_summary(stream)
-            })
-            .await?;
-        if summary.status == StreamStatus::Deleting {
-            return Err(Stop::Gone {
-                reason: "the stream is being deleted".into(),
-                code: "DELETING".into(),
-            });
-        }
-        Ok(summary)
-    }
-
-    async fn enforce_stream(
-        &self,
-        stream: &Resource,
-        record_tags: Option<&Tags>,
-        run: &mut Run<'_>,
-    ) -> Result<Done, Stop> {
-        let mut now = self.describe_stream(stream, run).await?;
-        run.found = Some(Found {
-            status: now.status.name().to_owned(),
-            encryption: if now.key_id.is_some() { "KMS" } else { "NONE" }.to_owned(),
-            key: now.key_id.clone(),
-        });
-        let mandated = match self.mandated_key(run).await {
-            Ok(mandated) => mandated,
-            // Without KMS only the forms provably equal to the configured key can be trusted;
-            // everything else is left to the retry of the event.
-            Err(stop) => match &now.key_id {
-                Some(key) if self.provably_configured(key, &stream.location) => {
-                    tracing::warn!(stream_key = %key, "mandated key not resolved; the stream names it in an equal form");
-                    return Ok(Done(
-                        Outcome::AlreadyCompliant,
-                        format!(
-                            "encrypted with {key}, provably the configured key (KMS did not resolve it)"
-                        ),
-                    ));
-                }
-                _ => return Err(stop),
-            },
-        };
-        // Inspect before every write and wait with reads: AWS refuses any write on a stream that
-        // is not ACTIVE, and a write while its creator is between two steps breaks the creator.
-        loop {
-            if now.status != StreamStatus::Active {
-                self.wait_until_ready(run, now.status.name()).await?;
-                now = self.describe_stream(stream, run).await?;
-                continue;
-            }
-            if let Some(key) = &now.key_id
-                && self.is_mandated(key, &stream.location, mandated.as_ref())
-            {
-                let by = if run.waited() {
-                    ", the mandated key, put on by another caller while the enforcer waited"
-                } else {
-                    ""
-                };
-                return Ok(Done(
-                    Outcome::AlreadyCompliant,
-                    format!("encrypted with {key}{by}"),
-                ));
-            }
-            let seen = format!("{} {:?}", now.status.name(), now.key_id);
-            if !self.settled(run, seen).await? {
-                now = self.describe_stream(stream, run).await?;
-                continue;
-            }
-            let was = now
-                .key_id
-                .as_deref()
-                .map_or("unencrypted".to_owned(), |k| format!("encrypted with {k}"));
-            if let Some(done) = self
-                .exempt_or_reported(record_tags, run, &was, Operation::ListTagsForStream, || {
-                    self.kinesis.stream_tags(stream)
-                })
-                .await?
-            {
-                return Ok(done);
-            }
-            // Kinesis takes the key in the configured form.
-            if self
-                .write(stream, run, Operation::StartStreamEncryption, || {
-                    self.kinesis.start_encryption(stream, self.key.configured())
-                })
-                .await?
-            {
-                return self
-                    .confirm_stream(stream, mandated.as_ref(), run, was)
-                    .await;
-            }
-            // Someone else is changing the stream right now: inspect again before anything else.
-            self.wait_until_ready(run, "being changed by another caller (StartStreamEncryption answered ResourceInUseException)")
-                .await?;
-            now = self.describe_stream(stream, run).await?;
-        }
-    }
-
-    /// After a Start that took: polls until the stream is ACTIVE and judges its key.
-    async fn confirm_stream(
-        &self,
-        stream: &Resource,
-        mandated: Option<&KeyInfo>,
-        run: &mut Run<'_>,
-        was: String,
-    ) -> Result<Done, Stop> {
-        let mut delay = self.polling.first;
-        loop {
-            let now = self.describe_stream(stream, run).await?;
-            // While UPDATING the stream may still report its old key: judge only once ACTIVE.
-            if now.status != StreamStatus::Active {
-                self.wait_to_confirm(&mut delay, run, now.status.name())
-                    .await?;
-                continue;
-            }
-            let Some(key) = &now.key_id else {
-                return Err(Stop::failed(
-                    codes::KEY_MISMATCH,
-                    "after StartStreamEncryption the stream is ACTIVE and not encrypted".into(),
-                ));
-            };
-            if !self.is_mandated(key, &stream.location, mandated) {
-                return Err(Stop::failed(
-                    codes::KEY_MISMATCH,
-                    format!(
-                        "after StartStreamEncryption the stream reports key {key}, not the mandated key"
-                    ),
-                ));
-            }
-            return Ok(Done(
-                Outcome::Remediated,
-                format!("was {was}; now encrypted with the mandated key"),
-            ));
-        }
-    }
-
-    async fn describe_delivery_stream(
-        &self,
-        stream: &Resource,
-        run: &mut Run<'_>,
-    ) -> Result<DeliverySummary, Stop> {
-        let summary = self
-            .call(run, Operation::DescribeDeliveryStream, || {
-                self.firehose.delivery_summary(stream)
-            })
-            .await?;
-        if summary.status == DeliveryStatus::Deleting {
-            return Err(Stop::Gone {
-                reason: "the delivery stream is being deleted".into(),
-                code: "DELETING".into(),
-            });
-        }
-        Ok(summary)
-    }
-
-    async fn enforce_delivery_stream(
-        &self,
-        stream: &Resource,
-        record_tags: Option<&Tags>,
-        run: &mut Run<'_>,
-    ) -> Result<Done, Stop> {
-        let mut now = self.describe_delivery_stream(stream, run).await?;
-        run.found = Some(Found {
-            status: now.status.name().to_owned(),
-            encryption: now
-                .encryption
-                .as_ref()
-                .map_or("NONE".to_owned(), |e| match &e.key {
-                    Some(FirehoseKey::AwsOwned) => format!("{} AWS_OWNED_CMK", e.status.name()),
-                    Some(FirehoseKey::CustomerManaged(_)) => {
-                        format!("{} CUSTOMER_MANAGED_CMK", e.status.name())
-                    }
-                    None => e.status.name().to_owned(),
-                }),
-            key: now.encryption.as_ref().and_then(|e| match &e.key {
-                Some(FirehoseKey::CustomerManaged(arn)) => Some(arn.clone()),
-                _ => None,
-            }),
-        });
-        if !now.is_direct_put() {
-            return Ok(Done(
-                Outcome::NotApplicable,
-                format!(
-                    "source is {}: only DirectPut delivery streams can have server-side encryption; the data is protected by its source's encryption",
-                    now.source_type
-                ),
-            ));
-        }
-        // Firehose needs a key ARN; an AWS managed mandated key means the AWS owned key there.
-        let wanted = match self.mandated_key(run).await? {
-            Some(info) if !info.aws_managed => FirehoseKey::CustomerManaged(info.arn),
-            _ => FirehoseKey::AwsOwned,
-        };
-        loop {
-            if now.status == DeliveryStatus::CreatingFailed {
-                return Ok(Done(
-                    Outcome::NotApplicable,
-                    "the delivery stream's creation failed (CREATING_FAILED): there is nothing to encrypt".into(),
-                ));
-            }
-            let encryption = now.encryption.as_ref();
-            let on_wanted = encryption.is_some_and(|e| e.key.as_ref() == Some(&wanted));
-            // Not ready: the stream is not ACTIVE, or encryption is changing to another key or off.
-            let busy = match (&now.status, encryption.map(|e| &e.status)) {
-                (DeliveryStatus::Active, Some(EncryptionStatus::Enabling)) if on_wanted => {
-                    // Someone (or an earlier delivery of this event) already asked for the
-                    // mandated key: only confirm.
-                    return self.confirm_delivery_stream(stream, &wanted, run).await;
-                }
-                (
-                    DeliveryStatus::Active,
-                    Some(status @ (EncryptionStatus::Enabling | EncryptionStatus::Disabling)),
-                ) => Some(format!("encryption {}", status.name())),
-                (DeliveryStatus::Active, _) => None,
-                (status, _) => Some(status.name().to_owned()),
-            };
-            if let Some(state) = busy {
-                self.wait_until_ready(run, &state).await?;
-                now = self.describe_delivery_stream(stream, run).await?;
-                continue;
-            }
-            if on_wanted && encryption.is_some_and(|e| e.status == EncryptionStatus::Enabled) {
-                let by = if run.waited() {
-                    ", put on by another caller while the enforcer waited"
-                } else {
-                    ""
-                };
-                return Ok(Done(
-                    Outcome::AlreadyCompliant,
-                    format!("server-side encryption is ENABLED with the mandated key{by}"),
-                ));
-            }
-            let seen = format!("{} {:?}", now.status.name(), encryption);
-            if !self.settled(run, seen).await? {
-                now = self.describe_delivery_stream(stream, run).await?;
-                continue;
-            }
-            let was = encryption.map_or("unencrypted".to_owned(), |e| e.to_string());
-            if let Some(done) = self
-                .exempt_or_reported(
-                    record_tags,
-                    run,
-                    &was,
-                    Operation::ListTagsForDeliveryStream,
-                    || self.firehose.delivery_stream_tags(stream),
-                )
-                .await?
-            {
-                return Ok(done);
-            }
-            if self
-                .write(
-                    stream,
-                    run,
-                    Operation::StartDeliveryStreamEncryption,
-                    || self.firehose.start_encryption(stream, &wanted),
-                )
-                .await?
-            {
-                return self.confirm_delivery_stream(stream, &wanted, run).await;
-            }
-            // Someone else is changing the stream right now: inspect again before anything else.
-            self.wait_until_ready(run, "being changed by another caller (StartDeliveryStreamEncryption answered ResourceInUseException)")
-                .await?;
-            now = self.describe_delivery_stream(stream, run).await?;
-        }
-    }
-
-    /// After a Start (ours, or one already ENABLING with the mandated key): polls until
-    /// encryption is ENABLED with the mandated key, or has failed.
-    async fn confirm_delivery_stream(
-        &self,
-        stream: &Resource,
-        wanted: &FirehoseKey,
-        run: &mut Run<'_>,
-    ) -> Result<Done, Stop> {
-        let mut delay = self.polling.first;
-        loop {
-            let now = self.describe_delivery_stream(stream, run).await?;
-            let Some(enc) = &now.encryption else {
-                return Err(Stop::failed(
-                    codes::KEY_MISMATCH,
-                    "no encryption configuration after StartDeliveryStreamEncryption".into(),
-                ));
-            };
-            match (&enc.status, enc.key.as_ref() == Some(wanted)) {
-                (EncryptionStatus::Enabled, true) => {
-                    let outcome = if run.took {
-                        Outcome::Remediated
-                    } else {
-                        Outcome::AlreadyCompliant
-                    };
-                    return Ok(Done(
-                        outcome,
-                        "server-side encryption is ENABLED with the mandated key".into(),
-                    ));
-                }
-                (EncryptionStatus::Enabling, _) => {
-                    self.wait_to_confirm(&mut delay, run, "ENABLING").await?
-                }
-                (EncryptionStatus::EnablingFailed, _) => {
-                    let failure = enc
-                        .failure
-                        .clone()
-                        .unwrap_or_else(|| "no failure description".into());
-                    let code = failure
-                        .split(':')
-                        .next()
-                        .unwrap_or(codes::ENABLING_FAILED)
-                        .to_owned();
-                    return Err(Stop::Failed {
-                        code,
-                        reason: format!("encryption ENABLING_FAILED: {failure}"),
-                    });
-                }
-                _ => {
-                    return Err(Stop::failed(
-                        codes::KEY_MISMATCH,
-                        format!("after StartDeliveryStreamEncryption the stream reports {enc}"),
-                    ));
-                }
-            }
-        }
     }
 }

@@ -1,12 +1,14 @@
 //! The properties the fuzz targets (`fuzz/`) hold the two parsers of outside input to. The same
 //! functions replay the seed corpus and every crash regression in `tests/fuzz_seeds.rs`, so a
-//! finding, once fixed, stays fixed in the test command.
+//! finding, once fixed, stays fixed in the test command. The fuzz targets include this file by
+//! path; it is test code, not part of the product's library.
 //!
-//! A panic here is the finding: these functions assert, they are not called by the product.
+//! A panic here is the finding: these functions assert.
+#![allow(dead_code)] // each fuzz target uses one of the two
 
-use crate::event::{self, Parsed};
-use crate::resource::Resource;
-use crate::retry::{RandomSource, RetryDecision, RetryPolicy};
+use stream_encryption_enforcer::event::{self, Parsed};
+use stream_encryption_enforcer::resource::Resource;
+use stream_encryption_enforcer::retry::{RandomSource, RetryDecision, RetryPolicy};
 
 /// Retries simulated per retrier; a retrier allowing more is checked up to here.
 const SIMULATED_RETRIES: u64 = 256;
@@ -66,7 +68,7 @@ pub fn retry_policy(data: &[u8]) {
             // one error of a States.* name's family.
             let name = match named.as_str() {
                 "States.ALL" | "States.TaskFailed" => "SomeServiceException",
-                "States.Timeout" => crate::aws_error::transport::TIMEOUT,
+                "States.Timeout" => stream_encryption_enforcer::aws_error::transport::TIMEOUT,
                 "States.Permissions" => "AccessDeniedException",
                 other if other.starts_with("Enforcer.") => other,
                 other => other.split_once('.').map_or(other, |(_, code)| code),

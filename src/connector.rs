@@ -1,0 +1,72 @@
+//! How the enforcer reaches an account and region: the [`Connector`] (the SDK one is
+//! [`crate::clients::SdkConnector`]), the adapters it makes, and why it may not reach one.
+
+use crate::aws_error::AwsError;
+use crate::firehose::FirehoseApi;
+use crate::kinesis::KinesisApi;
+use crate::kms::KmsApi;
+use crate::resource::Location;
+use std::collections::BTreeSet;
+use std::future::Future;
+
+/// The adapters of one account and region.
+pub struct Adapters<K, F, M> {
+    /// Kinesis Data Streams.
+    pub kinesis: K,
+    /// Firehose.
+    pub firehose: F,
+    /// KMS.
+    pub kms: M,
+}
+
+/// The adapters a connector makes.
+pub type AdaptersOf<C> =
+    Adapters<<C as Connector>::Kinesis, <C as Connector>::Firehose, <C as Connector>::Kms>;
+
+/// How the enforcer reaches an account and region.
+pub trait Connector: Send + Sync {
+    /// The Kinesis adapter.
+    type Kinesis: KinesisApi;
+    /// The Firehose adapter.
+    type Firehose: FirehoseApi;
+    /// The KMS adapter.
+    type Kms: KmsApi;
+
+    /// Adapters that act in `at`: with the function's own credentials when `own`, else with the
+    /// target role's in `at.account`. Makes no call.
+    fn connect(&self, at: &Location, own: bool) -> Result<AdaptersOf<Self>, AwsError>;
+
+    /// Makes sure the target role's credentials for `at.account` are at hand: sts:AssumeRole
+    /// when none are cached or they are about to expire, else nothing.
+    fn assume(&self, at: &Location) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// The organisation the function's account belongs to, with its ACTIVE accounts
+    /// (organizations:DescribeOrganization and ListAccounts, from the management account or a
+    /// delegated administrator).
+    fn organization(&self) -> impl Future<Output = Result<Organization, AwsError>> + Send;
+}
+
+/// An organisation and its ACTIVE accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    /// `o-...`.
+    pub id: String,
+    /// The ACTIVE member accounts, the management account included.
+    pub accounts: BTreeSet<String>,
+}
+
+/// Why the function cannot act at an account and region: its role could not be assumed, it
+/// has no clients or no mandated key there, or the accounts it may act in could not be read.
+#[derive(Debug)]
+pub struct CannotAct {
+    /// The AWS error code, or an `Enforcer.` name.
+    pub code: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl std::fmt::Display for CannotAct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reason, self.code)
+    }
+}
