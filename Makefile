@@ -1,11 +1,14 @@
 # Thin aliases for the scripts; each installs what it needs.
-.PHONY: demo test fuzz bench build-x86_64 build-arm64 tools
+.PHONY: demo test test-fast fuzz bench build-x86_64 build-arm64 tools
 
 demo:            ## The enforcer's main job, locally, against the emulators
 	scripts/demo
 
 test:            ## The whole test suite (what CI runs)
 	scripts/test
+
+test-fast:       ## The fast tier: unit tests, the decision table, adapters, properties, docs
+	scripts/test-fast
 
 FUZZ_SECONDS ?= 600
 fuzz:            ## Fuzz the event and retry-policy parsers, FUZZ_SECONDS each (default 600)

@@ -1,0 +1,791 @@
+//! The whole decision table, in milliseconds: every stream status, encryption, form of the
+//! mandated key, mode and exemption, through the real event parsing and the real enforcer, on an
+//! in-memory model of Kinesis, Firehose and KMS (`Model`, behind the same traits the SDK
+//! adapters implement) with the clock paused.
+//!
+//! The model keeps AWS's rules that the decision depends on: a write on a stream that is not
+//! `ACTIVE` (or a delivery stream that is not, or whose encryption is changing) is refused with
+//! `ResourceInUseException`; a Start leaves a stream `UPDATING` / `ENABLING` for one read; a
+//! deleted resource is `ResourceNotFoundException`; KMS resolves aliases, key ids and ARNs of its
+//! own account and region only. The expected outcome of each case comes from the README's
+//! outcome table, written out below as an oracle that knows nothing of the implementation.
+
+mod own_account;
+
+use own_account::OwnAccount;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stream_encryption_enforcer::aws_error::AwsError;
+use stream_encryption_enforcer::config::Config;
+use stream_encryption_enforcer::exemption::Tags;
+use stream_encryption_enforcer::firehose::{
+    DeliveryEncryption, DeliveryStatus, DeliverySummary, EncryptionStatus, FirehoseApi, FirehoseKey,
+};
+use stream_encryption_enforcer::fleet::Fleet;
+use stream_encryption_enforcer::key::KeyInfo;
+use stream_encryption_enforcer::kinesis::{
+    KinesisApi, ListCursor, StreamPage, StreamStatus, StreamSummary,
+};
+use stream_encryption_enforcer::kms::KmsApi;
+use stream_encryption_enforcer::outcome::{Outcome, Report};
+use stream_encryption_enforcer::resource::{Location, Resource};
+use tokio::time::Instant;
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+const KEY_ID: &str = "1111aaaa-22bb-33cc-44dd-555555eeeeee";
+const OTHER_KEY_ID: &str = "9999ffff-88ee-77dd-66cc-444444bbbbbb";
+const AWS_MANAGED_ID: &str = "0000abcd-0000-4000-8000-00000000aaaa";
+const EXEMPT: &str = "compliance=exempt";
+
+fn key_arn(id: &str) -> String {
+    format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{id}")
+}
+
+fn alias_arn(name: &str) -> String {
+    format!("arn:aws:kms:{REGION}:{ACCOUNT}:{name}")
+}
+
+// ---- The model of the three services.
+
+#[derive(Clone)]
+struct Stream {
+    status: StreamStatus,
+    /// Reads left until a CREATING / UPDATING stream is ACTIVE.
+    reads_to_ready: u32,
+    key: Option<String>,
+    tags: Tags,
+}
+
+#[derive(Clone)]
+struct Delivery {
+    status: DeliveryStatus,
+    reads_to_ready: u32,
+    source_type: String,
+    encryption: Option<DeliveryEncryption>,
+    tags: Tags,
+}
+
+#[derive(Default)]
+struct World {
+    streams: HashMap<String, Stream>,
+    deliveries: HashMap<String, Delivery>,
+    /// Every name KMS resolves (alias name, alias ARN, key id, key ARN) and what to.
+    keys: HashMap<String, KeyInfo>,
+    calls: BTreeMap<&'static str, u32>,
+    /// Writes answered ResourceInUseException: the enforcer wrote on a resource not ready.
+    refused_writes: u32,
+}
+
+#[derive(Clone, Default)]
+struct Model(Arc<Mutex<World>>);
+
+impl Model {
+    fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.0.lock().unwrap()
+    }
+
+    fn count(&self, call: &'static str) {
+        *self.world().calls.entry(call).or_default() += 1;
+    }
+
+    fn calls(&self, call: &str) -> u32 {
+        self.world().calls.get(call).copied().unwrap_or(0)
+    }
+
+    fn with_keys(self) -> Self {
+        {
+            let mut world = self.world();
+            let mandated = KeyInfo {
+                arn: key_arn(KEY_ID),
+                aws_managed: false,
+            };
+            for name in [
+                "alias/org-streams".to_owned(),
+                alias_arn("alias/org-streams"),
+                // Another alias on the same key: not the mandated form.
+                "alias/also-org".to_owned(),
+                KEY_ID.to_owned(),
+                key_arn(KEY_ID),
+            ] {
+                world.keys.insert(name, mandated.clone());
+            }
+            let other = KeyInfo {
+                arn: key_arn(OTHER_KEY_ID),
+                aws_managed: false,
+            };
+            world.keys.insert(key_arn(OTHER_KEY_ID), other);
+            let managed = KeyInfo {
+                arn: key_arn(AWS_MANAGED_ID),
+                aws_managed: true,
+            };
+            for name in [
+                "alias/aws/kinesis".to_owned(),
+                alias_arn("alias/aws/kinesis"),
+                key_arn(AWS_MANAGED_ID),
+            ] {
+                world.keys.insert(name, managed.clone());
+            }
+        }
+        self
+    }
+}
+
+fn not_found(what: &str) -> AwsError {
+    AwsError::new("ResourceNotFoundException", format!("{what} not found"))
+}
+
+fn in_use(what: &str) -> AwsError {
+    AwsError::new(
+        "ResourceInUseException",
+        format!("{what} is not currently ACTIVE"),
+    )
+}
+
+impl KinesisApi for Model {
+    async fn stream_summary(&self, stream: &Resource) -> Result<StreamSummary, AwsError> {
+        self.count("DescribeStreamSummary");
+        let mut world = self.world();
+        let s = world
+            .streams
+            .get_mut(&stream.name)
+            .ok_or_else(|| not_found(&stream.name))?;
+        if matches!(s.status, StreamStatus::Creating | StreamStatus::Updating) {
+            if s.reads_to_ready == 0 {
+                s.status = StreamStatus::Active;
+            } else {
+                s.reads_to_ready -= 1;
+            }
+        }
+        Ok(StreamSummary {
+            status: s.status.clone(),
+            key_id: s.key.clone(),
+        })
+    }
+
+    async fn list_streams(&self, _: Option<ListCursor>) -> Result<StreamPage, AwsError> {
+        self.count("ListStreams");
+        let mut names: Vec<String> = self.world().streams.keys().cloned().collect();
+        names.sort();
+        Ok(StreamPage { names, next: None })
+    }
+
+    async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
+        self.count("ListTagsForStream");
+        let world = self.world();
+        let s = world
+            .streams
+            .get(&stream.name)
+            .ok_or_else(|| not_found(&stream.name))?;
+        Ok(s.tags.clone())
+    }
+
+    async fn start_encryption(&self, stream: &Resource, key_id: &str) -> Result<(), AwsError> {
+        self.count("StartStreamEncryption");
+        let mut world = self.world();
+        let Some(s) = world.streams.get_mut(&stream.name) else {
+            return Err(not_found(&stream.name));
+        };
+        if s.status != StreamStatus::Active {
+            world.refused_writes += 1;
+            return Err(in_use(&stream.name));
+        }
+        s.key = Some(key_id.to_owned());
+        s.status = StreamStatus::Updating;
+        s.reads_to_ready = 1;
+        Ok(())
+    }
+}
+
+impl FirehoseApi for Model {
+    async fn delivery_summary(&self, stream: &Resource) -> Result<DeliverySummary, AwsError> {
+        self.count("DescribeDeliveryStream");
+        let mut world = self.world();
+        let d = world
+            .deliveries
+            .get_mut(&stream.name)
+            .ok_or_else(|| not_found(&stream.name))?;
+        let enabling = d
+            .encryption
+            .as_ref()
+            .is_some_and(|e| e.status == EncryptionStatus::Enabling);
+        if d.status == DeliveryStatus::Creating || enabling {
+            if d.reads_to_ready == 0 {
+                d.status = DeliveryStatus::Active;
+                if let Some(e) = d.encryption.as_mut().filter(|_| enabling) {
+                    e.status = EncryptionStatus::Enabled;
+                }
+            } else {
+                d.reads_to_ready -= 1;
+            }
+        }
+        Ok(DeliverySummary {
+            status: d.status.clone(),
+            source_type: d.source_type.clone(),
+            encryption: d.encryption.clone(),
+        })
+    }
+
+    async fn list_delivery_streams(
+        &self,
+        _: Option<String>,
+    ) -> Result<(Vec<String>, bool), AwsError> {
+        self.count("ListDeliveryStreams");
+        let mut names: Vec<String> = self.world().deliveries.keys().cloned().collect();
+        names.sort();
+        Ok((names, false))
+    }
+
+    async fn delivery_stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
+        self.count("ListTagsForDeliveryStream");
+        let world = self.world();
+        let d = world
+            .deliveries
+            .get(&stream.name)
+            .ok_or_else(|| not_found(&stream.name))?;
+        Ok(d.tags.clone())
+    }
+
+    async fn start_encryption(&self, stream: &Resource, key: &FirehoseKey) -> Result<(), AwsError> {
+        self.count("StartDeliveryStreamEncryption");
+        let mut world = self.world();
+        let Some(d) = world.deliveries.get_mut(&stream.name) else {
+            return Err(not_found(&stream.name));
+        };
+        let changing = d.encryption.as_ref().is_some_and(|e| {
+            matches!(
+                e.status,
+                EncryptionStatus::Enabling | EncryptionStatus::Disabling
+            )
+        });
+        if d.status != DeliveryStatus::Active || changing {
+            world.refused_writes += 1;
+            return Err(in_use(&stream.name));
+        }
+        if d.source_type != "DirectPut" {
+            return Err(AwsError::new(
+                "InvalidArgumentException",
+                "server-side encryption is not supported for this source",
+            ));
+        }
+        d.encryption = Some(DeliveryEncryption {
+            status: EncryptionStatus::Enabling,
+            key: Some(key.clone()),
+            failure: None,
+        });
+        d.reads_to_ready = 1;
+        Ok(())
+    }
+}
+
+impl KmsApi for Model {
+    async fn describe_key(&self, key: &str) -> Result<KeyInfo, AwsError> {
+        self.count("DescribeKey");
+        self.world()
+            .keys
+            .get(key)
+            .cloned()
+            .ok_or_else(|| AwsError::new("NotFoundException", format!("key {key} not found")))
+    }
+}
+
+// ---- One case.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Enforce,
+    Report,
+}
+
+fn config(mandated: &str, mode: Mode) -> Config {
+    let mode = match mode {
+        Mode::Enforce => "enforce",
+        Mode::Report => "report",
+    };
+    Config::from_lookup(|name| match name {
+        "MANDATED_KMS_KEY" => Some(mandated.to_owned()),
+        "ENFORCEMENT_MODE" => Some(mode.to_owned()),
+        "EXEMPT_TAG" => Some(EXEMPT.to_owned()),
+        _ => None,
+    })
+    .expect("configuration")
+}
+
+fn event(fixture: &str, name_field: &str, name: &str) -> serde_json::Value {
+    let path = format!("{}/events/{fixture}.json", env!("CARGO_MANIFEST_DIR"));
+    let mut event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
+    event["detail"]["requestParameters"][name_field] = name.into();
+    event
+}
+
+async fn run(model: &Model, mandated: &str, mode: Mode, event: serde_json::Value) -> Report {
+    let fleet = Fleet::new(
+        OwnAccount::new(model.clone(), model.clone(), model.clone()),
+        &config(mandated, mode),
+    );
+    let home = Location::new(ACCOUNT, REGION).expect("home");
+    fleet
+        .handle(
+            event,
+            Some(&home),
+            Instant::now() + Duration::from_secs(300),
+            &mut fastrand::Rng::with_seed(7),
+        )
+        .await
+        .expect("a usable event")
+}
+
+fn tags(exempt: bool) -> Tags {
+    if exempt {
+        vec![("compliance".into(), Some("exempt".into()))]
+    } else {
+        vec![("team".into(), Some("data".into()))]
+    }
+}
+
+/// What the outcome table says when the resource is there, ready or not, and applicable.
+fn expected_when_present(compliant: bool, exempt: bool, mode: Mode) -> Outcome {
+    if compliant {
+        Outcome::AlreadyCompliant
+    } else if exempt {
+        Outcome::Exempt
+    } else if mode == Mode::Report {
+        Outcome::Noncompliant
+    } else {
+        Outcome::Remediated
+    }
+}
+
+// ---- Kinesis.
+
+/// The forms a stream can report its key in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Reported {
+    Unencrypted,
+    AliasName,
+    AliasArn,
+    KeyId,
+    KeyArn,
+    /// Another alias that points at the mandated key today.
+    OtherAliasSameKey,
+    OtherKeyArn,
+    /// The mandated key's id, in another region's ARN.
+    KeyArnOtherRegion,
+    AwsManagedAlias,
+    AwsManagedKeyArn,
+}
+
+impl Reported {
+    const ALL: [Reported; 10] = [
+        Reported::Unencrypted,
+        Reported::AliasName,
+        Reported::AliasArn,
+        Reported::KeyId,
+        Reported::KeyArn,
+        Reported::OtherAliasSameKey,
+        Reported::OtherKeyArn,
+        Reported::KeyArnOtherRegion,
+        Reported::AwsManagedAlias,
+        Reported::AwsManagedKeyArn,
+    ];
+
+    fn key(self) -> Option<String> {
+        Some(match self {
+            Reported::Unencrypted => return None,
+            Reported::AliasName => "alias/org-streams".into(),
+            Reported::AliasArn => alias_arn("alias/org-streams"),
+            Reported::KeyId => KEY_ID.into(),
+            Reported::KeyArn => key_arn(KEY_ID),
+            Reported::OtherAliasSameKey => "alias/also-org".into(),
+            Reported::OtherKeyArn => key_arn(OTHER_KEY_ID),
+            Reported::KeyArnOtherRegion => format!("arn:aws:kms:eu-west-1:{ACCOUNT}:key/{KEY_ID}"),
+            Reported::AwsManagedAlias => "alias/aws/kinesis".into(),
+            Reported::AwsManagedKeyArn => key_arn(AWS_MANAGED_ID),
+        })
+    }
+}
+
+/// The mandated key's configured forms, and (the oracle) which reported forms are compliant
+/// with each: the configured form or an equal one, or the mandated key's own ARN or id; never
+/// another alias.
+fn mandates() -> Vec<(String, Vec<Reported>)> {
+    use Reported::*;
+    let by_alias = vec![AliasName, AliasArn, KeyId, KeyArn];
+    let by_key = vec![KeyId, KeyArn];
+    vec![
+        ("alias/org-streams".into(), by_alias.clone()),
+        (alias_arn("alias/org-streams"), by_alias),
+        (KEY_ID.into(), by_key.clone()),
+        (key_arn(KEY_ID), by_key),
+        (
+            "alias/aws/kinesis".into(),
+            vec![AwsManagedAlias, AwsManagedKeyArn],
+        ),
+    ]
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ready {
+    Active,
+    /// CREATING for two reads.
+    Creating,
+    /// UPDATING for one read.
+    Updating,
+}
+
+#[tokio::test(start_paused = true)]
+async fn kinesis_every_status_key_form_mode_and_exemption() {
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for (mandated, compliant_forms) in mandates() {
+        for reported in Reported::ALL {
+            for ready in [Ready::Active, Ready::Creating, Ready::Updating] {
+                for mode in [Mode::Enforce, Mode::Report] {
+                    for exempt in [false, true] {
+                        cases += 1;
+                        let model = Model::default().with_keys();
+                        let (status, reads) = match ready {
+                            Ready::Active => (StreamStatus::Active, 0),
+                            Ready::Creating => (StreamStatus::Creating, 2),
+                            Ready::Updating => (StreamStatus::Updating, 1),
+                        };
+                        model.world().streams.insert(
+                            "orders".into(),
+                            Stream {
+                                status,
+                                reads_to_ready: reads,
+                                key: reported.key(),
+                                tags: tags(exempt),
+                            },
+                        );
+                        let report = run(
+                            &model,
+                            &mandated,
+                            mode,
+                            event("kinesis-create-stream", "streamName", "orders"),
+                        )
+                        .await;
+                        let compliant = compliant_forms.contains(&reported);
+                        let want = expected_when_present(compliant, exempt, mode);
+                        let writes = model.calls("StartStreamEncryption");
+                        let after = model.world().streams["orders"].clone();
+                        let mut wrong = Vec::new();
+                        if report.outcome != want {
+                            wrong.push(format!("outcome {} (want {want})", report.outcome));
+                        }
+                        let want_writes = u32::from(want == Outcome::Remediated);
+                        if writes != want_writes || report.attempts != writes {
+                            wrong.push(format!(
+                                "{writes} Start calls, attempts {} (want {want_writes})",
+                                report.attempts
+                            ));
+                        }
+                        if model.world().refused_writes != 0 {
+                            wrong.push("wrote on a stream that was not ACTIVE".into());
+                        }
+                        let want_key = if want == Outcome::Remediated {
+                            Some(mandated.clone())
+                        } else {
+                            reported.key()
+                        };
+                        if after.key != want_key {
+                            wrong.push(format!("stream key {:?} (want {want_key:?})", after.key));
+                        }
+                        // Tags are read only for a stream that is not on the key.
+                        let tag_reads = model.calls("ListTagsForStream");
+                        if compliant && tag_reads != 0 {
+                            wrong.push(format!("{tag_reads} tag reads for a compliant stream"));
+                        }
+                        if !wrong.is_empty() {
+                            failures.push(format!(
+                                "mandated {mandated}, reported {reported:?}, {ready:?}, {mode:?}, exempt {exempt}: {}",
+                                wrong.join("; ")
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 5 * 10 * 3 * 2 * 2);
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn kinesis_a_stream_deleted_or_being_deleted_is_gone_with_no_write() {
+    for deleting in [false, true] {
+        let model = Model::default().with_keys();
+        if deleting {
+            model.world().streams.insert(
+                "orders".into(),
+                Stream {
+                    status: StreamStatus::Deleting,
+                    reads_to_ready: 0,
+                    key: None,
+                    tags: tags(false),
+                },
+            );
+        }
+        let report = run(
+            &model,
+            "alias/org-streams",
+            Mode::Enforce,
+            event("kinesis-create-stream", "streamName", "orders"),
+        )
+        .await;
+        assert_eq!(report.outcome, Outcome::Gone, "deleting {deleting}");
+        assert_eq!(model.calls("StartStreamEncryption"), 0);
+    }
+}
+
+// ---- Firehose.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Sse {
+    None,
+    Disabled,
+    EnabledMandated,
+    EnablingMandated,
+    EnabledAwsOwned,
+    EnabledOtherKey,
+}
+
+impl Sse {
+    const ALL: [Sse; 6] = [
+        Sse::None,
+        Sse::Disabled,
+        Sse::EnabledMandated,
+        Sse::EnablingMandated,
+        Sse::EnabledAwsOwned,
+        Sse::EnabledOtherKey,
+    ];
+
+    fn encryption(self) -> Option<DeliveryEncryption> {
+        let (status, key) = match self {
+            Sse::None => return None,
+            Sse::Disabled => (EncryptionStatus::Disabled, None),
+            Sse::EnabledMandated => (
+                EncryptionStatus::Enabled,
+                Some(FirehoseKey::CustomerManaged(key_arn(KEY_ID))),
+            ),
+            Sse::EnablingMandated => (
+                EncryptionStatus::Enabling,
+                Some(FirehoseKey::CustomerManaged(key_arn(KEY_ID))),
+            ),
+            Sse::EnabledAwsOwned => (EncryptionStatus::Enabled, Some(FirehoseKey::AwsOwned)),
+            Sse::EnabledOtherKey => (
+                EncryptionStatus::Enabled,
+                Some(FirehoseKey::CustomerManaged(key_arn(OTHER_KEY_ID))),
+            ),
+        };
+        Some(DeliveryEncryption {
+            status,
+            key,
+            failure: None,
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn firehose_every_source_status_encryption_mandate_mode_and_exemption() {
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    // A customer managed mandate is applied by its key ARN; an AWS managed one means the key
+    // Firehose owns.
+    let mandates = [
+        (
+            "alias/org-streams",
+            FirehoseKey::CustomerManaged(key_arn(KEY_ID)),
+        ),
+        ("alias/aws/kinesis", FirehoseKey::AwsOwned),
+    ];
+    for (mandated, wanted) in &mandates {
+        for direct_put in [true, false] {
+            for sse in Sse::ALL {
+                for creating in [false, true] {
+                    for mode in [Mode::Enforce, Mode::Report] {
+                        for exempt in [false, true] {
+                            cases += 1;
+                            let model = Model::default().with_keys();
+                            let source = if direct_put {
+                                "DirectPut"
+                            } else {
+                                "KinesisStreamAsSource"
+                            };
+                            model.world().deliveries.insert(
+                                "clickstream".into(),
+                                Delivery {
+                                    status: if creating {
+                                        DeliveryStatus::Creating
+                                    } else {
+                                        DeliveryStatus::Active
+                                    },
+                                    reads_to_ready: if creating { 2 } else { 1 },
+                                    source_type: source.into(),
+                                    encryption: sse.encryption(),
+                                    tags: tags(exempt),
+                                },
+                            );
+                            let report = run(
+                                &model,
+                                mandated,
+                                mode,
+                                event(
+                                    "firehose-create-delivery-stream",
+                                    "deliveryStreamName",
+                                    "clickstream",
+                                ),
+                            )
+                            .await;
+                            let on_wanted = sse
+                                .encryption()
+                                .and_then(|e| e.key)
+                                .is_some_and(|k| k == *wanted);
+                            // On the wanted key, ENABLED or already ENABLING to it.
+                            let compliant = on_wanted;
+                            let want = if !direct_put {
+                                Outcome::NotApplicable
+                            } else {
+                                expected_when_present(compliant, exempt, mode)
+                            };
+                            let writes = model.calls("StartDeliveryStreamEncryption");
+                            let after = model.world().deliveries["clickstream"].clone();
+                            let mut wrong = Vec::new();
+                            if report.outcome != want {
+                                wrong.push(format!("outcome {} (want {want})", report.outcome));
+                            }
+                            let want_writes = u32::from(want == Outcome::Remediated);
+                            if writes != want_writes || report.attempts != writes {
+                                wrong.push(format!(
+                                    "{writes} Start calls, attempts {} (want {want_writes})",
+                                    report.attempts
+                                ));
+                            }
+                            if model.world().refused_writes != 0 {
+                                wrong.push("wrote on a delivery stream not ready".into());
+                            }
+                            if want == Outcome::Remediated
+                                && after.encryption.as_ref().map(|e| (&e.status, &e.key))
+                                    != Some((&EncryptionStatus::Enabled, &Some(wanted.clone())))
+                            {
+                                wrong.push(format!("ends {:?}", after.encryption));
+                            }
+                            if want != Outcome::Remediated
+                                && writes == 0
+                                && sse != Sse::EnablingMandated
+                                && after.encryption != sse.encryption()
+                            {
+                                wrong.push(format!("changed to {:?}", after.encryption));
+                            }
+                            if !wrong.is_empty() {
+                                failures.push(format!(
+                                    "mandated {mandated}, {source}, {sse:?}, creating {creating}, {mode:?}, exempt {exempt}: {}",
+                                    wrong.join("; ")
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 2 * 2 * 6 * 2 * 2 * 2);
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn firehose_a_failed_creation_is_not_applicable_and_a_deleted_stream_gone() {
+    for (status, want) in [
+        (Some(DeliveryStatus::CreatingFailed), Outcome::NotApplicable),
+        (Some(DeliveryStatus::Deleting), Outcome::Gone),
+        (None, Outcome::Gone),
+    ] {
+        let model = Model::default().with_keys();
+        if let Some(status) = status.clone() {
+            model.world().deliveries.insert(
+                "clickstream".into(),
+                Delivery {
+                    status,
+                    reads_to_ready: 0,
+                    source_type: "DirectPut".into(),
+                    encryption: None,
+                    tags: tags(false),
+                },
+            );
+        }
+        let report = run(
+            &model,
+            "alias/org-streams",
+            Mode::Enforce,
+            event(
+                "firehose-create-delivery-stream",
+                "deliveryStreamName",
+                "clickstream",
+            ),
+        )
+        .await;
+        assert_eq!(report.outcome, want, "{status:?}");
+        assert_eq!(model.calls("StartDeliveryStreamEncryption"), 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caught() {
+    // The confirm step is what makes `remediated` true: a Start that "takes" a key other than
+    // the mandated one must fail the event, not pass it.
+    #[derive(Clone, Default)]
+    struct Sabotaged(Model);
+    impl KinesisApi for Sabotaged {
+        async fn stream_summary(&self, stream: &Resource) -> Result<StreamSummary, AwsError> {
+            self.0.stream_summary(stream).await
+        }
+        async fn list_streams(&self, from: Option<ListCursor>) -> Result<StreamPage, AwsError> {
+            self.0.list_streams(from).await
+        }
+        async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
+            self.0.stream_tags(stream).await
+        }
+        async fn start_encryption(&self, stream: &Resource, _: &str) -> Result<(), AwsError> {
+            KinesisApi::start_encryption(&self.0, stream, &key_arn(OTHER_KEY_ID)).await
+        }
+    }
+    let model = Model::default().with_keys();
+    model.world().streams.insert(
+        "orders".into(),
+        Stream {
+            status: StreamStatus::Active,
+            reads_to_ready: 0,
+            key: None,
+            tags: tags(false),
+        },
+    );
+    let sabotaged = Sabotaged(model.clone());
+    let fleet = Fleet::new(
+        OwnAccount::new(sabotaged, model.clone(), model.clone()),
+        &config("alias/org-streams", Mode::Enforce),
+    );
+    let home = Location::new(ACCOUNT, REGION).unwrap();
+    let report = fleet
+        .handle(
+            event("kinesis-create-stream", "streamName", "orders"),
+            Some(&home),
+            Instant::now() + Duration::from_secs(300),
+            &mut fastrand::Rng::with_seed(7),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert_eq!(report.error_code.as_deref(), Some("Enforcer.KeyMismatch"));
+}
