@@ -338,23 +338,69 @@ class Schedule(unittest.TestCase):
         self.assertIn("Arn", sweep["Properties"]["DeadLetterConfig"])
 
 
+# The SDK client each receiver in src/ names, where the receiver is not `self` of an adapter file.
+RECEIVERS = {"sts": "sts", "organizations": "organizations", "client": "dynamodb"}
+# The service of `self.<operation>()` in the adapter files, where `self` is the SDK client.
+ADAPTER_FILES = {"kinesis.rs": "kinesis", "firehose.rs": "firehose", "kms.rs": "kms"}
+
+
 def code_operations():
-    """The AWS operations the adapters call: `self.<operation>()` on an SDK client, per service."""
+    """Every AWS operation src/ calls: each `.send()` ends a fluent chain
+    `<receiver>.<operation>().<setter>(...)...send()`; the chain's first method is the operation,
+    and the receiver (or the adapter file, for `self`) names the service."""
     found = set()
-    for service in ("kinesis", "firehose", "kms"):
-        source = (ROOT / "src" / f"{service}.rs").read_text()
-        for call in re.findall(r"\bself\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)", source):
-            found.add(f"{service}:" + "".join(part.capitalize() for part in call.split("_")))
-    # The ledger calls its one client as `self.client.<operation>()`.
-    source = (ROOT / "src" / "ledger.rs").read_text()
-    for call in re.findall(r"\bself\s*\.\s*client\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)", source):
-        found.add("dynamodb:" + "".join(part.capitalize() for part in call.split("_")))
+    for path in sorted((ROOT / "src").rglob("*.rs")):
+        source = path.read_text()
+        for send in re.finditer(r"\.send\(\)", source):
+            # Walk back over `.method(args)` segments, balancing parentheses.
+            i, methods = send.start(), []
+            while True:
+                j = i
+                while j > 0 and source[j - 1].isspace():
+                    j -= 1
+                if source[j - 1] != ")":
+                    break
+                depth, k = 0, j - 1
+                while True:
+                    depth += {")": 1, "(": -1}.get(source[k], 0)
+                    if depth == 0:
+                        break
+                    k -= 1
+                m = re.search(r"\.\s*([a-z_][a-z0-9_]*)\s*$", source[:k])
+                if not m:
+                    break
+                methods.append(m.group(1))
+                i = m.start()
+            receiver = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", source[:i])
+            if not receiver:
+                raise AssertionError(f"{path}: a .send() whose chain could not be read")
+            name = receiver.group(1)
+            if methods:
+                chains = [(name, methods[-1])]
+            else:
+                # `request.send()`: the request was built in `let request = ...;` before.
+                built = source.rfind(f"let {name} =", 0, i)
+                if built < 0:
+                    raise AssertionError(f"{path}: {name}.send(), but no `let {name} =`")
+                chains = re.findall(r"\b(self|[a-z_]+)\s*\.\s*([a-z_][a-z0-9_]*)\s*\(\s*\)", source[built : source.index(";", built)])
+            for name, operation in chains:
+                service = ADAPTER_FILES.get(path.name) if name == "self" else RECEIVERS.get(name)
+                if service is None:
+                    raise AssertionError(f"{path}: .send() on {name}.{operation}(): which service?")
+                found.add(f"{service}:" + "".join(part.capitalize() for part in operation.split("_")))
     return found
 
 
 def role_statements(doc=None, role="EnforcerRole"):
-    role = (doc or template())["Resources"][role]["Properties"]
-    return [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    """The statements of the role's inline policies and of every AWS::IAM::RolePolicy attached to
+    it (central mode's), whatever their conditions."""
+    doc = doc or template()
+    props = doc["Resources"][role]["Properties"]
+    statements = [s for p in props.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    for resource in doc["Resources"].values():
+        if resource["Type"] == "AWS::IAM::RolePolicy" and resource["Properties"]["RoleName"] == {"Ref": role}:
+            statements.extend(resource["Properties"]["PolicyDocument"]["Statement"])
+    return statements
 
 
 def member_statements():
@@ -382,6 +428,10 @@ class IamPolicy(unittest.TestCase):
                 "kms:DescribeKey",
                 "dynamodb:Query",
                 "dynamodb:PutItem",
+                "sts:AssumeRole",
+                "sts:GetCallerIdentity",
+                "organizations:DescribeOrganization",
+                "organizations:ListAccounts",
             },
         )
 
@@ -394,16 +444,26 @@ class IamPolicy(unittest.TestCase):
         "logs:CreateLogStream": "Lambda writes the function's logs as the function",
         "logs:PutLogEvents": "Lambda writes the function's logs as the function",
     }
+    # Calls IAM never denies: sts:GetCallerIdentity needs no permission (IAM User Guide).
+    NEED_NO_PERMISSION = {"sts:GetCallerIdentity"}
 
     def test_the_role_allows_exactly_the_calls_of_the_code_and_those_made_on_its_behalf(self):
         allowed = {a for s in role_statements() if s["Effect"] == "Allow" for a in as_list(s["Action"])}
-        missing = code_operations() - allowed
+        missing = code_operations() - allowed - self.NEED_NO_PERMISSION
         self.assertFalse(missing, f"the role does not allow {missing}")
         extra = allowed - code_operations() - set(self.ON_BEHALF)
         self.assertFalse(extra, f"the role allows {extra}, which nothing calls")
 
     # IAM has no resource-level permissions for these listings: "*" is the only resource they take.
-    UNSCOPABLE = {"kinesis:ListStreams", "firehose:ListDeliveryStreams"}
+    # The same for Organizations' two reads (Service Authorization Reference, "Actions, resources,
+    # and condition keys for AWS Organizations": no resource type for ListAccounts or
+    # DescribeOrganization).
+    UNSCOPABLE = {
+        "kinesis:ListStreams",
+        "firehose:ListDeliveryStreams",
+        "organizations:ListAccounts",
+        "organizations:DescribeOrganization",
+    }
 
     def test_no_wildcard_action_or_resource(self):
         for statement in role_statements():
@@ -421,7 +481,16 @@ class IamPolicy(unittest.TestCase):
     # function's own stack needs (its queue, its logs, its ledger, which the function writes with
     # its own credentials whatever account the stream is in).
     MEMBER_ON_BEHALF = {"kms:GenerateDataKey", "kms:CreateGrant"}
-    OWN_STACK_ONLY = {"dynamodb:Query", "dynamodb:PutItem"}
+    OWN_STACK_ONLY = {
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        # The central function's own reach: assuming the member roles, asking who it is, and
+        # reading the organisation happen with its own credentials, in its own account.
+        "sts:AssumeRole",
+        "sts:GetCallerIdentity",
+        "organizations:ListAccounts",
+        "organizations:DescribeOrganization",
+    }
 
     def test_the_member_role_allows_exactly_the_calls_of_the_code(self):
         allowed = {a for s in member_statements() if s["Effect"] == "Allow" for a in as_list(s["Action"])}
