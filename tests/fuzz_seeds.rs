@@ -1,5 +1,7 @@
-//! The fuzz targets' properties (tests/fuzz_properties/) on their seeds and on every regression saved
-//! from a fuzz run (fuzz/regressions/), so the long runs of `make fuzz` leave a fast test behind.
+//! The fuzz targets' properties (tests/fuzz_properties/) on their seeds and on every saved
+//! regression (fuzz/regressions/, whose README says what each pins), so the long runs of
+//! `make fuzz` leave a fast test behind; each regression also keeps the verdict its file name
+//! gives (accept, ignore or refuse).
 
 mod fuzz_properties;
 
@@ -38,4 +40,42 @@ fn the_retry_policy_seeds_and_regressions_hold_the_properties() {
     }
     // The default policy itself.
     fuzzing::retry_policy(stream_encryption_enforcer::retry::DEFAULT_POLICY_JSON.as_bytes());
+}
+
+#[test]
+fn each_regression_keeps_the_verdict_its_name_gives() {
+    use stream_encryption_enforcer::event::{Parsed, parse_bytes};
+    use stream_encryption_enforcer::retry::RetryPolicy;
+    let events = files("fuzz/regressions/event");
+    let policies = files("fuzz/regressions/retry_policy");
+    assert!(
+        events.len() >= 6 && policies.len() >= 6,
+        "{} event and {} policy regressions",
+        events.len(),
+        policies.len()
+    );
+    let verdict = |path: &str| {
+        Path::new(path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split('-').next())
+            .unwrap_or("")
+            .to_owned()
+    };
+    for (name, bytes) in &events {
+        let got = match parse_bytes(bytes) {
+            Ok(Parsed::Trigger(_)) => "accept",
+            Ok(Parsed::Ignored { .. }) => "ignore",
+            Err(_) => "refuse",
+        };
+        assert_eq!(got, verdict(name), "{name}");
+    }
+    for (name, bytes) in &policies {
+        let text = String::from_utf8_lossy(bytes);
+        let got = match RetryPolicy::parse(&text) {
+            Ok(_) => "accept",
+            Err(_) => "refuse",
+        };
+        assert_eq!(got, verdict(name), "{name}");
+    }
 }

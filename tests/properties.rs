@@ -1,5 +1,10 @@
-//! Property tests: nothing that comes from outside (an event, a retry policy) can make the
-//! parsers panic, and every rejection carries a reason.
+//! Property tests of the two parsers of outside input (an event, a retry policy): nothing makes
+//! them panic, and what they accept or refuse is what the documents say. An accepted resource is
+//! the one the record names, in the record's account and region, with a name AWS allows; a
+//! failed call is ignored whatever its code; a field that does not decide anything changes
+//! nothing; a policy's delays are exactly `min(IntervalSeconds x BackoffRate^(n-1),
+//! MaxDelaySeconds)` (times the jitter draw under `FULL`); a refused policy's reason names
+//! what is wrong.
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -90,8 +95,9 @@ fn mutated_event() -> impl Strategy<Value = Value> {
         })
 }
 
-struct Fixed(f64);
-impl RandomSource for Fixed {
+/// A random source that always draws the same value.
+struct Constant(f64);
+impl RandomSource for Constant {
     fn unit(&mut self) -> f64 {
         self.0
     }
@@ -108,13 +114,78 @@ proptest! {
     }
 
     #[test]
-    fn a_mutated_real_event_is_parsed_or_rejected_with_a_reason(value in mutated_event()) {
+    fn a_mutated_real_event_is_accepted_only_as_the_stream_its_record_names(value in mutated_event()) {
+        // The record names the stream by name or by ARN; a record without its account or region
+        // (never so from CloudTrail) falls back to the EventBridge envelope's.
+        let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+        let named = text("/detail/requestParameters/streamName").or_else(|| {
+            text("/detail/requestParameters/streamARN")
+                .and_then(|arn| arn.rsplit_once('/').map(|(_, n)| n.to_owned()))
+        });
+        let account = text("/detail/recipientAccountId").or_else(|| text("/account"));
+        let region = text("/detail/awsRegion").or_else(|| text("/region"));
         match event::parse(value) {
             Ok(Parsed::Ignored { reason, .. }) => prop_assert!(!reason.is_empty()),
-            // Whatever was accepted passed validation: it can be put into an ARN.
-            Ok(Parsed::Trigger(t)) => prop_assert!(t.resource.arn().starts_with("arn:")),
+            Ok(Parsed::Trigger(t)) => {
+                // The resource is the record's, in the record's account and region...
+                prop_assert_eq!(Some(&t.resource.name), named.as_ref());
+                prop_assert_eq!(Some(&t.resource.location.account), account.as_ref());
+                prop_assert_eq!(Some(&t.resource.location.region), region.as_ref());
+                // ...with a name AWS allows (1 to 128 of a-z A-Z 0-9 _ . -).
+                let name = &t.resource.name;
+                prop_assert!(!name.is_empty() && name.len() <= 128, "{}", name);
+                prop_assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)), "{}", name);
+                prop_assert_eq!(
+                    t.resource.arn(),
+                    format!("arn:aws:kinesis:{}:{}:stream/{name}", t.resource.location.region, t.resource.location.account)
+                );
+            }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
+    }
+
+    #[test]
+    fn a_failed_call_is_ignored_whatever_its_code(code in "[A-Za-z.]{1,40}", message in ".{0,60}") {
+        let mut event: Value =
+            serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap();
+        event["detail"]["errorCode"] = json!(code);
+        event["detail"]["errorMessage"] = json!(message);
+        match event::parse(event) {
+            Ok(Parsed::Ignored { reason, .. }) => prop_assert!(reason.contains(&code), "{}", reason),
+            other => prop_assert!(false, "a failed call was not ignored: {:?}", other),
+        }
+    }
+
+    #[test]
+    fn fields_that_decide_nothing_change_nothing(
+        agent in ".{0,80}",
+        ip in ".{0,40}",
+        request_id in ".{0,40}",
+        version in ".{0,10}",
+    ) {
+        let base: Value =
+            serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap();
+        let mut changed = base.clone();
+        changed["detail"]["sourceIPAddress"] = json!(ip);
+        changed["detail"]["requestID"] = json!(request_id);
+        // (The envelope's `time` must be a timestamp, as EventBridge's schema has it: an event
+        // without one is refused as not an EventBridge event.)
+        changed["detail"]["eventVersion"] = json!(version);
+        changed["detail"]["tlsDetails"] = json!(null);
+        let Ok(Parsed::Trigger(want)) = event::parse(base) else {
+            panic!("the fixture is a trigger");
+        };
+        let Ok(Parsed::Trigger(got)) = event::parse(changed.clone()) else {
+            return Err(TestCaseError::fail(format!("not a trigger: {changed}")));
+        };
+        prop_assert_eq!(&got, &want);
+        // The user agent only says who called (for the tool's settle period): never which
+        // resource.
+        changed["detail"]["userAgent"] = json!(agent);
+        let Ok(Parsed::Trigger(got)) = event::parse(changed) else {
+            return Err(TestCaseError::fail("not a trigger with another user agent"));
+        };
+        prop_assert_eq!(&got.resource, &want.resource);
     }
 
     #[test]
@@ -139,7 +210,34 @@ proptest! {
     }
 
     #[test]
-    fn accepted_policies_never_panic_and_delays_respect_the_cap(
+    fn a_field_step_functions_does_not_know_is_refused_by_its_name(field in "[A-Z][A-Za-z]{2,20}") {
+        let known = ["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate",
+                     "MaxDelaySeconds", "JitterStrategy", "Comment"];
+        prop_assume!(!known.contains(&field.as_str()));
+        let text = json!([{"ErrorEquals": ["A"], field.clone(): 1}]).to_string();
+        match RetryPolicy::parse(&text) {
+            Err(e) => prop_assert!(e.to_string().contains(&field), "{}", e),
+            Ok(_) => prop_assert!(false, "accepted unknown field {}", field),
+        }
+    }
+
+    #[test]
+    fn an_out_of_range_number_is_refused_naming_its_field(
+        (field, value) in prop_oneof![
+            (Just("IntervalSeconds"), -5i64..1),
+            (Just("MaxAttempts"), -5i64..0),
+            (Just("MaxDelaySeconds"), -5i64..1),
+        ]
+    ) {
+        let text = json!([{"ErrorEquals": ["A"], field: value}]).to_string();
+        match RetryPolicy::parse(&text) {
+            Err(e) => prop_assert!(e.to_string().contains(field), "{}", e),
+            Ok(_) => prop_assert!(false, "accepted {}={}", field, value),
+        }
+    }
+
+    #[test]
+    fn accepted_policies_wait_exactly_as_step_functions_would(
         interval in 1u64..100,
         attempts in 0u64..50,
         backoff in 1.0f64..10.0,
@@ -161,12 +259,26 @@ proptest! {
         let mut state = policy.start();
         let mut retries = 0;
         loop {
-            match state.on_error("A", &mut Fixed(unit)) {
+            match state.on_error("A", &mut Constant(unit)) {
                 RetryDecision::Retry { delay, .. } => {
                     retries += 1;
+                    // Step Functions: IntervalSeconds x BackoffRate^(n-1), capped; FULL jitter
+                    // draws uniformly below that.
+                    // No delay exceeds the largest MaxDelaySeconds States Language allows
+                    // (31,622,400 s, 366 days).
+                    let mut want = (interval as f64 * backoff.powi(retries as i32 - 1)).min(31_622_400.0);
                     if let Some(cap) = cap {
+                        want = want.min(cap as f64);
                         prop_assert!(delay.as_secs_f64() <= cap as f64 + 1e-9);
                     }
+                    if full {
+                        want *= unit;
+                    }
+                    let got = delay.as_secs_f64();
+                    prop_assert!(
+                        (got - want).abs() <= 1e-3 + want * 1e-9,
+                        "retry {}: {} s, want {} s", retries, got, want
+                    );
                 }
                 RetryDecision::Exhausted { .. } => break,
                 RetryDecision::NotRetryable => prop_assert!(false, "A is named"),
