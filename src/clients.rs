@@ -209,7 +209,8 @@ impl aws_credential_types::provider::ProvideCredentials for RoleCredentials {
 #[derive(Debug)]
 pub struct SdkConnector {
     own: AwsClients,
-    target: Option<(String, Option<String>)>,
+    /// Central mode's role name and external id.
+    target: Option<crate::config::Central>,
     sts: Option<aws_sdk_sts::Client>,
     roles:
         std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Arc<AssumedRole>>>,
@@ -221,7 +222,7 @@ impl SdkConnector {
     pub fn new(own: AwsClients, central: Option<&crate::config::Central>) -> Self {
         let sts = central.map(|_| aws_sdk_sts::Client::new(&own.shared));
         Self {
-            target: central.map(|c| (c.role_name.clone(), c.external_id.clone())),
+            target: central.cloned(),
             sts,
             own,
             roles: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -237,7 +238,7 @@ impl SdkConnector {
         &self,
         at: &crate::resource::Location,
     ) -> Result<std::sync::Arc<AssumedRole>, crate::aws_error::AwsError> {
-        let (Some((name, external_id)), Some(sts)) = (&self.target, &self.sts) else {
+        let (Some(central), Some(sts)) = (&self.target, &self.sts) else {
             return Err(crate::aws_error::AwsError::new(
                 "Enforcer.NoTargetRole",
                 "TARGET_ROLE_NAME is not set, so no other account can be reached",
@@ -249,8 +250,8 @@ impl SdkConnector {
             .or_insert_with(|| {
                 std::sync::Arc::new(AssumedRole::new(
                     sts.clone(),
-                    format!("arn:{}:iam::{}:role/{name}", at.partition, at.account),
-                    external_id.clone(),
+                    central.role_arn(&at.partition, &at.account),
+                    central.external_id.clone(),
                 ))
             });
         Ok(role.clone())

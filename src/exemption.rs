@@ -12,6 +12,27 @@ pub struct ExemptTag {
 /// Tags as the services return them: key and (possibly absent) value.
 pub type Tags = Vec<(String, Option<String>)>;
 
+/// Every page of a ListTags call that pages by `ExclusiveStartTagKey` and `HasMoreTags`
+/// (`ListTagsForStream`, `ListTagsForDeliveryStream`): `page(after)` makes one call and answers
+/// its tags and whether more follow.
+pub(crate) async fn every_tag_page<Fut>(
+    mut page: impl FnMut(Option<String>) -> Fut,
+) -> Result<Tags, crate::aws_error::AwsError>
+where
+    Fut: std::future::Future<Output = Result<(Tags, bool), crate::aws_error::AwsError>>,
+{
+    let mut tags = Tags::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (more_tags, more) = page(after.take()).await?;
+        tags.extend(more_tags);
+        match tags.last() {
+            Some((last, _)) if more => after = Some(last.clone()),
+            _ => return Ok(tags),
+        }
+    }
+}
+
 impl ExemptTag {
     /// Parses `key` (any value exempts) or `key=value` (only that value exempts). Keys are 1 to
     /// 128 characters and values at most 256, as Kinesis and Firehose allow.

@@ -139,27 +139,20 @@ impl KinesisApi for aws_sdk_kinesis::Client {
     }
 
     async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
-        let mut tags = Tags::new();
-        let mut after: Option<String> = None;
-        loop {
+        crate::exemption::every_tag_page(|after| async move {
             let page = self
                 .list_tags_for_stream()
                 .stream_arn(stream.arn())
                 .limit(50)
-                .set_exclusive_start_tag_key(after.take())
+                .set_exclusive_start_tag_key(after)
                 .send()
                 .await
                 .map_err(AwsError::from_sdk)?;
-            tags.extend(
-                page.tags()
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().map(str::to_owned))),
-            );
-            match tags.last() {
-                Some((last, _)) if page.has_more_tags() => after = Some(last.clone()),
-                _ => return Ok(tags),
-            }
-        }
+            let tags = page.tags().iter();
+            let tags = tags.map(|t| (t.key().to_owned(), t.value().map(str::to_owned)));
+            Ok((tags.collect(), page.has_more_tags()))
+        })
+        .await
     }
 
     async fn start_encryption(&self, stream: &Resource, key_id: &str) -> Result<(), AwsError> {

@@ -991,3 +991,35 @@ async fn a_multi_region_key_is_applied_as_its_replica_in_the_streams_region() {
     assert_eq!(report.key.as_deref(), Some(REPLICA));
     assert_eq!((start.num_calls(), key.num_calls()), (1, 1));
 }
+
+#[tokio::test]
+async fn tags_are_read_page_by_page_from_the_last_key_of_each() {
+    use aws_sdk_kinesis::operation::list_tags_for_stream::ListTagsForStreamOutput;
+    use aws_sdk_kinesis::types::Tag;
+    let tag = |k: &str| Tag::builder().key(k).value("v").build().unwrap();
+    let first = mock!(aws_sdk_kinesis::Client::list_tags_for_stream)
+        .match_requests(|r| r.exclusive_start_tag_key().is_none())
+        .then_output(move || {
+            ListTagsForStreamOutput::builder()
+                .tags(tag("a"))
+                .tags(tag("b"))
+                .has_more_tags(true)
+                .build()
+                .unwrap()
+        });
+    let second = mock!(aws_sdk_kinesis::Client::list_tags_for_stream)
+        .match_requests(|r| r.exclusive_start_tag_key() == Some("b"))
+        .then_output(move || {
+            ListTagsForStreamOutput::builder()
+                .tags(tag("compliance"))
+                .has_more_tags(false)
+                .build()
+                .unwrap()
+        });
+    let client = kinesis_client(&[&first, &second]);
+    let stream = Resource::named(Service::Kinesis, fixture_home(), "orders").unwrap();
+    let tags = client.stream_tags(&stream).await.unwrap();
+    let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["a", "b", "compliance"]);
+    assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+}
