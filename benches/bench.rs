@@ -1,4 +1,4 @@
-//! The benchmark suite behind `make bench` (README, "Performance"). Not part of the test command:
+//! The benchmark suite behind `make bench` (docs/performance.md). Not part of the test command:
 //! it measures, it does not assert. Every figure is a median over repeated runs with min and max
 //! beside it, and every comparison with the peer (Cloud Custodian, `bench/c7n_peer.py`) is a
 //! ratio taken in the same run.
@@ -576,23 +576,25 @@ async fn memory(results: &mut Results) {
     );
 }
 
+/// Bytes of `binary` zipped as the deployment package is (deflated, named `bootstrap`).
+fn zip_size(binary: &Path) -> u64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let zip = dir.path().join("bootstrap.zip");
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z: z.write(sys.argv[1], 'bootstrap')",
+        ])
+        .arg(binary)
+        .arg(&zip)
+        .status()
+        .expect("python3 zips");
+    assert!(status.success(), "zip failed");
+    std::fs::metadata(&zip).map(|m| m.len()).unwrap_or(0)
+}
+
 fn size(results: &mut Results) {
     println!("== size");
-    let zip_size = |binary: &Path| -> u64 {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let zip = dir.path().join("bootstrap.zip");
-        let status = Command::new("python3")
-            .args([
-                "-c",
-                "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z: z.write(sys.argv[1], 'bootstrap')",
-            ])
-            .arg(binary)
-            .arg(&zip)
-            .status()
-            .expect("python3 zips");
-        assert!(status.success(), "zip failed");
-        std::fs::metadata(&zip).map(|m| m.len()).unwrap_or(0)
-    };
     let mb = |b: u64| b as f64 / 1_000_000.0;
     let binary = Path::new(bootstrap());
     let bytes = std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0);
@@ -641,6 +643,137 @@ fn size(results: &mut Results) {
         "size",
         json!({"x86_64": {"bytes": bytes, "zip_bytes": zipped}, "arm64": arm_json}),
     );
+}
+
+/// `[profile.release]` of Cargo.toml: each `key = value` line, the value as written.
+fn release_profile() -> Vec<(String, String)> {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[profile.release]")
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// What each release-profile choice buys: the package built cold once as `Cargo.toml` has it
+/// and once per setting with only that setting turned back to the alternative (cargo's
+/// `CARGO_PROFILE_RELEASE_*` overrides), each in its own target directory, for every
+/// architecture in `BENCH_PROFILE_ARCHS` (default arm64, the template's default). A cold build
+/// takes minutes, so this section runs only when named: `scripts/bench profile`.
+fn profile(results: &mut Results) {
+    println!("== profile");
+    // The alternative of each setting: cargo's own release default, and for `strip` keeping
+    // the symbols.
+    const ALTERNATIVES: [(&str, &str); 5] = [
+        ("opt-level", "3"),
+        ("lto", "false"),
+        ("panic", "unwind"),
+        ("codegen-units", "16"),
+        ("strip", "false"),
+    ];
+    /// One cold build of the package.
+    #[derive(Clone, Copy)]
+    struct Build {
+        bytes: u64,
+        zip_bytes: u64,
+        seconds: f64,
+    }
+    impl Build {
+        fn json(&self) -> Value {
+            json!({"bytes": self.bytes, "zip_bytes": self.zip_bytes, "build_seconds": self.seconds})
+        }
+    }
+    // `scripts/build-lambda ARCH` in a fresh target directory, with one setting overridden.
+    let build = |arch: &str, scratch: &Path, setting: Option<(&str, &str)>| -> Option<Build> {
+        let name = setting.map_or("chosen", |(k, _)| k);
+        let target_dir = scratch.join(format!("target-{name}"));
+        let out = scratch.join(format!("package-{name}"));
+        let _ = std::fs::remove_dir_all(&target_dir);
+        let mut command = Command::new(root().join("scripts/build-lambda"));
+        command
+            .arg(arch)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("BUILD_LAMBDA_OUT", &out);
+        if let Some((key, alternative)) = setting {
+            let var = format!(
+                "CARGO_PROFILE_RELEASE_{}",
+                key.replace('-', "_").to_uppercase()
+            );
+            command.env(var, alternative);
+        }
+        println!("  {arch} {name}: cold build");
+        let started = Instant::now();
+        let ok = command.status().map(|s| s.success()).unwrap_or(false);
+        let seconds = started.elapsed().as_secs_f64();
+        let binary = out.join("EnforcerFunction/bootstrap");
+        let built = (ok && binary.exists()).then(|| Build {
+            bytes: std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0),
+            zip_bytes: zip_size(&binary),
+            seconds,
+        });
+        // A release target directory is about a gigabyte: keep only the package.
+        let _ = std::fs::remove_dir_all(&target_dir);
+        built
+    };
+    let chosen = release_profile();
+    let archs = std::env::var("BENCH_PROFILE_ARCHS").unwrap_or_else(|_| "arm64".into());
+    let mut record = serde_json::Map::new();
+    for arch in archs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let scratch = root().join("target/bench/profile").join(arch);
+        let base = build(arch, &scratch, None);
+        results.row(
+            "profile",
+            format!("{arch}: `[profile.release]` as in Cargo.toml"),
+            base.map_or("build failed".to_owned(), |b| {
+                format!(
+                    "{} bytes, zip {} bytes, cold build {:.0} s",
+                    b.bytes, b.zip_bytes, b.seconds
+                )
+            }),
+            "",
+            "",
+            None,
+        );
+        let mut rows = Vec::new();
+        for (key, alternative) in ALTERNATIVES {
+            let now = chosen
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or("(cargo's default)", |(_, v)| v.as_str());
+            let other = build(arch, &scratch, Some((key, alternative)));
+            let bought = match (base, other) {
+                (Some(b), Some(o)) => format!(
+                    "{} bytes with `{alternative}`: `{now}` saves {} bytes ({} zipped); cold build {:.0} s against {:.0} s",
+                    o.bytes,
+                    o.bytes as i64 - b.bytes as i64,
+                    o.zip_bytes as i64 - b.zip_bytes as i64,
+                    b.seconds,
+                    o.seconds
+                ),
+                _ => "not measured: a build failed".to_owned(),
+            };
+            results.row(
+                "profile",
+                format!("{arch}: `{key} = {now}`"),
+                bought,
+                "",
+                "",
+                None,
+            );
+            rows.push(
+                json!({"setting": key, "chosen": now, "alternative": alternative,
+                             "with_alternative": other.map(|o| o.json())}),
+            );
+        }
+        record.insert(
+            arch.to_owned(),
+            json!({"chosen": base.map(|b| b.json()), "alternatives": rows}),
+        );
+    }
+    results.record("profile", Value::Object(record));
 }
 
 /// One Lambda container: its runtime API and the bootstrap polling it.
@@ -1459,13 +1592,16 @@ async fn main() {
         "burst",
         "sweep",
         "organisation",
+        "profile",
     ];
     let wanted: Vec<&str> = args
         .iter()
         .map(String::as_str)
         .filter(|a| all.contains(a))
         .collect();
-    let run = |section: &str| wanted.is_empty() || wanted.contains(&section);
+    // `profile` makes six cold release builds per architecture: only when named.
+    let run =
+        |section: &str| (wanted.is_empty() && section != "profile") || wanted.contains(&section);
     let share = std::env::var("BENCH_SWEEP_RATE_SHARE").unwrap_or_else(|_| "10".into());
     let machine = machine();
     println!("machine: {machine}");
@@ -1493,6 +1629,9 @@ async fn main() {
     }
     if run("organisation") {
         organisation(&mut results).await;
+    }
+    if run("profile") {
+        profile(&mut results);
     }
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).expect("target/bench");

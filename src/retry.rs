@@ -513,33 +513,36 @@ impl RetryState<'_> {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The error is not retried, or its retrier is exhausted.
-    #[error("{error} (after {attempts} attempt(s){})", if *.exhausted { ", retries exhausted" } else { "" })]
+    #[error("{error} (after {calls} call(s){})", if *.exhausted { ", retries exhausted" } else { "" })]
     Failed {
         /// The last error.
         #[source]
         error: AwsError,
-        /// Calls made.
-        attempts: u32,
+        /// Calls made, the failed ones included (a `Report`'s `attempts` counts only
+        /// writes).
+        calls: u32,
         /// Whether a retrier matched and ran out (as opposed to no retrier matching).
         exhausted: bool,
     },
     /// The error is one the caller asked to handle itself ([`run_in`]).
-    #[error("{error} (after {attempts} attempt(s))")]
+    #[error("{error} (after {calls} call(s))")]
     HandedBack {
         /// The error.
         #[source]
         error: AwsError,
-        /// Calls made.
-        attempts: u32,
+        /// Calls made, the failed ones included (a `Report`'s `attempts` counts only
+        /// writes).
+        calls: u32,
     },
     /// The next delay would pass the invocation's deadline.
-    #[error("{error} (after {attempts} attempt(s)); the next retry in {:.1}s would pass the invocation's deadline", .delay.as_secs_f64())]
+    #[error("{error} (after {calls} call(s)); the next retry in {:.1}s would pass the invocation's deadline", .delay.as_secs_f64())]
     Deadline {
         /// The last error.
         #[source]
         error: AwsError,
-        /// Calls made.
-        attempts: u32,
+        /// Calls made, the failed ones included (a `Report`'s `attempts` counts only
+        /// writes).
+        calls: u32,
         /// The delay that did not fit.
         delay: Duration,
     },
@@ -556,11 +559,11 @@ impl CallError {
     }
 
     /// Calls made, the failed ones included.
-    pub fn attempts(&self) -> u32 {
+    pub fn calls(&self) -> u32 {
         match self {
-            Self::Failed { attempts, .. }
-            | Self::HandedBack { attempts, .. }
-            | Self::Deadline { attempts, .. } => *attempts,
+            Self::Failed { calls, .. }
+            | Self::HandedBack { calls, .. }
+            | Self::Deadline { calls, .. } => *calls,
         }
     }
 }
@@ -600,11 +603,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, AwsError>>,
 {
-    let mut attempts = 0u32;
+    let mut calls = 0u32;
     loop {
-        attempts = attempts.saturating_add(1);
+        calls = calls.saturating_add(1);
         let error = match tokio::time::timeout_at(deadline, call()).await {
-            Ok(Ok(value)) => return Ok((value, attempts)),
+            Ok(Ok(value)) => return Ok((value, calls)),
             Ok(Err(error)) => error,
             Err(_) => AwsError::new(
                 crate::aws_error::DEADLINE_EXCEEDED,
@@ -612,10 +615,10 @@ where
             ),
         };
         if error.is_unsent() {
-            attempts -= 1;
+            calls -= 1;
         }
         if handed_back.contains(&error.code()) {
-            return Err(CallError::HandedBack { error, attempts });
+            return Err(CallError::HandedBack { error, calls });
         }
         match state.on_call_error(&error, random) {
             RetryDecision::Retry {
@@ -626,7 +629,7 @@ where
                 if Instant::now() + delay > deadline {
                     return Err(CallError::Deadline {
                         error,
-                        attempts,
+                        calls,
                         delay,
                     });
                 }
@@ -643,14 +646,14 @@ where
             RetryDecision::Exhausted { .. } => {
                 return Err(CallError::Failed {
                     error,
-                    attempts,
+                    calls,
                     exhausted: true,
                 });
             }
             RetryDecision::NotRetryable => {
                 return Err(CallError::Failed {
                     error,
-                    attempts,
+                    calls,
                     exhausted: false,
                 });
             }
@@ -1046,7 +1049,7 @@ mod tests {
         let err = result.unwrap_err();
         // Waits of 10 s then 20 s: the second would end at 30 s, past the 25 s deadline.
         assert!(
-            matches!(err, CallError::Deadline { attempts: 2, delay, .. } if delay == Duration::from_secs(20)),
+            matches!(err, CallError::Deadline { calls: 2, delay, .. } if delay == Duration::from_secs(20)),
             "{err:?}"
         );
         assert_eq!(calls, 2);
@@ -1099,7 +1102,7 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(Instant::now() - start, Duration::from_secs(3));
-        assert_eq!((calls, err.attempts()), (1, 1));
+        assert_eq!((calls, err.calls()), (1, 1));
         assert_eq!(err.aws().code(), "Enforcer.DeadlineExceeded");
         assert!(
             err.to_string().contains(
@@ -1117,7 +1120,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(err.attempts(), 0);
+        assert_eq!(err.calls(), 0);
     }
 
     #[test]

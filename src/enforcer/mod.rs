@@ -491,7 +491,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         .await;
         let attempts = match &result {
             Ok((_, n)) => *n,
-            Err(e) => e.attempts(),
+            Err(e) => e.calls(),
         };
         run.writes = run.writes.saturating_add(attempts);
         match result {
