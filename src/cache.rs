@@ -68,5 +68,7 @@ mod tests {
         assert_eq!(cache.get_or_insert("d", 4), 4);
         assert_eq!(cache.get(&"b"), None);
         assert_eq!(cache.len(), 2);
+        // The order kept is the entries', no more.
+        assert_eq!(cache.order, ["c", "d"]);
     }
 }

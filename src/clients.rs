@@ -209,7 +209,7 @@ impl aws_credential_types::provider::ProvideCredentials for RoleCredentials {
 #[derive(Debug)]
 pub struct SdkConnector {
     own: AwsClients,
-    /// Central mode's role name and external id.
+    /// Central mode (the role to assume in each account, and its external id).
     target: Option<crate::config::Central>,
     sts: Option<aws_sdk_sts::Client>,
     roles:

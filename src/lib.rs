@@ -52,7 +52,6 @@ pub mod event;
 pub mod exemption;
 pub mod firehose;
 pub mod fleet;
-#[doc(hidden)]
 pub mod handler;
 pub mod key;
 pub mod kinesis;

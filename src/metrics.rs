@@ -46,18 +46,9 @@ mod tests {
     #[test]
     fn one_line_with_both_dimension_sets() {
         let report = Report {
-            outcome: Outcome::Remediated,
             service: Some(Service::Firehose),
-            resource: None,
-            event_id: None,
-            event_name: None,
-            key: None,
             attempts: 2,
-            reason: None,
-            error_code: None,
-            found: None,
-            creator: None,
-            settle_seconds: None,
+            ..Report::new(Outcome::Remediated)
         };
         let line = emf_line("Security/Streams", &report, 1_700_000_000_000);
         assert!(!line.contains('\n'));

@@ -446,23 +446,17 @@ mod tests {
     #[test]
     fn a_sweep_of_100000_resources_answers_in_well_under_lambdas_limit() {
         let report = |i: usize, outcome: Outcome| Report {
-            outcome,
             service: Some(crate::resource::Service::Kinesis),
             resource: Some(format!(
                 "arn:aws:kinesis:us-east-1:123456789012:stream/a-long-stream-name-{i:06}"
             )),
-            event_id: None,
             event_name: Some(SWEEP_EVENT_NAME.into()),
             key: Some(
                 "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
                     .into(),
             ),
-            attempts: 0,
             reason: Some("encrypted with alias/org-streams".into()),
-            error_code: None,
-            found: None,
-            creator: None,
-            settle_seconds: None,
+            ..Report::new(outcome)
         };
         let mut summary = SweepSummary {
             counts: BTreeMap::new(),

@@ -993,7 +993,7 @@ async fn a_multi_region_key_is_applied_as_its_replica_in_the_streams_region() {
 }
 
 #[tokio::test]
-async fn tags_are_read_page_by_page_from_the_last_key_of_each() {
+async fn stream_tags_are_read_page_by_page_from_the_last_key_read() {
     use aws_sdk_kinesis::operation::list_tags_for_stream::ListTagsForStreamOutput;
     use aws_sdk_kinesis::types::Tag;
     let tag = |k: &str| Tag::builder().key(k).value("v").build().unwrap();
@@ -1022,4 +1022,38 @@ async fn tags_are_read_page_by_page_from_the_last_key_of_each() {
     let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["a", "b", "compliance"]);
     assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn delivery_stream_tags_are_read_page_by_page_and_an_empty_page_ends_the_listing() {
+    use aws_sdk_firehose::operation::list_tags_for_delivery_stream::ListTagsForDeliveryStreamOutput;
+    use aws_sdk_firehose::types::Tag;
+    use stream_encryption_enforcer::firehose::FirehoseApi;
+    let tag = |k: &str| Tag::builder().key(k).value("v").build().unwrap();
+    let first = mock!(aws_sdk_firehose::Client::list_tags_for_delivery_stream)
+        .match_requests(|r| r.exclusive_start_tag_key().is_none())
+        .then_output(move || {
+            ListTagsForDeliveryStreamOutput::builder()
+                .tags(tag("a"))
+                .has_more_tags(true)
+                .build()
+                .unwrap()
+        });
+    // A second page that says more follow but holds nothing: asking again from "a" would
+    // loop until the deadline.
+    let empty = mock!(aws_sdk_firehose::Client::list_tags_for_delivery_stream)
+        .match_requests(|r| r.exclusive_start_tag_key() == Some("a"))
+        .then_output(|| {
+            ListTagsForDeliveryStreamOutput::builder()
+                .set_tags(Some(vec![]))
+                .has_more_tags(true)
+                .build()
+                .unwrap()
+        });
+    let client = firehose_client(&[&first, &empty]);
+    let stream = Resource::named(Service::Firehose, fixture_home(), "clickstream").unwrap();
+    let tags = client.delivery_stream_tags(&stream).await.unwrap();
+    let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["a"]);
+    assert_eq!((first.num_calls(), empty.num_calls()), (1, 1));
 }

@@ -1,11 +1,12 @@
 //! The whole decision table, in milliseconds: every stream status, encryption, form of the
-//! mandated key, mode and exemption, through the real event parsing and the real enforcer, on an
+//! mandated key, mode and exemption (on the resource, or in the create call's record), through the real event parsing and the real enforcer, on an
 //! in-memory model of Kinesis, Firehose and KMS (`Model`, behind the same traits the SDK
 //! adapters implement) with the clock paused.
 //!
 //! The model keeps AWS's rules that the decision depends on: a write on a stream that is not
 //! `ACTIVE` (or a delivery stream that is not, or whose encryption is changing) is refused with
-//! `ResourceInUseException`; a Start leaves a stream `UPDATING` / `ENABLING` for one read; a
+//! `ResourceInUseException`; a Start leaves a stream `UPDATING` / `ENABLING` for one read, and
+//! `ENABLING` / `DISABLING` under way end in `ENABLED` / `DISABLED` after a read; a
 //! deleted resource is `ResourceNotFoundException`; KMS resolves aliases, key ids and ARNs of its
 //! own account and region only. The expected outcome of each case comes from the README's
 //! outcome table, written out below as an oracle that knows nothing of the implementation.
@@ -206,15 +207,22 @@ impl FirehoseApi for Model {
             .deliveries
             .get_mut(&stream.name)
             .ok_or_else(|| not_found(&stream.name))?;
-        let enabling = d
-            .encryption
-            .as_ref()
-            .is_some_and(|e| e.status == EncryptionStatus::Enabling);
-        if d.status == DeliveryStatus::Creating || enabling {
+        let changing = d.encryption.as_ref().is_some_and(|e| {
+            matches!(
+                e.status,
+                EncryptionStatus::Enabling | EncryptionStatus::Disabling
+            )
+        });
+        if d.status == DeliveryStatus::Creating || changing {
             if d.reads_to_ready == 0 {
                 d.status = DeliveryStatus::Active;
-                if let Some(e) = d.encryption.as_mut().filter(|_| enabling) {
-                    e.status = EncryptionStatus::Enabled;
+                if let Some(e) = d.encryption.as_mut().filter(|_| changing) {
+                    if e.status == EncryptionStatus::Enabling {
+                        e.status = EncryptionStatus::Enabled;
+                    } else {
+                        e.status = EncryptionStatus::Disabled;
+                        e.key = None;
+                    }
                 }
             } else {
                 d.reads_to_ready -= 1;
@@ -337,6 +345,30 @@ async fn run(model: &Model, mandated: &str, mode: Mode, event: serde_json::Value
         .expect("a usable event")
 }
 
+/// Whether, and how, a resource carries the exemption tag.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Exempt {
+    No,
+    /// On the resource: the enforcer must list its tags to see it.
+    Listed,
+    /// In the create call's own record (and not on the resource as the model answers
+    /// ListTags): the enforcer must take it from the record, with no ListTags call.
+    InRecord,
+}
+
+impl Exempt {
+    const ALL: [Exempt; 3] = [Exempt::No, Exempt::Listed, Exempt::InRecord];
+
+    fn is_exempt(self) -> bool {
+        self != Exempt::No
+    }
+
+    /// The tags the model answers ListTags with.
+    fn listed(self) -> Tags {
+        tags(self == Exempt::Listed)
+    }
+}
+
 fn tags(exempt: bool) -> Tags {
     if exempt {
         vec![("compliance".into(), Some("exempt".into()))]
@@ -410,18 +442,24 @@ impl Reported {
 /// The mandated key's configured forms, and (the oracle) which reported forms are compliant
 /// with each: the configured form or an equal one, or the mandated key's own ARN or id; never
 /// another alias.
-fn mandates() -> Vec<(String, Vec<Reported>)> {
+/// Each with the key ARN KMS resolves it to.
+fn mandates() -> Vec<(String, Vec<Reported>, String)> {
     use Reported::*;
     let by_alias = vec![AliasName, AliasArn, KeyId, KeyArn];
     let by_key = vec![KeyId, KeyArn];
     vec![
-        ("alias/org-streams".into(), by_alias.clone()),
-        (alias_arn("alias/org-streams"), by_alias),
-        (KEY_ID.into(), by_key.clone()),
-        (key_arn(KEY_ID), by_key),
+        (
+            "alias/org-streams".into(),
+            by_alias.clone(),
+            key_arn(KEY_ID),
+        ),
+        (alias_arn("alias/org-streams"), by_alias, key_arn(KEY_ID)),
+        (KEY_ID.into(), by_key.clone(), key_arn(KEY_ID)),
+        (key_arn(KEY_ID), by_key, key_arn(KEY_ID)),
         (
             "alias/aws/kinesis".into(),
             vec![AwsManagedAlias, AwsManagedKeyArn],
+            key_arn(AWS_MANAGED_ID),
         ),
     ]
 }
@@ -439,11 +477,11 @@ enum Ready {
 async fn kinesis_every_status_key_form_mode_and_exemption() {
     let mut failures = Vec::new();
     let mut cases = 0;
-    for (mandated, compliant_forms) in mandates() {
+    for (mandated, compliant_forms, resolved) in mandates() {
         for reported in Reported::ALL {
             for ready in [Ready::Active, Ready::Creating, Ready::Updating] {
                 for mode in [Mode::Enforce, Mode::Report] {
-                    for exempt in [false, true] {
+                    for exempt in Exempt::ALL {
                         cases += 1;
                         let model = Model::default().with_keys();
                         let (status, reads) = match ready {
@@ -451,24 +489,24 @@ async fn kinesis_every_status_key_form_mode_and_exemption() {
                             Ready::Creating => (StreamStatus::Creating, 2),
                             Ready::Updating => (StreamStatus::Updating, 1),
                         };
+                        let first_status = status.name().to_owned();
                         model.world().streams.insert(
                             "orders".into(),
                             Stream {
                                 status,
                                 reads_to_ready: reads,
                                 key: reported.key(),
-                                tags: tags(exempt),
+                                tags: exempt.listed(),
                             },
                         );
-                        let report = run(
-                            &model,
-                            &mandated,
-                            mode,
-                            event("kinesis-create-stream", "streamName", "orders"),
-                        )
-                        .await;
+                        let mut event = event("kinesis-create-stream", "streamName", "orders");
+                        if exempt == Exempt::InRecord {
+                            event["detail"]["requestParameters"]["tags"] =
+                                serde_json::json!({"compliance": "exempt"});
+                        }
+                        let report = run(&model, &mandated, mode, event).await;
                         let compliant = compliant_forms.contains(&reported);
-                        let want = expected_when_present(compliant, exempt, mode);
+                        let want = expected_when_present(compliant, exempt.is_exempt(), mode);
                         let writes = model.calls("StartStreamEncryption");
                         let after = model.world().streams["orders"].clone();
                         let mut wrong = Vec::new();
@@ -493,14 +531,31 @@ async fn kinesis_every_status_key_form_mode_and_exemption() {
                         if after.key != want_key {
                             wrong.push(format!("stream key {:?} (want {want_key:?})", after.key));
                         }
-                        // Tags are read only for a stream that is not on the key.
+                        // The report names the mandated key by the ARN it resolved to, and what
+                        // the stream was when first read.
+                        if report.key.as_deref() != Some(resolved.as_str()) {
+                            wrong.push(format!("report key {:?} (want {resolved})", report.key));
+                        }
+                        let found = report.found.as_ref();
+                        let want_encryption = if reported.key().is_some() {
+                            "KMS"
+                        } else {
+                            "NONE"
+                        };
+                        if found.map(|f| (f.status.as_str(), f.encryption.as_str(), f.key.clone()))
+                            != Some((first_status.as_str(), want_encryption, reported.key()))
+                        {
+                            wrong.push(format!("found {found:?}"));
+                        }
+                        // Tags are read only for a stream that is not on the key, and never
+                        // when the record carries the exemption.
                         let tag_reads = model.calls("ListTagsForStream");
-                        if compliant && tag_reads != 0 {
-                            wrong.push(format!("{tag_reads} tag reads for a compliant stream"));
+                        if (compliant || exempt == Exempt::InRecord) && tag_reads != 0 {
+                            wrong.push(format!("{tag_reads} tag reads"));
                         }
                         if !wrong.is_empty() {
                             failures.push(format!(
-                                "mandated {mandated}, reported {reported:?}, {ready:?}, {mode:?}, exempt {exempt}: {}",
+                                "mandated {mandated}, reported {reported:?}, {ready:?}, {mode:?}, exempt {exempt:?}: {}",
                                 wrong.join("; ")
                             ));
                         }
@@ -509,7 +564,7 @@ async fn kinesis_every_status_key_form_mode_and_exemption() {
             }
         }
     }
-    assert_eq!(cases, 5 * 10 * 3 * 2 * 2);
+    assert_eq!(cases, 5 * 10 * 3 * 2 * 3);
     assert!(
         failures.is_empty(),
         "{} of {cases} cases wrong:\n{}",
@@ -555,16 +610,26 @@ enum Sse {
     EnablingMandated,
     EnabledAwsOwned,
     EnabledOtherKey,
+    /// Being turned off: refused writes until DISABLED.
+    Disabling,
+    /// Being put on another key: refused writes until ENABLED there.
+    EnablingOtherKey,
+    EnablingFailedMandated,
+    DisablingFailed,
 }
 
 impl Sse {
-    const ALL: [Sse; 6] = [
+    const ALL: [Sse; 10] = [
         Sse::None,
         Sse::Disabled,
         Sse::EnabledMandated,
         Sse::EnablingMandated,
         Sse::EnabledAwsOwned,
         Sse::EnabledOtherKey,
+        Sse::Disabling,
+        Sse::EnablingOtherKey,
+        Sse::EnablingFailedMandated,
+        Sse::DisablingFailed,
     ];
 
     fn encryption(self) -> Option<DeliveryEncryption> {
@@ -584,6 +649,22 @@ impl Sse {
                 EncryptionStatus::Enabled,
                 Some(FirehoseKey::CustomerManaged(key_arn(OTHER_KEY_ID))),
             ),
+            Sse::Disabling => (
+                EncryptionStatus::Disabling,
+                Some(FirehoseKey::CustomerManaged(key_arn(KEY_ID))),
+            ),
+            Sse::EnablingOtherKey => (
+                EncryptionStatus::Enabling,
+                Some(FirehoseKey::CustomerManaged(key_arn(OTHER_KEY_ID))),
+            ),
+            Sse::EnablingFailedMandated => (
+                EncryptionStatus::EnablingFailed,
+                Some(FirehoseKey::CustomerManaged(key_arn(KEY_ID))),
+            ),
+            Sse::DisablingFailed => (
+                EncryptionStatus::DisablingFailed,
+                Some(FirehoseKey::CustomerManaged(key_arn(OTHER_KEY_ID))),
+            ),
         };
         Some(DeliveryEncryption {
             status,
@@ -597,21 +678,26 @@ impl Sse {
 async fn firehose_every_source_status_encryption_mandate_mode_and_exemption() {
     let mut failures = Vec::new();
     let mut cases = 0;
-    // A customer managed mandate is applied by its key ARN; an AWS managed one means the key
-    // Firehose owns.
+    // Every form of a customer managed mandate is applied by its key ARN; an AWS managed one
+    // means the key Firehose owns.
+    let cmk = FirehoseKey::CustomerManaged(key_arn(KEY_ID));
     let mandates = [
+        ("alias/org-streams".to_owned(), cmk.clone(), key_arn(KEY_ID)),
+        (alias_arn("alias/org-streams"), cmk.clone(), key_arn(KEY_ID)),
+        (KEY_ID.to_owned(), cmk.clone(), key_arn(KEY_ID)),
+        (key_arn(KEY_ID), cmk, key_arn(KEY_ID)),
         (
-            "alias/org-streams",
-            FirehoseKey::CustomerManaged(key_arn(KEY_ID)),
+            "alias/aws/kinesis".to_owned(),
+            FirehoseKey::AwsOwned,
+            key_arn(AWS_MANAGED_ID),
         ),
-        ("alias/aws/kinesis", FirehoseKey::AwsOwned),
     ];
-    for (mandated, wanted) in &mandates {
+    for (mandated, wanted, resolved) in &mandates {
         for direct_put in [true, false] {
             for sse in Sse::ALL {
                 for creating in [false, true] {
                     for mode in [Mode::Enforce, Mode::Report] {
-                        for exempt in [false, true] {
+                        for exempt in Exempt::ALL {
                             cases += 1;
                             let model = Model::default().with_keys();
                             let source = if direct_put {
@@ -630,30 +716,34 @@ async fn firehose_every_source_status_encryption_mandate_mode_and_exemption() {
                                     reads_to_ready: if creating { 2 } else { 1 },
                                     source_type: source.into(),
                                     encryption: sse.encryption(),
-                                    tags: tags(exempt),
+                                    tags: exempt.listed(),
                                 },
                             );
-                            let report = run(
-                                &model,
-                                mandated,
-                                mode,
-                                event(
-                                    "firehose-create-delivery-stream",
-                                    "deliveryStreamName",
-                                    "clickstream",
-                                ),
-                            )
-                            .await;
-                            let on_wanted = sse
-                                .encryption()
-                                .and_then(|e| e.key)
-                                .is_some_and(|k| k == *wanted);
+                            let mut event = event(
+                                "firehose-create-delivery-stream",
+                                "deliveryStreamName",
+                                "clickstream",
+                            );
+                            event["detail"]["requestParameters"]["deliveryStreamType"] =
+                                source.into();
+                            if exempt == Exempt::InRecord {
+                                event["detail"]["requestParameters"]["tags"] =
+                                    serde_json::json!([{"key": "compliance", "value": "exempt"}]);
+                            }
+                            let report = run(&model, mandated, mode, event).await;
+                            let initial = sse.encryption();
                             // On the wanted key, ENABLED or already ENABLING to it.
-                            let compliant = on_wanted;
+                            let compliant = initial.as_ref().is_some_and(|e| {
+                                e.key.as_ref() == Some(wanted)
+                                    && matches!(
+                                        e.status,
+                                        EncryptionStatus::Enabled | EncryptionStatus::Enabling
+                                    )
+                            });
                             let want = if !direct_put {
                                 Outcome::NotApplicable
                             } else {
-                                expected_when_present(compliant, exempt, mode)
+                                expected_when_present(compliant, exempt.is_exempt(), mode)
                             };
                             let writes = model.calls("StartDeliveryStreamEncryption");
                             let after = model.world().deliveries["clickstream"].clone();
@@ -677,16 +767,33 @@ async fn firehose_every_source_status_encryption_mandate_mode_and_exemption() {
                             {
                                 wrong.push(format!("ends {:?}", after.encryption));
                             }
-                            if want != Outcome::Remediated
-                                && writes == 0
-                                && sse != Sse::EnablingMandated
-                                && after.encryption != sse.encryption()
-                            {
+                            // Without a write nothing changes, but what was already under way.
+                            let under_way = matches!(
+                                sse,
+                                Sse::EnablingMandated | Sse::Disabling | Sse::EnablingOtherKey
+                            );
+                            if writes == 0 && !under_way && after.encryption != initial {
                                 wrong.push(format!("changed to {:?}", after.encryption));
+                            }
+                            // A stream not applicable is left before the key is resolved.
+                            let want_key = if want == Outcome::NotApplicable {
+                                mandated.as_str()
+                            } else {
+                                resolved.as_str()
+                            };
+                            if report.key.as_deref() != Some(want_key) {
+                                wrong
+                                    .push(format!("report key {:?} (want {want_key})", report.key));
+                            }
+                            let tag_reads = model.calls("ListTagsForDeliveryStream");
+                            if (compliant || !direct_put || exempt == Exempt::InRecord)
+                                && tag_reads != 0
+                            {
+                                wrong.push(format!("{tag_reads} tag reads"));
                             }
                             if !wrong.is_empty() {
                                 failures.push(format!(
-                                    "mandated {mandated}, {source}, {sse:?}, creating {creating}, {mode:?}, exempt {exempt}: {}",
+                                    "mandated {mandated}, {source}, {sse:?}, creating {creating}, {mode:?}, exempt {exempt:?}: {}",
                                     wrong.join("; ")
                                 ));
                             }
@@ -696,7 +803,7 @@ async fn firehose_every_source_status_encryption_mandate_mode_and_exemption() {
             }
         }
     }
-    assert_eq!(cases, 2 * 2 * 6 * 2 * 2 * 2);
+    assert_eq!(cases, 5 * 2 * 10 * 2 * 2 * 3);
     assert!(
         failures.is_empty(),
         "{} of {cases} cases wrong:\n{}",

@@ -168,7 +168,7 @@ proptest! {
         let mut changed = base.clone();
         changed["detail"]["sourceIPAddress"] = json!(ip);
         changed["detail"]["requestID"] = json!(request_id);
-        // (The envelope's `time` must be a timestamp, as EventBridge's schema has it: an event
+        // (`time` is not varied: EventBridge's schema makes it a timestamp, and an event
         // without one is refused as not an EventBridge event.)
         changed["detail"]["eventVersion"] = json!(version);
         changed["detail"]["tlsDetails"] = json!(null);
