@@ -2,7 +2,7 @@
 
 The policy is the one a Cloud Custodian user writes for this control: a `kinesis` resource in
 `cloudtrail` mode on CreateStream, a filter for streams not on KMS, and the `encrypt` action.
-Every mode prints one JSON line on stdout; the benchmark (benches/bench.rs) reads it.
+Every mode prints one JSON line on stdout; the benchmark (benches/bench/) reads it.
 
   c7n_peer.py init    KEY_ALIAS           cold start: import and initialise the Lambda handler
   c7n_peer.py invoke  KEY_ALIAS EVENTS    the Lambda handler on each event of a JSON array, in one
