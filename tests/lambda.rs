@@ -53,8 +53,7 @@ async fn the_lambda_returns_outcomes_and_fails_with_a_diagnostic_so_lambda_retri
     };
     let failed = by_id("req-1");
     assert_eq!(failed.kind, "error", "{failed:?}");
-    assert_eq!(failed.body["errorType"], json!("RemediationFailed"));
-    let message = failed.body["errorMessage"].as_str().unwrap();
+    let message = failed.error_message("RemediationFailed");
     assert!(
         message.contains("KMSAccessDeniedException") && message.contains("stream/audit"),
         "{message}"
@@ -249,12 +248,7 @@ async fn an_event_for_another_account_or_region_is_refused_without_a_call() {
     let logs = lambda.stop_and_read_stdout();
     for (result, differs) in results.iter().zip(["account", "region"]) {
         assert_eq!(result.kind, "error", "{result:?}");
-        assert_eq!(
-            result.body["errorType"],
-            json!("EventRefused"),
-            "{result:?}"
-        );
-        let message = result.body["errorMessage"].as_str().unwrap();
+        let message = result.error_message("EventRefused");
         assert!(
             message.contains(&format!("the {differs} differs")),
             "{message}"
@@ -340,22 +334,13 @@ async fn a_hung_endpoint_still_gets_one_outcome_before_the_deadline() {
         "answered after {answered:?}, past the {budget:?} deadline"
     );
     assert_eq!(result.kind, "error", "{result:?}");
-    assert_eq!(result.body["errorType"], json!("RemediationFailed"));
-    let message = result.body["errorMessage"].as_str().unwrap();
+    let message = result.error_message("RemediationFailed");
     assert!(message.contains("Enforcer.DeadlineExceeded"), "{message}");
     let outcomes = logs
         .lines()
         .filter(|l| l.contains(r#""message":"outcome""#))
         .count();
     assert_eq!(outcomes, 1, "exactly one outcome line: {logs}");
-}
-
-/// The outcome lines of a `bootstrap`'s log.
-fn outcome_lines(logs: &str) -> Vec<serde_json::Value> {
-    logs.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["message"] == json!("outcome"))
-        .collect()
 }
 
 /// An endpoint that answers, but slowly: each DescribeStreamSummary takes 2.5 s, in a 5 s budget
@@ -386,12 +371,7 @@ async fn a_slow_endpoint_gets_one_outcome_before_the_deadline_naming_the_unanswe
         "answered after {answered:?}, past the {budget:?} deadline"
     );
     let result = &results[0];
-    assert_eq!(
-        result.body["errorType"],
-        json!("RemediationFailed"),
-        "{result:?}"
-    );
-    let message = result.body["errorMessage"].as_str().unwrap();
+    let message = result.error_message("RemediationFailed");
     assert!(
         message.contains("Enforcer.DeadlineExceeded")
             && message.contains(
@@ -445,12 +425,7 @@ async fn a_saturated_rate_limiter_fails_the_event_at_once_without_a_call() {
         "answered after {answered:?}, past the {budget:?} deadline"
     );
     let second = &results[1];
-    assert_eq!(
-        second.body["errorType"],
-        json!("RemediationFailed"),
-        "{second:?}"
-    );
-    let message = second.body["errorMessage"].as_str().unwrap();
+    let message = second.error_message("RemediationFailed");
     assert!(
         message.contains("DescribeStreamSummary's next turn under the rate limiter is in")
             && message.contains("after the invocation's deadline")
@@ -568,12 +543,7 @@ async fn a_mandated_key_arn_that_the_key_does_not_name_fails_every_event_naming_
     let lambda = start_bootstrap(&api, &with_arn(&other));
     let results = api.results(1, minute).await;
     drop(lambda);
-    assert_eq!(
-        results[0].body["errorType"],
-        json!("InvalidConfiguration"),
-        "{results:?}"
-    );
-    let message = results[0].body["errorMessage"].as_str().unwrap();
+    let message = results[0].error_message("InvalidConfiguration");
     assert!(
         message.contains(&format!(
             "MANDATED_KMS_KEY alias/org-streams names the key {mandated}"

@@ -251,8 +251,7 @@ async fn events_from_member_accounts_are_enforced_in_their_own_account_and_regio
     ] {
         let refused = results.iter().find(|r| r.request_id == id).unwrap();
         assert_eq!(refused.kind, "error", "{refused:?}");
-        assert_eq!(refused.body["errorType"], json!("EventRefused"));
-        let message = refused.body["errorMessage"].as_str().unwrap();
+        let message = refused.error_message("EventRefused");
         assert!(message.contains(needle), "{message}");
     }
 
@@ -514,12 +513,7 @@ async fn with_only_the_organisation_id_its_active_accounts_are_the_allowed_set()
         json!("already_compliant")
     );
     let outsider = by_id("outsider");
-    assert_eq!(
-        outsider.body["errorType"],
-        json!("EventRefused"),
-        "{outsider:?}"
-    );
-    let message = outsider.body["errorMessage"].as_str().unwrap();
+    let message = outsider.error_message("EventRefused");
     assert!(
         message.contains(&format!(
             "account {OUTSIDER} is not in the ACTIVE accounts of organisation {organization_id}"
@@ -646,12 +640,7 @@ async fn a_key_of_another_region_is_never_applied_and_each_region_can_have_its_o
     );
     assert_eq!(east.stream_key("orders").await, Some(east_key.clone()));
     let west_result = &results[1];
-    assert_eq!(
-        west_result.body["errorType"],
-        json!("RemediationFailed"),
-        "{west_result:?}"
-    );
-    let message = west_result.body["errorMessage"].as_str().unwrap();
+    let message = west_result.error_message("RemediationFailed");
     assert!(
         message.contains("Enforcer.KeyInOtherRegion")
             && message.contains(&format!(
@@ -665,10 +654,9 @@ async fn a_key_of_another_region_is_never_applied_and_each_region_can_have_its_o
         1,
         "only the east stream's"
     );
-    let failed: Vec<serde_json::Value> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["message"] == json!("outcome") && l["outcome"] == json!("failed"))
+    let failed: Vec<serde_json::Value> = support::outcome_lines(&logs)
+        .into_iter()
+        .filter(|l| l["outcome"] == json!("failed"))
         .collect();
     assert_eq!(failed.len(), 1, "{logs}");
     assert_eq!(failed[0]["error_code"], json!("Enforcer.KeyInOtherRegion"));

@@ -83,6 +83,29 @@ pub struct RuntimeResult {
     pub body: serde_json::Value,
 }
 
+impl RuntimeResult {
+    /// The `errorMessage` of a result the function returned as the error `error_type`; fails
+    /// the test, showing the result, when it is anything else.
+    pub fn error_message(&self, error_type: &str) -> &str {
+        assert_eq!(
+            self.body["errorType"],
+            serde_json::json!(error_type),
+            "{self:?}"
+        );
+        self.body["errorMessage"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no errorMessage: {self:?}"))
+    }
+}
+
+/// The outcome lines (`"message":"outcome"`) among a bootstrap's log lines.
+pub fn outcome_lines(logs: &str) -> Vec<serde_json::Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == serde_json::json!("outcome"))
+        .collect()
+}
+
 #[derive(Default)]
 pub(crate) struct RuntimeState {
     pending: std::collections::VecDeque<(String, serde_json::Value, Duration)>,
