@@ -12,31 +12,17 @@ import time
 import unittest
 
 import boto3
-import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 
-
-class CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation short-form intrinsics (!Ref, !Sub, ...) as {"Fn": value}."""
-
-
-def _intrinsic(loader, suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {suffix: value}
-
-
-CfnLoader.add_multi_constructor("!", _intrinsic)
+# One reader of CloudFormation's short-form intrinsics, shared with the policy checks.
+sys.path.insert(0, str(ROOT / "tests" / "policies"))
+import cfn  # noqa: E402
 
 
 def template(name="template.yaml"):
-    return yaml.load((ROOT / name).read_text(), Loader=CfnLoader)
+    return cfn.load(name)
 
 
 def member():
