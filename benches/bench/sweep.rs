@@ -284,7 +284,7 @@ pub(crate) async fn race(results: &mut Results) {
     );
     results.row(
         "race",
-        "calls answered by the emulator, per stream; calls throttled at the proxy",
+        "calls made (at the proxy), per stream; of them throttled",
         format!(
             "{our_total} ({:.1} per stream); {} throttled {our_throttled:?}",
             our_total as f64 / n as f64,
