@@ -329,8 +329,19 @@ fn event(fixture: &str, name_field: &str, name: &str) -> serde_json::Value {
 }
 
 async fn run(model: &Model, mandated: &str, mode: Mode, event: serde_json::Value) -> Report {
+    run_with(model.clone(), model, mandated, mode, event).await
+}
+
+/// As [`run`], with `kinesis` answering the Kinesis calls instead of the model.
+async fn run_with<K: KinesisApi + Clone>(
+    kinesis: K,
+    model: &Model,
+    mandated: &str,
+    mode: Mode,
+    event: serde_json::Value,
+) -> Report {
     let fleet = Fleet::new(
-        OwnAccount::new(model.clone(), model.clone(), model.clone()),
+        OwnAccount::new(kinesis, model.clone(), model.clone()),
         &config(mandated, mode),
     );
     let home = Location::new(ACCOUNT, REGION).expect("home");
@@ -878,21 +889,14 @@ async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caug
             tags: tags(false),
         },
     );
-    let sabotaged = Sabotaged(model.clone());
-    let fleet = Fleet::new(
-        OwnAccount::new(sabotaged, model.clone(), model.clone()),
-        &config("alias/org-streams", Mode::Enforce),
-    );
-    let home = Location::new(ACCOUNT, REGION).unwrap();
-    let report = fleet
-        .handle(
-            event("kinesis-create-stream", "streamName", "orders"),
-            Some(&home),
-            Instant::now() + Duration::from_secs(300),
-            &mut fastrand::Rng::with_seed(7),
-        )
-        .await
-        .unwrap();
+    let report = run_with(
+        Sabotaged(model.clone()),
+        &model,
+        "alias/org-streams",
+        Mode::Enforce,
+        event("kinesis-create-stream", "streamName", "orders"),
+    )
+    .await;
     assert_eq!(report.outcome, Outcome::Failed);
     assert_eq!(report.error_code.as_deref(), Some("Enforcer.KeyMismatch"));
 }
