@@ -68,6 +68,11 @@ impl AwsClients {
         }
     }
 
+    /// An SQS client with these credentials, for `enforcer replay` (built only when asked).
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.shared)
+    }
+
     /// The region the clients act in, when one is configured.
     pub fn region(&self) -> Option<String> {
         self.shared.region().map(|r| r.to_string())

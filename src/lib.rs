@@ -61,6 +61,7 @@ pub mod metrics;
 pub mod organisation;
 pub mod outcome;
 pub mod ratelimit;
+pub mod replay;
 pub mod resource;
 pub mod retry;
 pub mod scope;

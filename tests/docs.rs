@@ -132,8 +132,8 @@ fn the_link_check_sees_a_broken_anchor_and_a_heading_in_code() {
     assert_eq!(anchors(text), BTreeSet::from(["top".to_owned()]));
     assert_eq!(relative_links(text), vec!["#top", "#not-a-heading"]);
     assert_eq!(
-        anchor("`enforcer invoke`: run one event by hand, or replay a failed one"),
-        "enforcer-invoke-run-one-event-by-hand-or-replay-a-failed-one"
+        anchor("`enforcer replay`: drain the failed-events queue"),
+        "enforcer-replay-drain-the-failed-events-queue"
     );
 }
 

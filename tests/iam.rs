@@ -18,7 +18,6 @@ mod support;
 
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
-use std::process::Command;
 use std::time::Duration;
 use support::*;
 
@@ -31,29 +30,6 @@ const ON_BEHALF: [&str; 4] = [
     "OnFailureDestination",
     "OwnLogGroup",
 ];
-
-/// The statements of `role`'s policies in `template`, resolved with `values`.
-fn role_policy(template: &str, role: &str, values: &[(&str, &str)]) -> Vec<PolicyStatement> {
-    let mut command = Command::new(tools_dir().join("parliament/bin/python"));
-    command
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/policies/cfn.py"
-        ))
-        .arg(template)
-        .arg(role)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (name, value) in values {
-        command.arg(format!("{name}={value}"));
-    }
-    let out = command.output().expect("tests/policies/cfn.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("statements")
-}
 
 /// One run of the event and sweep paths on new resources named after `run`: a CREATING stream,
 /// an ACTIVE unencrypted one, a delivery stream, each by its CloudTrail event, then the

@@ -14,6 +14,7 @@ use stream_encryption_enforcer::event::{MAX_EVENT_BYTES, Parsed, is_scheduled, p
 use stream_encryption_enforcer::fleet::Fleet;
 use stream_encryption_enforcer::handler::{HandlerError, Output, init_tracing, run_event};
 use stream_encryption_enforcer::outcome::Outcome;
+use stream_encryption_enforcer::replay;
 use stream_encryption_enforcer::resource::Location;
 use stream_encryption_enforcer::sweep::{SweepSummary, verdict};
 use tokio::time::Instant;
@@ -66,6 +67,28 @@ enum Command {
         output: Format,
         #[command(flatten)]
         scope: Scope,
+    },
+    /// Replays the failed-events queue: each message's event (Lambda's on-failure record, or a
+    /// bare event as in the dead-letter queue) through the same handler as `invoke`. A message
+    /// is deleted only after an outcome that is not a failure; the others stay, visible again,
+    /// with the reason logged. Exit code 0 when every message handled was deleted (with
+    /// `--dry-run`: would be), 1 when any stays, 2 when the queue cannot be read.
+    Replay {
+        /// The queue's URL (the stack's FailedEventsQueueUrl or EventsDeadLetterQueueUrl output).
+        #[arg(long, value_name = "URL")]
+        queue: String,
+        /// Run every event in report mode and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Handle at most this many messages.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max: Option<u64>,
+        /// Seconds each event may take, as the Lambda's timeout would allow.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=900))]
+        timeout: u64,
+        /// `table` for people, `json` for machines.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
 }
 
@@ -162,7 +185,137 @@ async fn main() -> ExitCode {
             };
             inventory(&config, clients, mode, output, false, &scope).await
         }
+        Command::Replay {
+            queue,
+            dry_run,
+            max,
+            timeout,
+            output,
+        } => {
+            let report = config.mode == Mode::Report;
+            if report && !dry_run {
+                eprintln!(
+                    "enforcer: ENFORCEMENT_MODE=report: the replay deletes nothing, as with --dry-run"
+                );
+            }
+            let options = replay::Options {
+                dry_run: dry_run || report,
+                max: max.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+                // Each batch's events run concurrently, each within the timeout; the margin
+                // covers the receive, delete and log calls around them.
+                visibility: Duration::from_secs(timeout + 60),
+            };
+            replay_queue(&config, clients, &queue, options, timeout, output).await
+        }
     }
+}
+
+/// `replay`: the failed-events queue through the handler, with a summary at the end.
+async fn replay_queue(
+    config: &Config,
+    clients: AwsClients,
+    url: &str,
+    options: replay::Options,
+    timeout: u64,
+    output: Format,
+) -> ExitCode {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return unusable(format!(
+            "--queue {url:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"
+        ));
+    }
+    let home = match clients.home().await {
+        Ok(home) => home,
+        Err(e) => return unusable(e),
+    };
+    let queue = replay::Sqs::new(clients.sqs(), url);
+    let mut config = config.clone();
+    if options.dry_run {
+        config.mode = Mode::Report;
+    }
+    let ledger = clients.ledger(config.ledger_table.as_deref());
+    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config)
+        .with_ledger(ledger);
+    let progress = if std::io::stderr().is_terminal() {
+        let length = replay::Queue::approximate_len(&queue).await;
+        let length = match (length, options.max) {
+            (Some(n), Some(max)) => Some(n.min(max as u64)),
+            (n, _) => n,
+        };
+        let bar = ProgressBar::with_draw_target(length, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} messages, {per_sec} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let fleet = &fleet;
+    let home = &home;
+    let summary = replay::replay(
+        &queue,
+        options,
+        |event| {
+            let deadline = Instant::now() + Duration::from_secs(timeout);
+            run_event(fleet, event, deadline, Some(home), |_| {})
+        },
+        |row| {
+            progress.set_message(row.resource.clone().unwrap_or_default());
+            progress.inc(1);
+        },
+    )
+    .await;
+    progress.finish_and_clear();
+    match output {
+        Format::Json => println!("{}", erased::Json::json(&summary)),
+        Format::Table => print_replay(&summary),
+    }
+    for e in &summary.errors {
+        eprintln!("enforcer: {e}");
+    }
+    if summary.messages.is_empty() && !summary.errors.is_empty() {
+        ExitCode::from(EXIT_UNUSABLE)
+    } else if summary.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+fn print_replay(summary: &replay::ReplaySummary) {
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY);
+    table.set_header(["message", "resource", "outcome", "action", "reason"]);
+    for row in &summary.messages {
+        table.add_row([
+            row.message_id.as_str(),
+            row.resource.as_deref().unwrap_or("-"),
+            row.outcome.as_str(),
+            match row.action {
+                replay::Action::Deleted => "deleted",
+                replay::Action::WouldDelete => "would delete",
+                replay::Action::Kept => "kept",
+            },
+            row.reason.as_deref().unwrap_or(""),
+        ]);
+    }
+    if !summary.messages.is_empty() {
+        println!("{table}");
+    }
+    let counts: Vec<String> = summary
+        .counts
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    println!(
+        "{} message(s); {} deleted, {} kept{}{}",
+        summary.messages.len(),
+        summary.deleted,
+        summary.kept,
+        if counts.is_empty() { "" } else { "; " },
+        counts.join(", ")
+    );
 }
 
 async fn invoke(config: &Config, clients: AwsClients, path: &PathBuf, timeout: u64) -> ExitCode {

@@ -147,8 +147,8 @@ NO_VALUE = object()
 
 
 def identity_policies(name, conditions, values=None):
-    """(label, policy document) of every role's inline policies and every AWS::IAM::RolePolicy
-    that exists under `conditions`."""
+    """(label, policy document) of every role's inline policies, every AWS::IAM::RolePolicy and
+    every AWS::IAM::ManagedPolicy (labelled `<logical>/<logical>`) that exists under `conditions`."""
     doc = load(name)
     resolver = Resolver(doc, conditions, values)
     for logical, resource in doc["Resources"].items():
@@ -160,6 +160,8 @@ def identity_policies(name, conditions, values=None):
                 yield f"{logical}/{policy['PolicyName']}", resolver.resolve(policy["PolicyDocument"])
         if resource["Type"] == "AWS::IAM::RolePolicy":
             yield f"{logical}/{properties['PolicyName']}", resolver.resolve(properties["PolicyDocument"])
+        if resource["Type"] == "AWS::IAM::ManagedPolicy":
+            yield f"{logical}/{logical}", resolver.resolve(properties["PolicyDocument"])
 
 
 def assignments(name):
@@ -170,7 +172,8 @@ def assignments(name):
 
 
 def role_statements(name, role, conditions, values):
-    """The statements of every policy of `role` (inline, or AWS::IAM::RolePolicy naming it)."""
+    """The statements of every policy of `role` (inline, or AWS::IAM::RolePolicy naming it), or
+    of the managed policy whose logical id `role` is."""
     doc = load(name)
     attached = {
         logical

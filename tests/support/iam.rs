@@ -119,6 +119,19 @@ impl IamPolicy {
                     .collect(),
             ),
             "TrentService" => ("kms", field("KeyId").map(key).into_iter().collect()),
+            // A queue URL ends in /<account>/<name>; IAM names the queue by its ARN.
+            "AmazonSQS" => (
+                "sqs",
+                field("QueueUrl")
+                    .and_then(|url| {
+                        let mut parts = url.trim_end_matches('/').rsplit('/');
+                        let name = parts.next()?;
+                        let owner = parts.next()?;
+                        Some(format!("arn:aws:sqs:{region}:{owner}:{name}"))
+                    })
+                    .into_iter()
+                    .collect(),
+            ),
             "DynamoDB_20120810" => (
                 "dynamodb",
                 field("TableName")
@@ -192,4 +205,27 @@ impl IamPolicy {
             })
             .cloned()
     }
+}
+
+/// The statements of `role`'s policies in `template`, resolved with `values`.
+pub fn role_policy(template: &str, role: &str, values: &[(&str, &str)]) -> Vec<PolicyStatement> {
+    let mut command = std::process::Command::new(super::tools_dir().join("parliament/bin/python"));
+    command
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/policies/cfn.py"
+        ))
+        .arg(template)
+        .arg(role)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (name, value) in values {
+        command.arg(format!("{name}={value}"));
+    }
+    let out = command.output().expect("tests/policies/cfn.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("statements")
 }

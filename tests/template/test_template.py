@@ -326,16 +326,25 @@ class Schedule(unittest.TestCase):
 
 # The SDK client each receiver in src/ names, where the receiver is not `self` of an adapter file.
 RECEIVERS = {"sts": "sts", "organizations": "organizations", "client": "dynamodb"}
+# Files whose receivers name another client than RECEIVERS says.
+FILE_RECEIVERS = {"replay.rs": {"client": "sqs"}}
 # The service of `self.<operation>()` in the adapter files, where `self` is the SDK client.
 ADAPTER_FILES = {"kinesis.rs": "kinesis", "firehose.rs": "firehose", "kms.rs": "kms"}
+# Code only the operator's CLI runs (`enforcer replay`): its calls are the operator policy's,
+# never the function's.
+OPERATOR_FILES = {"replay.rs"}
 
 
-def code_operations():
+def code_operations(operator=False):
     """Every AWS operation src/ calls: each `.send()` ends a fluent chain
     `<receiver>.<operation>().<setter>(...)...send()`; the chain's first method is the operation,
-    and the receiver (or the adapter file, for `self`) names the service."""
+    and the receiver (or the adapter file, for `self`) names the service. The function's calls,
+    or with `operator` those of OPERATOR_FILES."""
     found = set()
     for path in sorted((ROOT / "src").rglob("*.rs")):
+        if (path.name in OPERATOR_FILES) != operator:
+            continue
+        receivers = {**RECEIVERS, **FILE_RECEIVERS.get(path.name, {})}
         source = path.read_text()
         for send in re.finditer(r"\.send\(\)", source):
             # Walk back over `.method(args)` segments, balancing parentheses.
@@ -370,7 +379,7 @@ def code_operations():
                     raise AssertionError(f"{path}: {name}.send(), but no `let {name} =`")
                 chains = re.findall(r"\b(self|[a-z_]+)\s*\.\s*([a-z_][a-z0-9_]*)\s*\(\s*\)", source[built : source.index(";", built)])
             for name, operation in chains:
-                service = ADAPTER_FILES.get(path.name) if name == "self" else RECEIVERS.get(name)
+                service = ADAPTER_FILES.get(path.name) if name == "self" else receivers.get(name)
                 if service is None:
                     raise AssertionError(f"{path}: .send() on {name}.{operation}(): which service?")
                 found.add(f"{service}:" + "".join(part.capitalize() for part in operation.split("_")))
@@ -419,6 +428,21 @@ class IamPolicy(unittest.TestCase):
                 "organizations:DescribeOrganization",
                 "organizations:ListAccounts",
             },
+        )
+
+    def test_the_replay_operator_policy_allows_exactly_the_calls_of_replay_on_the_two_queues(self):
+        self.assertEqual(
+            code_operations(operator=True),
+            {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
+        )
+        policy = template()["Resources"]["ReplayOperatorPolicy"]
+        self.assertEqual(policy["Type"], "AWS::IAM::ManagedPolicy")
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual(statement["Effect"], "Allow")
+        self.assertEqual(set(statement["Action"]), code_operations(operator=True))
+        self.assertEqual(
+            statement["Resource"],
+            [{"GetAtt": "FailedEventsQueue.Arn"}, {"GetAtt": "EventsDeadLetterQueue.Arn"}],
         )
 
     # What the role allows beyond the calls in the code, each for a reason the README gives (its "What the stack creates"):

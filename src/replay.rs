@@ -1,0 +1,738 @@
+//! `enforcer replay`: drains the failed-events queue through the same handler as `enforcer
+//! invoke`, deleting a message only once its event has an outcome that is not a failure.
+//!
+//! The queue holds one of two kinds of message, told apart by their shape:
+//! - **Lambda's on-failure record** (the stack's `FailedEventsQueue`): a JSON object with
+//!   `requestContext` (`condition`, `approximateInvokeCount`, ...), `requestPayload` (the
+//!   event), `responseContext` and `responsePayload`, as
+//!   <https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html> shows.
+//! - **A bare event** (the rules' `EventsDeadLetterQueue`): EventBridge puts the event itself in
+//!   the body and says why in message attributes (`ERROR_CODE`, `ERROR_MESSAGE`, ...), as
+//!   <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html> shows.
+//!
+//! How the queue is walked: messages are received ten at a time (SQS's maximum) with long polling,
+//! which asks every SQS server and so does not answer "empty" while messages wait, each hidden
+//! for the handler's timeout plus a margin while its batch runs. A message is deleted only after
+//! the handler returned an outcome that is not a failure; every other message (failed, refused,
+//! unusable, or any message of a dry run) is made visible again when the walk ends, so the next
+//! replay, after the cause is fixed, finds it at once. A message that comes back during the walk
+//! (its visibility ran out, or SQS delivered a copy) is not handled twice. The walk ends when a
+//! receive brings nothing new, or after `--max` messages.
+
+use crate::aws_error::AwsError;
+use crate::event::MAX_EVENT_BYTES;
+use crate::handler::{HandlerError, Output};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+/// SQS returns at most ten messages per ReceiveMessage.
+pub const BATCH: usize = 10;
+/// SQS's longest visibility timeout: 12 hours.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// How long each receive waits for a message (long polling: every server is asked).
+pub const WAIT: Duration = Duration::from_secs(1);
+
+/// One message as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The message id: the same for every receipt of one message.
+    pub id: String,
+    /// The receipt handle of this receipt, for delete and visibility changes.
+    pub receipt: String,
+    pub body: String,
+    /// SQS's `ApproximateReceiveCount` (1 on the first receipt), when it was given.
+    pub receive_count: Option<u32>,
+    /// EventBridge's `ERROR_CODE` attribute on a dead-letter message.
+    pub error_code: Option<String>,
+}
+
+/// The calls the walk makes on a queue.
+pub trait Queue {
+    /// Up to `max` messages (1 to [`BATCH`]), each hidden for `visibility`.
+    fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> impl Future<Output = Result<Vec<Received>, AwsError>>;
+    fn delete(&self, receipt: &str) -> impl Future<Output = Result<(), AwsError>>;
+    /// Makes the message visible again now.
+    fn release(&self, receipt: &str) -> impl Future<Output = Result<(), AwsError>>;
+    /// SQS's `ApproximateNumberOfMessages`, for the progress bar; `None` when it cannot be read.
+    fn approximate_len(&self) -> impl Future<Output = Option<u64>>;
+}
+
+/// Where a message's event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// Lambda's on-failure destination record; the event is its `requestPayload`.
+    OnFailure,
+    /// A bare event, as a dead-letter queue holds it.
+    Event,
+}
+
+/// The event a message holds, or why it holds none.
+pub fn unwrap_message(body: &str) -> Result<(Source, serde_json::Value), String> {
+    if body.len() > 2 * MAX_EVENT_BYTES {
+        return Err(format!("larger than {} bytes", 2 * MAX_EVENT_BYTES));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    let serde_json::Value::Object(mut object) = value else {
+        return Err("not a JSON object".into());
+    };
+    // An on-failure record always has requestContext; an EventBridge event never has it.
+    let (source, event) = if object.contains_key("requestContext") {
+        match object.remove("requestPayload") {
+            Some(event) => (Source::OnFailure, event),
+            None => {
+                return Err("a Lambda on-failure record without requestPayload".into());
+            }
+        }
+    } else {
+        (Source::Event, serde_json::Value::Object(object))
+    };
+    let size = serde_json::to_vec(&event).map_or(usize::MAX, |v| v.len());
+    if size > MAX_EVENT_BYTES {
+        return Err(format!("the event is larger than {MAX_EVENT_BYTES} bytes"));
+    }
+    Ok((source, event))
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The event's outcome was not a failure: the message is gone from the queue.
+    Deleted,
+    /// Dry run: the outcome was not a failure, so a replay would delete the message; it stays.
+    WouldDelete,
+    /// The event failed, was refused or cannot be used: the message stays in the queue.
+    Kept,
+}
+
+/// One row of the summary: one message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub message_id: String,
+    pub source: Option<Source>,
+    pub receive_count: Option<u32>,
+    pub resource: Option<String>,
+    /// The event's outcome; `sweep` for a complete scheduled sweep, `unusable` for a message
+    /// with no usable event.
+    pub outcome: String,
+    pub action: Action,
+    pub reason: Option<String>,
+}
+
+/// The walk's result.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplaySummary {
+    pub messages: Vec<Row>,
+    /// Messages by outcome.
+    pub counts: BTreeMap<String, usize>,
+    pub deleted: usize,
+    pub kept: usize,
+    /// The receive, delete or release call that failed, when one did; the walk stops at a
+    /// failed receive.
+    pub errors: Vec<String>,
+}
+
+impl ReplaySummary {
+    /// Every message handled was deleted (or, in a dry run, would be) and no call failed.
+    pub fn complete(&self) -> bool {
+        self.kept == 0 && self.errors.is_empty()
+    }
+}
+
+/// How the walk runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Handle every message, delete none.
+    pub dry_run: bool,
+    /// Handle at most this many messages.
+    pub max: Option<usize>,
+    /// How long each received message stays hidden: the handler's timeout and a margin.
+    pub visibility: Duration,
+}
+
+/// The outcome name, resource and failure reason of the handler's answer; whether the message
+/// may go.
+fn judge(answer: &Result<Output, HandlerError>) -> (String, Option<String>, Option<String>, bool) {
+    match answer {
+        Ok(Output::Event(report)) => (
+            report.outcome.as_str().to_owned(),
+            report.resource.clone(),
+            None,
+            !report.outcome.is_failure(),
+        ),
+        Ok(Output::Sweep(_)) => ("sweep".into(), None, None, true),
+        Err(HandlerError::Failed(report) | HandlerError::Refused(report)) => (
+            report.outcome.as_str().to_owned(),
+            report.resource.clone(),
+            Some(answer_reason(answer)),
+            false,
+        ),
+        Err(HandlerError::SweepIncomplete(_) | HandlerError::Accounts(_)) => (
+            "sweep_incomplete".into(),
+            None,
+            Some(answer_reason(answer)),
+            false,
+        ),
+        Err(HandlerError::InvalidEvent(_)) => {
+            ("unusable".into(), None, Some(answer_reason(answer)), false)
+        }
+    }
+}
+
+fn answer_reason(answer: &Result<Output, HandlerError>) -> String {
+    answer
+        .as_ref()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
+/// Walks the queue: each new message's event through `handle` (a batch at a time, its events
+/// concurrently), deleting those whose outcome is not a failure. `on_row` sees every row as it
+/// is made.
+pub async fn replay<Q, H, Fut>(
+    queue: &Q,
+    options: Options,
+    handle: H,
+    on_row: impl Fn(&Row),
+) -> ReplaySummary
+where
+    Q: Queue,
+    H: Fn(serde_json::Value) -> Fut,
+    Fut: Future<Output = Result<Output, HandlerError>>,
+{
+    let mut summary = ReplaySummary::default();
+    // Messages handled and kept, by id, with their latest receipt (released at the end).
+    let mut kept: HashMap<String, String> = HashMap::new();
+    let mut deleted: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let visibility = options.visibility.min(MAX_VISIBILITY);
+    loop {
+        let left = options
+            .max
+            .map_or(BATCH, |max| max.saturating_sub(summary.messages.len()));
+        if left == 0 {
+            break;
+        }
+        let batch = match queue.receive(left.min(BATCH), visibility).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                summary.errors.push(format!("sqs:ReceiveMessage: {e}"));
+                break;
+            }
+        };
+        let mut new = Vec::new();
+        for message in batch {
+            if let Some(receipt) = kept.get_mut(&message.id) {
+                // Back during the walk: hidden again by this receive, released at the end.
+                *receipt = message.receipt;
+            } else if deleted.contains(&message.id) {
+                // A second copy of a message already deleted (SQS delivers at least once).
+                if let Err(e) = queue.delete(&message.receipt).await {
+                    summary
+                        .errors
+                        .push(format!("sqs:DeleteMessage {}: {e}", message.id));
+                }
+            } else {
+                new.push(message);
+            }
+        }
+        if new.is_empty() {
+            break;
+        }
+        let unwrapped: Vec<_> = new.iter().map(|m| unwrap_message(&m.body)).collect();
+        let answers = futures_util::future::join_all(unwrapped.iter().map(|u| {
+            let event = u.as_ref().ok().map(|(_, event)| event.clone());
+            let handled = event.map(&handle);
+            async move {
+                match handled {
+                    Some(future) => Some(future.await),
+                    None => None,
+                }
+            }
+        }))
+        .await;
+        for ((message, unwrapped), answer) in new.into_iter().zip(unwrapped).zip(answers) {
+            let (source, (outcome, resource, reason, may_go)) = match (&unwrapped, &answer) {
+                (Err(why), _) => (
+                    None,
+                    (
+                        "unusable".to_owned(),
+                        None,
+                        Some(format!("the message holds no event: {why}")),
+                        false,
+                    ),
+                ),
+                (Ok((source, _)), Some(answer)) => (Some(*source), judge(answer)),
+                (Ok((source, _)), None) => (Some(*source), ("unusable".into(), None, None, false)),
+            };
+            let mut row = Row {
+                message_id: message.id.clone(),
+                source,
+                receive_count: message.receive_count,
+                resource,
+                outcome,
+                action: Action::Kept,
+                reason,
+            };
+            if may_go && options.dry_run {
+                row.action = Action::WouldDelete;
+            } else if may_go {
+                match queue.delete(&message.receipt).await {
+                    Ok(()) => {
+                        row.action = Action::Deleted;
+                        deleted.insert(message.id.clone());
+                    }
+                    Err(e) => {
+                        row.reason = Some(format!("handled, but sqs:DeleteMessage failed: {e}"));
+                    }
+                }
+            }
+            if row.action != Action::Deleted {
+                tracing::warn!(
+                    message_id = %row.message_id,
+                    outcome = %row.outcome,
+                    receive_count = row.receive_count,
+                    dead_letter_error = message.error_code.as_deref(),
+                    reason = row.reason.as_deref().unwrap_or("dry run"),
+                    "message stays in the queue"
+                );
+                kept.insert(message.id, message.receipt);
+            }
+            *summary.counts.entry(row.outcome.clone()).or_default() += 1;
+            match row.action {
+                Action::Deleted => summary.deleted += 1,
+                Action::Kept => summary.kept += 1,
+                Action::WouldDelete => {}
+            }
+            on_row(&row);
+            summary.messages.push(row);
+        }
+    }
+    // What stays is visible again at once, for the next replay.
+    for (id, receipt) in &kept {
+        if let Err(e) = queue.release(receipt).await {
+            summary.errors.push(format!(
+                "sqs:ChangeMessageVisibility {id}: {e} (it becomes visible again after {} s)",
+                visibility.as_secs()
+            ));
+        }
+    }
+    summary
+}
+
+/// [`Queue`] on an SQS queue.
+pub struct Sqs {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl Sqs {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+}
+
+impl Queue for Sqs {
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, AwsError> {
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        let answer = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, BATCH) as i32)
+            .visibility_timeout(visibility.as_secs() as i32)
+            .wait_time_seconds(WAIT.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("ERROR_CODE")
+            .send()
+            .await
+            .map_err(AwsError::from_sdk)?;
+        Ok(answer
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                Some(Received {
+                    id: m.message_id()?.to_owned(),
+                    receipt: m.receipt_handle()?.to_owned(),
+                    body: m.body().unwrap_or_default().to_owned(),
+                    receive_count: m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .and_then(|c| c.parse().ok()),
+                    error_code: m
+                        .message_attributes()
+                        .and_then(|a| a.get("ERROR_CODE"))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_owned),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(AwsError::from_sdk)
+    }
+
+    async fn release(&self, receipt: &str) -> Result<(), AwsError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(AwsError::from_sdk)
+    }
+
+    async fn approximate_len(&self) -> Option<u64> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let answer = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .ok()?;
+        answer
+            .attributes()?
+            .get(&QueueAttributeName::ApproximateNumberOfMessages)?
+            .parse()
+            .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{Outcome, Report};
+    use std::cell::RefCell;
+
+    /// A queue in memory with SQS's visibility rules, minus the clock: a received message is
+    /// hidden until it is released or deleted; `redeliver` hands an id out once more.
+    #[derive(Default)]
+    struct Fake {
+        messages: RefCell<Vec<(String, String, bool, u32)>>,
+        redeliver: RefCell<Vec<String>>,
+        fail_receive: bool,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl Fake {
+        fn with(bodies: &[(&str, serde_json::Value)]) -> Self {
+            let fake = Self::default();
+            for (id, body) in bodies {
+                let body = match body {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                fake.messages
+                    .borrow_mut()
+                    .push(((*id).into(), body, true, 0));
+            }
+            fake
+        }
+        fn visible(&self) -> Vec<String> {
+            let messages = self.messages.borrow();
+            messages
+                .iter()
+                .filter(|m| m.2)
+                .map(|m| m.0.clone())
+                .collect()
+        }
+        fn ids(&self) -> Vec<String> {
+            self.messages.borrow().iter().map(|m| m.0.clone()).collect()
+        }
+    }
+
+    impl Queue for Fake {
+        async fn receive(&self, max: usize, _: Duration) -> Result<Vec<Received>, AwsError> {
+            self.calls.borrow_mut().push(format!("receive {max}"));
+            if self.fail_receive {
+                return Err(AwsError::new("AccessDenied", "not allowed"));
+            }
+            // A message to hand out again is, once it has been received and is hidden.
+            let hidden: Vec<String> = {
+                let messages = self.messages.borrow();
+                messages
+                    .iter()
+                    .filter(|m| !m.2)
+                    .map(|m| m.0.clone())
+                    .collect()
+            };
+            let mut again = Vec::new();
+            self.redeliver.borrow_mut().retain(|id| {
+                let now = hidden.contains(id);
+                if now {
+                    again.push(id.clone());
+                }
+                !now
+            });
+            let mut out = Vec::new();
+            for m in self.messages.borrow_mut().iter_mut() {
+                if out.len() < max && (m.2 || again.contains(&m.0)) {
+                    m.2 = false;
+                    m.3 += 1;
+                    out.push(Received {
+                        id: m.0.clone(),
+                        receipt: format!("{}#{}", m.0, m.3),
+                        body: m.1.clone(),
+                        receive_count: Some(m.3),
+                        error_code: None,
+                    });
+                }
+            }
+            Ok(out)
+        }
+        async fn delete(&self, receipt: &str) -> Result<(), AwsError> {
+            self.calls.borrow_mut().push(format!("delete {receipt}"));
+            let id = receipt.split('#').next().unwrap_or_default();
+            self.messages.borrow_mut().retain(|m| m.0 != id);
+            Ok(())
+        }
+        async fn release(&self, receipt: &str) -> Result<(), AwsError> {
+            self.calls.borrow_mut().push(format!("release {receipt}"));
+            let id = receipt.split('#').next().unwrap_or_default();
+            for m in self.messages.borrow_mut().iter_mut() {
+                if m.0 == id {
+                    m.2 = true;
+                }
+            }
+            Ok(())
+        }
+        async fn approximate_len(&self) -> Option<u64> {
+            Some(self.visible().len() as u64)
+        }
+    }
+
+    /// An event the fake handler answers with `outcome` (`failed` as an error).
+    fn event(outcome: &str) -> serde_json::Value {
+        serde_json::json!({"detail-type": "AWS API Call via CloudTrail", "test-outcome": outcome})
+    }
+
+    fn on_failure(event: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "version": "1.0",
+            "timestamp": "2026-12-01T10:00:00.000Z",
+            "requestContext": {
+                "requestId": "00000000-0000-0000-0000-000000000000",
+                "functionArn": "arn:aws:lambda:eu-west-1:111111111111:function:enforcer:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorType": "RemediationFailed", "errorMessage": "failed"}
+        })
+    }
+
+    async fn handle(event: serde_json::Value) -> Result<Output, HandlerError> {
+        match event["test-outcome"].as_str() {
+            Some("failed") => {
+                let mut report = Report::new(Outcome::Failed);
+                report.reason = Some("KMS.NotFoundException: no such key".into());
+                Err(HandlerError::Failed(Box::new(report)))
+            }
+            Some("remediated") => Ok(Output::Event(Report::new(Outcome::Remediated))),
+            other => panic!("the handler got an event it should not: {other:?}"),
+        }
+    }
+
+    const OPTIONS: Options = Options {
+        dry_run: false,
+        max: None,
+        visibility: Duration::from_secs(360),
+    };
+
+    #[tokio::test]
+    async fn deletes_what_succeeded_and_releases_the_rest() {
+        let queue = Fake::with(&[
+            ("ok-record", on_failure(event("remediated"))),
+            ("ok-bare", event("remediated")),
+            ("failed", on_failure(event("failed"))),
+            ("not-json", serde_json::Value::String("{oops".into())),
+            ("no-payload", serde_json::json!({"requestContext": {}})),
+        ]);
+        let rows = RefCell::new(0);
+        let summary = replay(&queue, OPTIONS, handle, |_| *rows.borrow_mut() += 1).await;
+        assert_eq!(*rows.borrow(), 5);
+        assert_eq!((summary.deleted, summary.kept), (2, 3));
+        assert!(!summary.complete());
+        assert_eq!(queue.ids(), ["failed", "not-json", "no-payload"]);
+        // What stays is visible again for the next replay.
+        assert_eq!(queue.visible(), queue.ids());
+        let by_id: BTreeMap<_, _> = summary
+            .messages
+            .iter()
+            .map(|r| (r.message_id.as_str(), r))
+            .collect();
+        assert_eq!(by_id["ok-record"].source, Some(Source::OnFailure));
+        assert_eq!(by_id["ok-bare"].source, Some(Source::Event));
+        assert_eq!(by_id["failed"].action, Action::Kept);
+        assert_eq!(by_id["failed"].outcome, "failed");
+        assert!(
+            by_id["failed"]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("KMS.NotFoundException")),
+            "{:?}",
+            by_id["failed"].reason
+        );
+        assert!(
+            by_id["not-json"]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("not JSON")
+        );
+        assert!(
+            by_id["no-payload"]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("without requestPayload")
+        );
+        assert_eq!(
+            summary.counts,
+            BTreeMap::from([
+                ("failed".to_owned(), 1),
+                ("remediated".to_owned(), 2),
+                ("unusable".to_owned(), 2)
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_deletes_nothing_and_leaves_every_message_visible() {
+        let queue = Fake::with(&[("a", event("remediated")), ("b", event("failed"))]);
+        let options = Options {
+            dry_run: true,
+            ..OPTIONS
+        };
+        let summary = replay(&queue, options, handle, |_| {}).await;
+        assert_eq!(queue.visible(), ["a", "b"]);
+        assert!(!queue.calls.borrow().iter().any(|c| c.starts_with("delete")));
+        let actions: Vec<Action> = summary.messages.iter().map(|r| r.action).collect();
+        assert_eq!(actions, [Action::WouldDelete, Action::Kept]);
+        assert_eq!((summary.deleted, summary.kept), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn max_bounds_the_messages_handled_and_each_receive_asks_for_no_more() {
+        let ids: Vec<String> = (0..25).map(|i| format!("m{i:02}")).collect();
+        let bodies: Vec<(&str, serde_json::Value)> = ids
+            .iter()
+            .map(|id| (id.as_str(), event("remediated")))
+            .collect();
+        let queue = Fake::with(&bodies);
+        let options = Options {
+            max: Some(13),
+            ..OPTIONS
+        };
+        let summary = replay(&queue, options, handle, |_| {}).await;
+        assert_eq!(summary.deleted, 13);
+        assert_eq!(queue.ids().len(), 12);
+        let receives: Vec<String> = queue
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("receive"))
+            .cloned()
+            .collect();
+        assert_eq!(receives, ["receive 10", "receive 3"]);
+        // Without a bound the walk goes on until a receive brings nothing.
+        let summary = replay(&queue, OPTIONS, handle, |_| {}).await;
+        assert_eq!(summary.deleted, 12);
+        assert!(queue.ids().is_empty() && summary.complete());
+    }
+
+    #[tokio::test]
+    async fn a_message_back_during_the_walk_is_not_handled_twice() {
+        let queue = Fake::with(&[("failing", event("failed")), ("later", event("remediated"))]);
+        // "failing", received and hidden by the first receive, comes back with the second.
+        queue.redeliver.borrow_mut().push("failing".into());
+        let handled = RefCell::new(Vec::new());
+        let summary = replay(
+            &queue,
+            OPTIONS,
+            |e: serde_json::Value| {
+                handled
+                    .borrow_mut()
+                    .push(e["test-outcome"].as_str().unwrap_or_default().to_owned());
+                handle(e)
+            },
+            |_| {},
+        )
+        .await;
+        assert_eq!(summary.messages.len(), 2);
+        assert_eq!(handled.borrow().as_slice(), ["failed", "remediated"]);
+        // Released with the receipt of its latest receive.
+        let calls = queue.calls.borrow();
+        let releases: Vec<&String> = calls.iter().filter(|c| c.starts_with("release")).collect();
+        assert_eq!(releases, ["release failing#2"], "{calls:?}");
+        assert_eq!(queue.visible(), ["failing"]);
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_cannot_be_read_is_an_error_with_nothing_handled() {
+        let queue = Fake {
+            fail_receive: true,
+            ..Fake::with(&[("a", event("remediated"))])
+        };
+        let summary = replay(&queue, OPTIONS, handle, |_| {}).await;
+        assert!(summary.messages.is_empty());
+        assert_eq!(summary.errors.len(), 1);
+        assert!(
+            summary.errors[0].contains("AccessDenied"),
+            "{:?}",
+            summary.errors
+        );
+        assert!(!summary.complete());
+    }
+
+    #[test]
+    fn unwraps_both_kinds_and_refuses_what_holds_no_event() {
+        let bare = event("remediated");
+        assert_eq!(
+            unwrap_message(&bare.to_string()),
+            Ok((Source::Event, bare.clone()))
+        );
+        assert_eq!(
+            unwrap_message(&on_failure(bare.clone()).to_string()),
+            Ok((Source::OnFailure, bare))
+        );
+        for (body, why) in [
+            ("[1]", "not a JSON object"),
+            ("\"text\"", "not a JSON object"),
+            ("", "not JSON"),
+            (
+                r#"{"requestContext":{"condition":"EventAgeExceeded"}}"#,
+                "without requestPayload",
+            ),
+        ] {
+            let err = unwrap_message(body).expect_err(body);
+            assert!(err.contains(why), "{body}: {err}");
+        }
+        let huge = format!(r#"{{"detail":"{}"}}"#, "x".repeat(MAX_EVENT_BYTES));
+        assert!(unwrap_message(&huge).unwrap_err().contains("larger than"));
+    }
+}
