@@ -139,12 +139,17 @@ fn the_link_check_sees_a_broken_anchor_and_a_heading_in_code() {
 
 /// The first cell of each row of the README's table whose header starts with `header`.
 fn readme_table_names(header: &str) -> BTreeSet<String> {
-    let readme = documents::read("README.md");
-    let lines: Vec<&str> = readme.lines().collect();
+    table_names("README.md", header)
+}
+
+/// The names in backquotes in the first column of `document`'s table headed `header`.
+fn table_names(document: &str, header: &str) -> BTreeSet<String> {
+    let text = documents::read(document);
+    let lines: Vec<&str> = text.lines().collect();
     let start = lines
         .iter()
         .position(|l| l.starts_with(header))
-        .unwrap_or_else(|| panic!("README.md has no table headed {header:?}"));
+        .unwrap_or_else(|| panic!("{document} has no table headed {header:?}"));
     lines[start + 2..]
         .iter()
         .take_while(|l| l.starts_with('|'))
@@ -197,19 +202,31 @@ fn the_readme_configuration_table_names_exactly_the_variables_the_configuration_
     );
 }
 
-#[test]
-fn the_readme_parameter_table_names_exactly_the_template_parameters() {
-    let template = documents::read("template.yaml");
-    let parameters: BTreeSet<String> = template
+/// The names of a template's parameters.
+fn template_parameters(template: &str) -> BTreeSet<String> {
+    documents::read(template)
         .lines()
         .skip_while(|l| *l != "Parameters:")
         .skip(1)
         .take_while(|l| l.is_empty() || l.starts_with(' '))
         .filter(|l| l.len() > 2 && !l[2..].starts_with(' ') && l.trim_end().ends_with(':'))
         .map(|l| l.trim().trim_end_matches(':').to_owned())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_readme_parameter_table_names_exactly_the_template_parameters() {
+    let parameters = template_parameters("template.yaml");
     assert!(parameters.len() > 20, "{parameters:?}");
     let documented = readme_table_names("| Parameter |");
+    assert_eq!(documented, parameters);
+}
+
+#[test]
+fn the_guardrails_parameter_table_names_exactly_the_guardrails_parameters() {
+    let parameters = template_parameters("guardrails.yaml");
+    assert!(parameters.len() > 10, "{parameters:?}");
+    let documented = table_names("docs/guardrails.md", "| Parameter |");
     assert_eq!(documented, parameters);
 }
 

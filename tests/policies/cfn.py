@@ -84,6 +84,10 @@ class Resolver:
             name: PARAMETERS.get(name, spec.get("Default", ""))
             for name, spec in doc.get("Parameters", {}).items()
         }
+        # A CommaDelimitedList is a list to Ref ("" is [""], as CloudFormation gives it).
+        for name, spec in doc.get("Parameters", {}).items():
+            if spec.get("Type") == "CommaDelimitedList" and isinstance(self.parameters[name], str):
+                self.parameters[name] = self.parameters[name].split(",")
 
     def ref(self, name):
         if name in self.values:
@@ -144,6 +148,48 @@ class Resolver:
 
 
 NO_VALUE = object()
+
+
+def conditions_of(doc, values=None):
+    """Every condition of `doc` as CloudFormation decides it from the parameter `values`
+    (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition)."""
+    resolver = Resolver(doc, {}, values)
+    decided = {}
+
+    def decide(node):
+        (fn, arg), = node.items()
+        if fn == "Condition":
+            return condition(arg)
+        if fn == "Equals":
+            left, right = (resolver.resolve(v) for v in arg)
+            return left == right
+        if fn == "Not":
+            return not decide(arg[0])
+        if fn == "And":
+            return all(decide(v) for v in arg)
+        if fn == "Or":
+            return any(decide(v) for v in arg)
+        raise ValueError(f"condition function {fn}")
+
+    def condition(name):
+        if name not in decided:
+            decided[name] = decide(doc["Conditions"][name])
+        return decided[name]
+
+    for name in doc.get("Conditions", {}):
+        condition(name)
+    return decided
+
+
+def organization_policies(name, values=None):
+    """(label, content) of every AWS::Organizations::Policy of template `name`, its conditions
+    decided from the parameter `values` as CloudFormation would."""
+    doc = load(name)
+    conditions = conditions_of(doc, values)
+    resolver = Resolver(doc, conditions, values)
+    for logical, resource in doc["Resources"].items():
+        if resource["Type"] == "AWS::Organizations::Policy":
+            yield logical, resolver.resolve(resource["Properties"]["Content"])
 
 
 def identity_policies(name, conditions, values=None):

@@ -1,0 +1,373 @@
+"""guardrails.yaml's service control policy, held to its intent.
+
+The policy is the template's own, its conditions decided from the parameters and its intrinsics
+resolved as CloudFormation would (tests/policies/cfn.py). Each API call below is the set of
+authorizations AWS makes for it, from the Service Authorization Reference (SAR):
+
+- Kinesis, https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonkinesisdatastreams.html:
+  CreateStream and AddTagsToStream and TagResource take aws:TagKeys, aws:RequestTag/${TagKey}
+  and aws:ResourceTag/${TagKey}; RemoveTagsFromStream and UntagResource aws:TagKeys and
+  aws:ResourceTag/${TagKey}; StartStreamEncryption and StopStreamEncryption name the stream and
+  the key. The operation table maps CreateStream to kinesis:CreateStream and
+  kinesis:AddTagsToStream.
+- Firehose, .../list_amazonkinesisfirehose.html: CreateDeliveryStream and TagDeliveryStream take
+  aws:RequestTag/${TagKey} and aws:TagKeys; UntagDeliveryStream aws:TagKeys. "If you specify tags
+  in the CreateDeliveryStream action, Amazon Data Firehose performs an additional authorization
+  on the firehose:TagDeliveryStream action" (Firehose Developer Guide, tagging basics).
+- EventBridge, .../list_amazoneventbridge.html: the rule actions name
+  arn:${Partition}:events:${Region}:${Account}:rule/${RuleName}.
+- KMS, .../list_awskeymanagementservice.html: CreateAlias, UpdateAlias and DeleteAlias name the
+  alias and the key(s); kms:ResourceAliases is the key's aliases on key operations.
+
+Run by scripts/test with the .tools/venv interpreter (PyYAML)."""
+
+import json
+import pathlib
+import sys
+import unittest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "policies"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from cfn import organization_policies  # noqa: E402
+from scp import condition_holds, denying  # noqa: E402
+
+ACCOUNT = "111122223333"
+REGION = "eu-west-1"
+TAG = "enforcer-exempt"
+ALIAS = "alias/org-streams"
+
+
+def role(name):
+    return f"arn:aws:iam::{ACCOUNT}:role/{name}"
+
+
+DEVELOPER = role("Developer")
+TERRAFORM = role("TerraformApply")
+SECURITY = role("StreamSecurity")
+BREAK_GLASS = role("BreakGlass")
+STACKSETS = role("stacksets-exec-4f3c1e6f0b2a4c6d9e8f7a6b5c4d3e2f")
+ENFORCER = role("StreamEncryptionEnforcerMember")
+ROOT_USER = f"arn:aws:iam::{ACCOUNT}:root"
+
+STREAM = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders"
+DELIVERY = f"arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/orders"
+KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+OTHER_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0987dcba-09fe-87dc-65ba-ab0987654321"
+
+# The parameters of a full deployment; a case's `off` switches one guardrail off.
+PARAMETERS = {
+    "TargetIds": ["ou-ab12-cdef3456"],
+    "EncryptionStaysOn": "true",
+    "BreakGlassPrincipalArns": ["arn:aws:iam::*:role/BreakGlass"],
+    "ExemptionIsPrivileged": "true",
+    "ExemptTagKey": TAG,
+    "SecurityPrincipalArns": ["arn:aws:iam::*:role/StreamSecurity"],
+    "DeploymentIsProtected": "true",
+    "MandatedKeyAlias": ALIAS,
+}
+
+
+def policy(**overrides):
+    ((_, content),) = organization_policies("guardrails.yaml", {**PARAMETERS, **overrides})
+    return content
+
+
+def tags_context(tags):
+    context = {"aws:TagKeys": list(tags)}
+    context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
+    return context
+
+
+# API calls as the authorizations AWS makes for them: (action, resources, context) each.
+def create_stream(tags=None):
+    if not tags:
+        return [("kinesis:CreateStream", [STREAM], {})]
+    return [("kinesis:CreateStream", [STREAM], tags_context(tags)),
+            ("kinesis:AddTagsToStream", [STREAM], tags_context(tags))]
+
+
+def add_tags_to_stream(tags):
+    return [("kinesis:AddTagsToStream", [STREAM], tags_context(tags))]
+
+
+def tag_resource(tags):
+    return [("kinesis:TagResource", [STREAM], tags_context(tags))]
+
+
+def remove_tags_from_stream(keys):
+    return [("kinesis:RemoveTagsFromStream", [STREAM], {"aws:TagKeys": list(keys)})]
+
+
+def untag_resource(keys):
+    return [("kinesis:UntagResource", [STREAM], {"aws:TagKeys": list(keys)})]
+
+
+def create_delivery_stream(tags=None):
+    if not tags:
+        return [("firehose:CreateDeliveryStream", [DELIVERY], {})]
+    return [("firehose:CreateDeliveryStream", [DELIVERY], tags_context(tags)),
+            ("firehose:TagDeliveryStream", [DELIVERY], tags_context(tags))]
+
+
+def tag_delivery_stream(tags):
+    return [("firehose:TagDeliveryStream", [DELIVERY], tags_context(tags))]
+
+
+def untag_delivery_stream(keys):
+    return [("firehose:UntagDeliveryStream", [DELIVERY], {"aws:TagKeys": list(keys)})]
+
+
+def stop_stream_encryption():
+    return [("kinesis:StopStreamEncryption", [STREAM, KEY], {})]
+
+
+def start_stream_encryption():
+    return [("kinesis:StartStreamEncryption", [STREAM, KEY], {})]
+
+
+def stop_delivery_stream_encryption():
+    return [("firehose:StopDeliveryStreamEncryption", [DELIVERY], {})]
+
+
+def start_delivery_stream_encryption():
+    return [("firehose:StartDeliveryStreamEncryption", [DELIVERY], {})]
+
+
+def iam(action, name):
+    return [(f"iam:{action}", [role(name)], {})]
+
+
+def rule(action, name, region=REGION):
+    return [(f"events:{action}", [f"arn:aws:events:{region}:{ACCOUNT}:rule/{name}"], {})]
+
+
+def alias(action, name, keys=(KEY,)):
+    return [(f"kms:{action}", [f"arn:aws:kms:{REGION}:{ACCOUNT}:{name}", *keys], {})]
+
+
+def key(action, aliases, arn=KEY):
+    context = {"kms:ResourceAliases": list(aliases)} if aliases else {}
+    return [(f"kms:{action}", [arn], context)]
+
+
+FORWARD_ROLE = f"stream-encryption-enforcer-forward-{REGION}"
+
+# (principal, call, the Sid that denies it or None, the guardrail switched off for this case)
+CASES = [
+    # 1. Encryption stays on.
+    (DEVELOPER, stop_stream_encryption(), "EncryptionStaysOn"),
+    (TERRAFORM, stop_stream_encryption(), "EncryptionStaysOn"),
+    (ROOT_USER, stop_stream_encryption(), "EncryptionStaysOn"),
+    (DEVELOPER, stop_delivery_stream_encryption(), "EncryptionStaysOn"),
+    (BREAK_GLASS, stop_stream_encryption(), None),
+    (BREAK_GLASS, stop_delivery_stream_encryption(), None),
+    # What the enforcer and the infrastructure tools do to encrypt is never denied.
+    (ENFORCER, start_stream_encryption(), None),
+    (ENFORCER, start_delivery_stream_encryption(), None),
+    (TERRAFORM, start_stream_encryption(), None),
+    # 2. The exemption tag is privileged: set at creation, added, changed, removed, either API.
+    (DEVELOPER, create_stream({TAG: "ticket-42"}), "ExemptionTagIsPrivileged"),
+    (TERRAFORM, create_stream({"team": "a", TAG: ""}), "ExemptionTagIsPrivileged"),
+    (DEVELOPER, add_tags_to_stream({TAG: "ticket-42"}), "ExemptionTagIsPrivileged"),
+    (DEVELOPER, tag_resource({TAG: "x"}), "ExemptionTagIsPrivileged"),
+    (DEVELOPER, remove_tags_from_stream([TAG]), "ExemptionTagIsPrivileged"),
+    (DEVELOPER, remove_tags_from_stream(["team", TAG]), "ExemptionTagIsPrivileged"),
+    (DEVELOPER, untag_resource([TAG]), "ExemptionTagIsPrivileged"),
+    (DEVELOPER, create_delivery_stream({TAG: "x"}), "ExemptionTagIsPrivileged"),
+    (DEVELOPER, tag_delivery_stream({TAG: "x"}), "ExemptionTagIsPrivileged"),
+    (DEVELOPER, untag_delivery_stream([TAG]), "ExemptionTagIsPrivileged"),
+    # Other tags, and no tags, stay free; a key that differs in case exempts nothing (the
+    # enforcer compares exactly), so it is not privileged either.
+    (DEVELOPER, create_stream(), None),
+    (DEVELOPER, create_stream({"team": "a"}), None),
+    (DEVELOPER, add_tags_to_stream({"team": "a"}), None),
+    (DEVELOPER, add_tags_to_stream({TAG.upper(): "x"}), None),
+    (DEVELOPER, remove_tags_from_stream(["team"]), None),
+    (DEVELOPER, untag_resource(["team"]), None),
+    (DEVELOPER, create_delivery_stream(), None),
+    (DEVELOPER, create_delivery_stream({"team": "a"}), None),
+    (DEVELOPER, untag_delivery_stream(["team"]), None),
+    # The security principals may.
+    (SECURITY, create_stream({TAG: "ticket-42"}), None),
+    (SECURITY, remove_tags_from_stream([TAG]), None),
+    (SECURITY, untag_delivery_stream([TAG]), None),
+    (SECURITY, tag_resource({TAG: "x"}), None),
+    # 3. The deployment is protected.
+    (DEVELOPER, iam("UpdateAssumeRolePolicy", "StreamEncryptionEnforcerMember"), "DeploymentIsProtected"),
+    (DEVELOPER, iam("PutRolePolicy", "StreamEncryptionEnforcerMember"), "DeploymentIsProtected"),
+    (DEVELOPER, iam("DeleteRole", "StreamEncryptionEnforcerMember"), "DeploymentIsProtected"),
+    (DEVELOPER, iam("AttachRolePolicy", FORWARD_ROLE), "DeploymentIsProtected"),
+    (ROOT_USER, iam("DetachRolePolicy", FORWARD_ROLE), "DeploymentIsProtected"),
+    (DEVELOPER, iam("CreateRole", "StreamEncryptionEnforcerMember"), "DeploymentIsProtected"),
+    (DEVELOPER, iam("GetRole", "StreamEncryptionEnforcerMember"), None),
+    (DEVELOPER, iam("PutRolePolicy", "Developer"), None),
+    (STACKSETS, iam("UpdateAssumeRolePolicy", "StreamEncryptionEnforcerMember"), None),
+    (STACKSETS, iam("DeleteRole", FORWARD_ROLE), None),
+    (DEVELOPER, rule("DeleteRule", "stream-encryption-enforcer-forward"), "DeploymentIsProtected"),
+    (DEVELOPER, rule("DisableRule", "stream-encryption-enforcer-forward", "ap-southeast-2"), "DeploymentIsProtected"),
+    (DEVELOPER, rule("PutTargets", "stream-encryption-enforcer-forward"), "DeploymentIsProtected"),
+    (DEVELOPER, rule("RemoveTargets", "stream-encryption-enforcer-forward"), "DeploymentIsProtected"),
+    (DEVELOPER, rule("PutRule", "stream-encryption-enforcer-forward"), "DeploymentIsProtected"),
+    (DEVELOPER, rule("DeleteRule", "orders-nightly"), None),
+    (STACKSETS, rule("PutTargets", "stream-encryption-enforcer-forward"), None),
+    (DEVELOPER, alias("UpdateAlias", ALIAS, (KEY, OTHER_KEY)), "DeploymentIsProtected"),
+    (DEVELOPER, alias("DeleteAlias", ALIAS), "DeploymentIsProtected"),
+    (DEVELOPER, alias("CreateAlias", ALIAS, (OTHER_KEY,)), "DeploymentIsProtected"),
+    (DEVELOPER, alias("CreateAlias", "alias/team-a", (OTHER_KEY,)), None),
+    (STACKSETS, alias("CreateAlias", ALIAS), None),
+    (DEVELOPER, key("ScheduleKeyDeletion", [ALIAS]), "MandatedKeyIsProtected"),
+    (DEVELOPER, key("DisableKey", ["alias/legacy", ALIAS]), "MandatedKeyIsProtected"),
+    (DEVELOPER, key("PutKeyPolicy", [ALIAS]), "MandatedKeyIsProtected"),
+    (DEVELOPER, key("ScheduleKeyDeletion", ["alias/team-a"], OTHER_KEY), None),
+    (DEVELOPER, key("ScheduleKeyDeletion", [], OTHER_KEY), None),
+    (STACKSETS, key("ScheduleKeyDeletion", [ALIAS]), None),
+]
+
+# Which guardrail each statement belongs to (its switch).
+SWITCH = {
+    "EncryptionStaysOn": "EncryptionStaysOn",
+    "ExemptionTagIsPrivileged": "ExemptionIsPrivileged",
+    "DeploymentIsProtected": "DeploymentIsProtected",
+    "MandatedKeyIsProtected": "DeploymentIsProtected",
+}
+
+# Each action's own condition keys in the SAR (the pages above); global keys such as
+# aws:PrincipalArn apply to every action. A statement may only use keys its actions have, or the
+# condition can never hold for them.
+SAR_KEYS = {
+    "kinesis:CreateStream": {"aws:TagKeys", "aws:RequestTag/*", "aws:ResourceTag/*"},
+    "kinesis:AddTagsToStream": {"aws:TagKeys", "aws:RequestTag/*", "aws:ResourceTag/*"},
+    "kinesis:TagResource": {"aws:TagKeys", "aws:RequestTag/*", "aws:ResourceTag/*"},
+    "kinesis:RemoveTagsFromStream": {"aws:TagKeys", "aws:ResourceTag/*"},
+    "kinesis:UntagResource": {"aws:TagKeys", "aws:ResourceTag/*"},
+    "firehose:CreateDeliveryStream": {"aws:TagKeys", "aws:RequestTag/*"},
+    "firehose:TagDeliveryStream": {"aws:TagKeys", "aws:RequestTag/*"},
+    "firehose:UntagDeliveryStream": {"aws:TagKeys"},
+    # On the key resource type, which these actions name.
+    "kms:DisableKey": {"kms:ResourceAliases"},
+    "kms:PutKeyPolicy": {"kms:ResourceAliases"},
+    "kms:ScheduleKeyDeletion": {"kms:ResourceAliases"},
+}
+GLOBAL_KEYS = {"aws:PrincipalArn"}
+SCP_LIMIT = 5120
+
+
+def minified(content):
+    return json.dumps(content, separators=(",", ":"))
+
+
+class TheEvaluator(unittest.TestCase):
+    """The evaluator against the IAM User Guide's rules, before it judges the guardrails."""
+
+    def test_set_operators_on_a_missing_key(self):
+        # "ForAnyValue ... For no matching key or a null dataset, the condition returns false";
+        # ForAllValues "also returns true if there are no keys in the request".
+        self.assertFalse(condition_holds("ForAnyValue:StringEquals", "aws:TagKeys", ["a"], {}))
+        self.assertTrue(condition_holds("ForAllValues:StringEquals", "aws:TagKeys", ["a"], {}))
+
+    def test_set_operators_on_values(self):
+        context = {"aws:TagKeys": ["team", "a"]}
+        self.assertTrue(condition_holds("ForAnyValue:StringEquals", "aws:TagKeys", ["a"], context))
+        self.assertFalse(condition_holds("ForAllValues:StringEquals", "aws:TagKeys", ["a"], context))
+        self.assertTrue(condition_holds("ForAllValues:StringEquals", "aws:TagKeys", ["a", "team"], context))
+        self.assertFalse(condition_holds("ForAnyValue:StringEquals", "aws:TagKeys", ["A"], context))
+        self.assertTrue(condition_holds("ForAnyValue:StringEqualsIgnoreCase", "aws:TagKeys", ["A"], context))
+
+    def test_negated_operators_hold_on_a_missing_key_and_values_are_ored(self):
+        self.assertTrue(condition_holds("ArnNotLike", "aws:PrincipalArn", ["arn:aws:iam::*:role/X"], {}))
+        context = {"aws:PrincipalArn": role("X")}
+        self.assertFalse(condition_holds("ArnNotLike", "aws:PrincipalArn", ["arn:aws:iam::*:role/Y", "arn:aws:iam::*:role/X"], context))
+        self.assertTrue(condition_holds("ArnNotLike", "aws:PrincipalArn", ["arn:aws:iam::*:role/Y"], context))
+        self.assertFalse(condition_holds("ArnLike", "aws:PrincipalArn", ["arn:aws:iam::*:role/Y"], {}))
+
+    def test_null_and_key_names_without_case(self):
+        context = {"aws:RequestTag/Team": "a"}
+        self.assertTrue(condition_holds("Null", "aws:RequestTag/team", ["false"], context))
+        self.assertFalse(condition_holds("Null", "aws:RequestTag/owner", ["false"], context))
+        self.assertTrue(condition_holds("Null", "aws:RequestTag/owner", ["true"], context))
+
+    def test_a_multivalued_key_needs_a_set_operator(self):
+        with self.assertRaises(ValueError):
+            condition_holds("StringEquals", "aws:TagKeys", ["a"], {"aws:TagKeys": ["a"]})
+
+    def test_a_call_is_denied_when_any_of_its_authorizations_is(self):
+        document = {"Statement": [{"Sid": "S", "Effect": "Deny", "Action": "kinesis:AddTagsToStream", "Resource": "*"}]}
+        self.assertEqual(denying(document, create_stream({"team": "a"})), "S")
+        self.assertIsNone(denying(document, create_stream()))
+
+
+class Guardrails(unittest.TestCase):
+    def test_every_call_is_denied_by_exactly_the_guardrail_meant_for_it(self):
+        content = policy()
+        failures = []
+        for principal, call, sid in CASES:
+            authorizations = [(a, r, {**c, "aws:PrincipalArn": principal}) for a, r, c in call]
+            got = denying(content, authorizations)
+            if got != sid:
+                failures.append(f"{principal.rsplit('/', 1)[-1]} {call[0][0]} {call[0][2]}: {got} (want {sid})")
+        self.assertFalse(failures, "\n".join(failures))
+        # Every statement is exercised by some case.
+        self.assertEqual({s["Sid"] for s in content["Statement"]}, {sid for _, _, sid in CASES if sid})
+
+    def test_each_guardrail_switches_off_alone(self):
+        for switch in ("EncryptionStaysOn", "ExemptionIsPrivileged", "DeploymentIsProtected"):
+            content = policy(**{switch: "false"})
+            for principal, call, sid in CASES:
+                authorizations = [(a, r, {**c, "aws:PrincipalArn": principal}) for a, r, c in call]
+                want = None if sid and SWITCH[sid] == switch else sid
+                self.assertEqual(denying(content, authorizations), want, (switch, principal, call))
+
+    def test_without_exception_lists_nobody_in_a_member_account_may(self):
+        content = policy(BreakGlassPrincipalArns=[""], SecurityPrincipalArns=[""])
+        for principal, call in [(BREAK_GLASS, stop_stream_encryption()),
+                                (SECURITY, remove_tags_from_stream([TAG])),
+                                (SECURITY, create_delivery_stream({TAG: "x"}))]:
+            authorizations = [(a, r, {**c, "aws:PrincipalArn": principal}) for a, r, c in call]
+            self.assertIsNotNone(denying(content, authorizations), call)
+        # And the policy has no empty pattern in it.
+        self.assertNotIn('""', minified(content))
+
+    def test_without_an_alias_the_kms_statements_are_absent(self):
+        content = policy(MandatedKeyAlias="")
+        sids = {s["Sid"] for s in content["Statement"]}
+        self.assertEqual(sids, {"EncryptionStaysOn", "ExemptionTagIsPrivileged", "DeploymentIsProtected"})
+        self.assertNotIn("kms:", minified(content))
+
+    def test_conditions_use_only_keys_the_actions_have(self):
+        for statement in policy()["Statement"]:
+            for operator, keys in statement.get("Condition", {}).items():
+                for key in keys:
+                    if key in GLOBAL_KEYS:
+                        continue
+                    generic = key.split("/")[0] + "/*" if "/" in key else key
+                    for action in statement["Action"]:
+                        self.assertIn(generic, SAR_KEYS.get(action, set()), (statement["Sid"], action, key))
+
+    def test_the_forwarding_role_pattern_matches_member_yamls_role_name_in_every_region(self):
+        member = (ROOT / "member.yaml").read_text()
+        self.assertIn("RoleName: !Sub ${ForwardRuleName}-${AWS::Region}", member)
+        self.assertIn('AllowedPattern: "^[A-Za-z0-9._-]{1,48}$"', member)
+        # The longest rule name and region still make a valid role name (64 characters at most).
+        self.assertLessEqual(48 + 1 + len("ap-southeast-5"), 64)
+
+    def test_the_policy_fits_the_scp_size_limit(self):
+        # 5,120 characters, whitespace included (Organizations quotas; CloudFormation sends the
+        # Content object as compact JSON). The exception lists are what grows it: find how many
+        # principals of a typical 56-character pattern each list can hold, as docs/guardrails.md says.
+        size = len(minified(policy()))
+        self.assertLess(size, 2000, size)
+
+        def with_principals(n):
+            many = [f"arn:aws:iam::*:role/security/StreamSecurityOperator{i:02}" for i in range(n)]
+            return len(minified(policy(BreakGlassPrincipalArns=many, SecurityPrincipalArns=many,
+                                       DeploymentPrincipalArns=many)))
+
+        fits = max(n for n in range(1, 40) if with_principals(n) <= SCP_LIMIT)
+        self.assertGreaterEqual(fits, 12, fits)
+        print(f"\nguardrails SCP: {size} characters with one principal per list; "
+              f"{fits} principals of 56 characters in each list fit ({with_principals(fits)} characters)")
+
+if __name__ == "__main__":
+    unittest.main()
