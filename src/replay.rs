@@ -17,7 +17,16 @@
 //! unusable, or any message of a dry run) is made visible again when the walk ends, so the next
 //! replay, after the cause is fixed, finds it at once. A message that comes back during the walk
 //! (its visibility ran out, or SQS delivered a copy) is not handled twice. The walk ends when a
-//! receive brings nothing new, or after `--max` messages.
+//! receive brings nothing (or, after [`MAX_SEEN_RECEIVES`] receives in a row that bring only
+//! messages already handled), or after `--max` messages.
+//!
+//! Two kinds of event are not simply run:
+//! - **A scheduled sweep** covers every stream, so one is enough: sweeps run one at a time, after
+//!   the other events of their batch, and once one has completed in this replay every later sweep
+//!   message is deleted as superseded (kept, unrun, when it did not complete).
+//! - **An event from another source** than the product's rules match (`aws.kinesis`,
+//!   `aws.firehose`, `aws.events`) would only be `ignored`; it is kept instead, so that a replay
+//!   pointed at the wrong queue deletes nothing of someone else's.
 
 use crate::aws_error::AwsError;
 use crate::event::MAX_EVENT_BYTES;
@@ -33,6 +42,11 @@ pub const BATCH: usize = 10;
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 /// How long each receive waits for a message (long polling: every server is asked).
 pub const WAIT: Duration = Duration::from_secs(1);
+/// The walk gives up after this many receives in a row that bring only messages it already
+/// handled (they come back once their visibility runs out in a long walk).
+pub const MAX_SEEN_RECEIVES: usize = 100;
+/// The sources of the events the product's rules deliver: stream calls and the sweep's schedule.
+pub const SOURCES: [&str; 3] = ["aws.kinesis", "aws.firehose", "aws.events"];
 
 /// One message as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,17 +102,63 @@ pub fn unwrap_message(body: &str) -> Result<(Source, serde_json::Value), String>
         match object.remove("requestPayload") {
             Some(event) => (Source::OnFailure, event),
             None => {
-                return Err("a Lambda on-failure record without requestPayload".into());
+                // Lambda leaves the payload out of a record too large for its destination.
+                let context = &object["requestContext"];
+                let field = |name: &str| context.get(name).and_then(|v| v.as_str()).unwrap_or("-");
+                return Err(format!(
+                    "a Lambda on-failure record without requestPayload (requestId {}, condition \
+                     {}, {}): find the event in the function's log by its request id",
+                    field("requestId"),
+                    field("condition"),
+                    object
+                        .get("timestamp")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("no timestamp")
+                ));
             }
         }
     } else {
         (Source::Event, serde_json::Value::Object(object))
     };
+    match event.get("source").and_then(|v| v.as_str()) {
+        Some(from) if SOURCES.contains(&from) => {}
+        other => {
+            return Err(format!(
+                "its event's source is {}, not one the enforcer's rules deliver ({})",
+                other.map_or("missing".to_owned(), |s| format!("{s:?}")),
+                SOURCES.join(", ")
+            ));
+        }
+    }
     let size = serde_json::to_vec(&event).map_or(usize::MAX, |v| v.len());
     if size > MAX_EVENT_BYTES {
         return Err(format!("the event is larger than {MAX_EVENT_BYTES} bytes"));
     }
     Ok((source, event))
+}
+
+/// The region and account of an AWS queue URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`,
+/// the `.amazonaws.com.cn` form, or the legacy `<region>.queue.amazonaws.com` and
+/// `queue.amazonaws.com`); `None` for another endpoint (an emulator, a VPC endpoint's name).
+pub fn queue_location(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("https://")?;
+    let (host, path) = rest.split_once('/')?;
+    let host = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    let region = match host.strip_prefix("sqs.") {
+        Some(region) => region,
+        None if host == "queue" => "us-east-1",
+        None => host.strip_suffix(".queue")?,
+    };
+    let account = path.split('/').next()?;
+    let valid = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit());
+    valid.then(|| (region.to_owned(), account.to_owned()))
 }
 
 /// What became of a message.
@@ -195,9 +255,51 @@ fn answer_reason(answer: &Result<Output, HandlerError>) -> String {
         .unwrap_or_default()
 }
 
+/// What the walk makes of one message.
+enum Fate {
+    /// The handler's answer.
+    Answer(Box<Result<Output, HandlerError>>),
+    /// No usable event, and why.
+    Unusable(String),
+    /// A sweep not run, because the sweep of this message id already ran in this replay; whether
+    /// it completed.
+    SweepRan(String, bool),
+}
+
+impl Fate {
+    /// The outcome name, resource and reason of the row; whether the message may go.
+    fn judge(&self) -> (String, Option<String>, Option<String>, bool) {
+        match self {
+            Self::Answer(answer) => judge(answer.as_ref()),
+            Self::Unusable(why) => (
+                "unusable".into(),
+                None,
+                Some(format!("the message holds no event: {why}")),
+                false,
+            ),
+            Self::SweepRan(id, true) => (
+                "sweep".into(),
+                None,
+                Some(format!(
+                    "superseded: the sweep of message {id} completed in this replay"
+                )),
+                true,
+            ),
+            Self::SweepRan(id, false) => (
+                "sweep_incomplete".into(),
+                None,
+                Some(format!(
+                    "not run: the sweep of message {id} did not complete in this replay"
+                )),
+                false,
+            ),
+        }
+    }
+}
+
 /// Walks the queue: each new message's event through `handle` (a batch at a time, its events
-/// concurrently), deleting those whose outcome is not a failure. `on_row` sees every row as it
-/// is made.
+/// concurrently, its sweeps after them one at a time), deleting those whose outcome is not a
+/// failure. `on_row` sees every row as it is made.
 pub async fn replay<Q, H, Fut>(
     queue: &Q,
     options: Options,
@@ -213,6 +315,9 @@ where
     // Messages handled and kept, by id, with their latest receipt (released at the end).
     let mut kept: HashMap<String, String> = HashMap::new();
     let mut deleted: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // The first sweep run in this replay: its message id, and whether it completed.
+    let mut sweep: Option<(String, bool)> = None;
+    let mut seen_receives = 0;
     let visibility = options.visibility.min(MAX_VISIBILITY);
     loop {
         let left = options
@@ -228,6 +333,9 @@ where
                 break;
             }
         };
+        if batch.is_empty() {
+            break;
+        }
         let mut new = Vec::new();
         for message in batch {
             if let Some(receipt) = kept.get_mut(&message.id) {
@@ -245,12 +353,28 @@ where
             }
         }
         if new.is_empty() {
-            break;
+            seen_receives += 1;
+            if seen_receives >= MAX_SEEN_RECEIVES {
+                summary.errors.push(format!(
+                    "stopped after {MAX_SEEN_RECEIVES} receives in a row brought only messages \
+                     already handled; replay again for the rest"
+                ));
+                break;
+            }
+            continue;
         }
+        seen_receives = 0;
         let unwrapped: Vec<_> = new.iter().map(|m| unwrap_message(&m.body)).collect();
+        let is_sweep = |u: &Result<(Source, serde_json::Value), String>| {
+            u.as_ref()
+                .is_ok_and(|(_, event)| crate::event::is_scheduled(event))
+        };
+        // The batch's events, concurrently; its sweeps wait.
         let answers = futures_util::future::join_all(unwrapped.iter().map(|u| {
-            let event = u.as_ref().ok().map(|(_, event)| event.clone());
-            let handled = event.map(&handle);
+            let handled = match u {
+                Ok((_, event)) if !is_sweep(u) => Some(handle(event.clone())),
+                _ => None,
+            };
             async move {
                 match handled {
                     Some(future) => Some(future.await),
@@ -259,23 +383,28 @@ where
             }
         }))
         .await;
-        for ((message, unwrapped), answer) in new.into_iter().zip(unwrapped).zip(answers) {
-            let (source, (outcome, resource, reason, may_go)) = match (&unwrapped, &answer) {
-                (Err(why), _) => (
-                    None,
-                    (
-                        "unusable".to_owned(),
-                        None,
-                        Some(format!("the message holds no event: {why}")),
-                        false,
-                    ),
-                ),
-                (Ok((source, _)), Some(answer)) => (Some(*source), judge(answer)),
-                (Ok((source, _)), None) => (Some(*source), ("unusable".into(), None, None, false)),
+        let mut fates = Vec::with_capacity(new.len());
+        for ((message, unwrapped), answer) in new.iter().zip(&unwrapped).zip(answers) {
+            let fate = match (unwrapped, answer) {
+                (Err(why), _) => Fate::Unusable(why.clone()),
+                (Ok(_), Some(answer)) => Fate::Answer(Box::new(answer)),
+                // A sweep: the first one runs, alone; the others follow its result.
+                (Ok((_, event)), None) => match &sweep {
+                    Some((id, complete)) => Fate::SweepRan(id.clone(), *complete),
+                    None => {
+                        let answer = handle(event.clone()).await;
+                        sweep = Some((message.id.clone(), answer.is_ok()));
+                        Fate::Answer(Box::new(answer))
+                    }
+                },
             };
+            fates.push(fate);
+        }
+        for ((message, unwrapped), fate) in new.into_iter().zip(unwrapped).zip(fates) {
+            let (outcome, resource, reason, may_go) = fate.judge();
             let mut row = Row {
                 message_id: message.id.clone(),
-                source,
+                source: unwrapped.ok().map(|(source, _)| source),
                 receive_count: message.receive_count,
                 resource,
                 outcome,
@@ -434,6 +563,8 @@ mod tests {
         messages: RefCell<Vec<(String, String, bool, u32)>>,
         redeliver: RefCell<Vec<String>>,
         fail_receive: bool,
+        /// At most this many messages per receive.
+        batch: Option<usize>,
         calls: RefCell<Vec<String>>,
     }
 
@@ -488,6 +619,7 @@ mod tests {
                 !now
             });
             let mut out = Vec::new();
+            let max = self.batch.map_or(max, |b| b.min(max));
             for m in self.messages.borrow_mut().iter_mut() {
                 if out.len() < max && (m.2 || again.contains(&m.0)) {
                     m.2 = false;
@@ -526,7 +658,24 @@ mod tests {
 
     /// An event the fake handler answers with `outcome` (`failed` as an error).
     fn event(outcome: &str) -> serde_json::Value {
-        serde_json::json!({"detail-type": "AWS API Call via CloudTrail", "test-outcome": outcome})
+        serde_json::json!({
+            "source": "aws.kinesis",
+            "detail-type": "AWS API Call via CloudTrail",
+            "test-outcome": outcome
+        })
+    }
+
+    fn scheduled(outcome: &str) -> serde_json::Value {
+        serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "test-outcome": outcome})
+    }
+
+    fn summary_of(reports: Vec<Report>) -> crate::sweep::SweepSummary {
+        crate::sweep::SweepSummary {
+            counts: BTreeMap::new(),
+            reports,
+            unreached: vec!["arn:aws:kinesis:eu-west-1:111111111111:stream/late".into()],
+            unlisted: Vec::new(),
+        }
     }
 
     fn on_failure(event: serde_json::Value) -> serde_json::Value {
@@ -553,6 +702,25 @@ mod tests {
                 Err(HandlerError::Failed(Box::new(report)))
             }
             Some("remediated") => Ok(Output::Event(Report::new(Outcome::Remediated))),
+            Some("ignored") => Ok(Output::Event(Report::new(Outcome::Ignored))),
+            Some("flapping") => Err(HandlerError::Failed(Box::new(Report::new(
+                Outcome::Flapping,
+            )))),
+            Some("refused") => Err(HandlerError::Refused(Box::new(Report::new(
+                Outcome::Refused,
+            )))),
+            Some("invalid") => Err(HandlerError::InvalidEvent(
+                crate::event::parse(serde_json::json!("not an envelope"))
+                    .expect_err("an invalid event"),
+            )),
+            Some("sweep-ok") => Ok(Output::Sweep(summary_of(Vec::new()).answer())),
+            Some("sweep-incomplete") => Err(HandlerError::SweepIncomplete(Box::new(summary_of(
+                Vec::new(),
+            )))),
+            Some("accounts") => Err(HandlerError::Accounts(crate::connector::CannotAct {
+                code: "AccessDeniedException".into(),
+                reason: "organizations:ListAccounts was denied".into(),
+            })),
             other => panic!("the handler got an event it should not: {other:?}"),
         }
     }
@@ -619,6 +787,112 @@ mod tests {
                 ("unusable".to_owned(), 2)
             ])
         );
+    }
+
+    #[tokio::test]
+    async fn only_outcomes_that_are_not_failures_go() {
+        let outcomes = [
+            ("remediated", true),
+            ("ignored", true),
+            ("sweep-ok", true),
+            ("failed", false),
+            ("flapping", false),
+            ("refused", false),
+            ("invalid", false),
+            ("sweep-incomplete", false),
+            ("accounts", false),
+        ];
+        for (outcome, goes) in outcomes {
+            let body = if outcome.starts_with("sweep") {
+                scheduled(outcome)
+            } else {
+                event(outcome)
+            };
+            let queue = Fake::with(&[("m", on_failure(body))]);
+            let summary = replay(&queue, OPTIONS, handle, |_| {}).await;
+            assert_eq!(queue.ids().is_empty(), goes, "{outcome}: {summary:?}");
+            let row = &summary.messages[0];
+            assert_eq!(row.action == Action::Deleted, goes, "{outcome}: {row:?}");
+            // Whatever stays says why.
+            assert_eq!(row.reason.is_some(), !goes, "{outcome}: {row:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn one_sweep_runs_and_supersedes_the_others_or_keeps_them_when_it_did_not_complete() {
+        for (first, later_go) in [("sweep-ok", true), ("sweep-incomplete", false)] {
+            let queue = Fake::with(&[
+                ("s1", on_failure(scheduled(first))),
+                ("e1", event("remediated")),
+                ("s2", scheduled("sweep-ok")),
+                ("s3", on_failure(scheduled("sweep-ok"))),
+            ]);
+            let handled = RefCell::new(Vec::new());
+            let summary = replay(
+                &queue,
+                OPTIONS,
+                |e: serde_json::Value| {
+                    handled
+                        .borrow_mut()
+                        .push(e["test-outcome"].as_str().unwrap_or_default().to_owned());
+                    handle(e)
+                },
+                |_| {},
+            )
+            .await;
+            // The event first (concurrently with the others of its batch), then one sweep.
+            assert_eq!(handled.borrow().as_slice(), ["remediated", first]);
+            let by_id: BTreeMap<_, _> = summary
+                .messages
+                .iter()
+                .map(|r| (r.message_id.as_str(), r))
+                .collect();
+            for later in ["s2", "s3"] {
+                let row = by_id[later];
+                assert_eq!(row.action == Action::Deleted, later_go, "{row:?}");
+                assert!(row.reason.as_deref().unwrap().contains("s1"), "{row:?}");
+            }
+            let left = if later_go {
+                vec![]
+            } else {
+                vec!["s1", "s2", "s3"]
+            };
+            assert_eq!(queue.ids(), left, "{first}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_from_another_source_is_kept_unrun() {
+        let mut foreign = event("remediated");
+        foreign["source"] = "com.example.orders".into();
+        let queue = Fake::with(&[("foreign", foreign), ("bare", serde_json::json!({"a": 1}))]);
+        let summary = replay(&queue, OPTIONS, handle, |_| {}).await;
+        assert_eq!(queue.ids(), ["foreign", "bare"]);
+        for row in &summary.messages {
+            assert_eq!(row.outcome, "unusable", "{row:?}");
+            assert!(row.reason.as_deref().unwrap().contains("source"), "{row:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_receive_of_messages_already_handled_does_not_end_the_walk() {
+        let queue = Fake {
+            batch: Some(1),
+            ..Fake::with(&[("failing", event("failed")), ("later", event("remediated"))])
+        };
+        // The second receive brings "failing" back, and only it.
+        queue.redeliver.borrow_mut().push("failing".into());
+        let summary = replay(&queue, OPTIONS, handle, |_| {}).await;
+        assert_eq!(summary.messages.len(), 2, "{summary:?}");
+        assert_eq!(queue.ids(), ["failing"]);
+        let receives = queue
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("receive"))
+            .count();
+        // failing, failing again, later, nothing.
+        assert_eq!(receives, 4);
     }
 
     #[tokio::test]
@@ -710,6 +984,38 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_url_names_its_region_and_account() {
+        let at = |region: &str| Some((region.to_owned(), "111122223333".to_owned()));
+        for (url, want) in [
+            (
+                "https://sqs.eu-west-1.amazonaws.com/111122223333/failed",
+                at("eu-west-1"),
+            ),
+            (
+                "https://sqs.cn-north-1.amazonaws.com.cn/111122223333/f",
+                at("cn-north-1"),
+            ),
+            (
+                "https://us-gov-west-1.queue.amazonaws.com/111122223333/f",
+                at("us-gov-west-1"),
+            ),
+            (
+                "https://queue.amazonaws.com/111122223333/f",
+                at("us-east-1"),
+            ),
+            ("http://127.0.0.1:4566/111122223333/f", None),
+            (
+                "https://vpce-1.sqs.eu-west-1.vpce.amazonaws.com/111122223333/f",
+                None,
+            ),
+            ("https://sqs.eu-west-1.amazonaws.com/not-an-account/f", None),
+            ("https://sqs.eu-west-1.amazonaws.com", None),
+        ] {
+            assert_eq!(queue_location(url), want, "{url}");
+        }
+    }
+
+    #[test]
     fn unwraps_both_kinds_and_refuses_what_holds_no_event() {
         let bare = event("remediated");
         assert_eq!(
@@ -725,14 +1031,18 @@ mod tests {
             ("\"text\"", "not a JSON object"),
             ("", "not JSON"),
             (
-                r#"{"requestContext":{"condition":"EventAgeExceeded"}}"#,
-                "without requestPayload",
+                r#"{"requestContext":{"requestId":"r-1","condition":"RetriesExhausted"}}"#,
+                "without requestPayload (requestId r-1, condition RetriesExhausted",
             ),
+            (r#"{"detail-type":"Scheduled Event"}"#, "source is missing"),
         ] {
             let err = unwrap_message(body).expect_err(body);
             assert!(err.contains(why), "{body}: {err}");
         }
-        let huge = format!(r#"{{"detail":"{}"}}"#, "x".repeat(MAX_EVENT_BYTES));
+        let huge = format!(
+            r#"{{"source":"aws.kinesis","detail":"{}"}}"#,
+            "x".repeat(MAX_EVENT_BYTES)
+        );
         assert!(unwrap_message(&huge).unwrap_err().contains("larger than"));
     }
 }

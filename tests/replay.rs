@@ -301,7 +301,13 @@ async fn replay_deletes_what_succeeds_keeps_what_fails_and_a_retried_message_goe
         "{}",
         third.stdout
     );
-    assert!(third.stdout.contains("deleted") && third.stdout.contains("kept"));
+    assert!(
+        third.stdout.lines().any(|l| l.contains("stream/denied")
+            && l.contains("remediated")
+            && l.contains("deleted")),
+        "{}",
+        third.stdout
+    );
     assert_eq!(queue.counts().await, (1, 0));
     let json = enforcer(&env, &[&args[..], &["--dry-run"]].concat()).await;
     let left = &json.report["messages"][0];
@@ -352,18 +358,35 @@ async fn replay_stops_at_max_and_refuses_what_is_not_a_queue() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.report["counts"], json!({"gone": 2}), "{}", out.report);
     assert_eq!(queue.counts().await, (1, 0));
+    // Without the function's ledger, flapping cannot be counted: the replay says so.
+    assert!(
+        out.stderr.contains("LEDGER_TABLE is not set"),
+        "{}",
+        out.stderr
+    );
 
+    let other_region = format!("https://sqs.us-west-2.amazonaws.com/{ACCOUNT}/dead-letters");
+    let other_account = format!("https://sqs.{REGION}.amazonaws.com/999999999999/dead-letters");
+    let no_such = format!("{}/{ACCOUNT}/no-such-queue", emu.moto_proxy.url);
     for (queue_arg, says) in [
         ("not-a-url", "is not a queue URL"),
-        (
-            &format!("{}/{ACCOUNT}/no-such-queue", emu.moto_proxy.url) as &str,
-            "sqs:ReceiveMessage",
-        ),
+        (&no_such as &str, "sqs:ReceiveMessage"),
+        (&other_region, "set AWS_REGION=us-west-2"),
+        (&other_account, "the queue is in account 999999999999"),
     ] {
         let out = enforcer(&env, &["replay", "--queue", queue_arg]).await;
         assert_eq!(out.code, Some(2), "{queue_arg}: {out:?}");
         assert!(out.stderr.contains(says), "{queue_arg}: {}", out.stderr);
     }
+    // A plain-HTTP URL only with an endpoint override, as for an emulator.
+    let without_endpoint: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k != "AWS_ENDPOINT_URL_SQS")
+        .cloned()
+        .collect();
+    let out = enforcer(&without_endpoint, &["replay", "--queue", &queue.url]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("http:// only with"), "{}", out.stderr);
     let out = enforcer(&env, &["replay", "--queue", &queue.url, "--max", "0"]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert_eq!(queue.counts().await, (1, 0));

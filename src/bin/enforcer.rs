@@ -201,9 +201,9 @@ async fn main() -> ExitCode {
             let options = replay::Options {
                 dry_run: dry_run || report,
                 max: max.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
-                // Each batch's events run concurrently, each within the timeout; the margin
-                // covers the receive, delete and log calls around them.
-                visibility: Duration::from_secs(timeout + 60),
+                // A batch's events run concurrently, each within the timeout, then at most one
+                // sweep, within it too; the margin covers the calls around them.
+                visibility: Duration::from_secs(2 * timeout + 60),
             };
             replay_queue(&config, clients, &queue, options, timeout, output).await
         }
@@ -219,15 +219,36 @@ async fn replay_queue(
     timeout: u64,
     output: Format,
 ) -> ExitCode {
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
+    let endpoint_set = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+    if !(url.starts_with("https://") || (endpoint_set && url.starts_with("http://"))) {
         return unusable(format!(
-            "--queue {url:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"
+            "--queue {url:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>; \
+             http:// only with AWS_ENDPOINT_URL_SQS set)"
         ));
     }
     let home = match clients.home().await {
         Ok(home) => home,
         Err(e) => return unusable(e),
     };
+    // The events are judged in the account and region of the credentials, and the SQS client
+    // calls AWS_REGION's endpoint: both must be the queue's, or every event would be refused.
+    if let Some((region, account)) = replay::queue_location(url)
+        && (region != home.region || account != home.account)
+    {
+        return unusable(format!(
+            "the queue is in account {account}, region {region}, but the credentials act in \
+             account {}, region {}: use the function's account and set AWS_REGION={region}",
+            home.account, home.region
+        ));
+    }
+    if config.ledger_table.is_none() {
+        eprintln!(
+            "enforcer: LEDGER_TABLE is not set: replayed events are not counted against \
+             FLAP_THRESHOLD; run with the function's environment (docs/operations.md)"
+        );
+    }
     let queue = replay::Sqs::new(clients.sqs(), url);
     let mut config = config.clone();
     if options.dry_run {
