@@ -45,6 +45,8 @@ pub const WAIT: Duration = Duration::from_secs(1);
 /// The walk gives up after this many receives in a row that bring only messages it already
 /// handled (they come back once their visibility runs out in a long walk).
 pub const MAX_SEEN_RECEIVES: usize = 100;
+/// The end of the function's name (`FunctionName: <stack>-enforcer` in template.yaml).
+pub const FUNCTION_SUFFIX: &str = "-enforcer";
 /// The sources of the events the product's rules deliver: stream calls and the sweep's schedule.
 pub const SOURCES: [&str; 3] = ["aws.kinesis", "aws.firehose", "aws.events"];
 
@@ -99,6 +101,20 @@ pub fn unwrap_message(body: &str) -> Result<(Source, serde_json::Value), String>
     };
     // An on-failure record always has requestContext; an EventBridge event never has it.
     let (source, event) = if object.contains_key("requestContext") {
+        // template.yaml names the function `<stack>-enforcer`: a record of another function
+        // belongs to someone else's queue.
+        let function = object["requestContext"]
+            .get("functionArn")
+            .and_then(|v| v.as_str())
+            .and_then(|arn| arn.split(':').nth(6));
+        if let Some(name) = function
+            && !name.ends_with(FUNCTION_SUFFIX)
+        {
+            return Err(format!(
+                "an on-failure record of the function {name:?}, not an enforcer's \
+                 (<stack>{FUNCTION_SUFFIX})"
+            ));
+        }
         match object.remove("requestPayload") {
             Some(event) => (Source::OnFailure, event),
             None => {
@@ -137,28 +153,43 @@ pub fn unwrap_message(body: &str) -> Result<(Source, serde_json::Value), String>
     Ok((source, event))
 }
 
-/// The region and account of an AWS queue URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`,
-/// the `.amazonaws.com.cn` form, or the legacy `<region>.queue.amazonaws.com` and
-/// `queue.amazonaws.com`); `None` for another endpoint (an emulator, a VPC endpoint's name).
-pub fn queue_location(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("https://")?;
-    let (host, path) = rest.split_once('/')?;
+/// Where a queue URL says its queue is: the account (the URL's first path segment, when it is 12
+/// digits) and the region (from an SQS host: `sqs.<region>.amazonaws.com`, its `.com.cn`,
+/// `sqs-fips.` and dual-stack `.api.aws` forms, or the legacy `<region>.queue.amazonaws.com` and
+/// `queue.amazonaws.com`); `None` for what the URL does not say (an emulator's or a VPC
+/// endpoint's host names no region).
+pub fn queue_location(url: &str) -> (Option<String>, Option<String>) {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let host = host
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
-    let region = match host.strip_prefix("sqs.") {
-        Some(region) => region,
-        None if host == "queue" => "us-east-1",
-        None => host.strip_suffix(".queue")?,
-    };
-    let account = path.split('/').next()?;
-    let valid = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit());
-    valid.then(|| (region.to_owned(), account.to_owned()))
+        .rsplit_once(':')
+        .map_or(host, |(h, _)| h)
+        .to_ascii_lowercase();
+    let account = path
+        .split('/')
+        .next()
+        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned);
+    let region = [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]
+        .iter()
+        .find_map(|suffix| host.strip_suffix(suffix))
+        .and_then(|name| match name {
+            "queue" => Some("us-east-1"),
+            _ => name
+                .strip_prefix("sqs.")
+                .or_else(|| name.strip_prefix("sqs-fips."))
+                .or_else(|| name.strip_suffix(".queue")),
+        })
+        .filter(|r| {
+            !r.is_empty()
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        .map(str::to_owned);
+    (region, account)
 }
 
 /// What became of a message.
@@ -348,7 +379,8 @@ where
                         .errors
                         .push(format!("sqs:DeleteMessage {}: {e}", message.id));
                 }
-            } else {
+            } else if !new.iter().any(|m: &Received| m.id == message.id) {
+                // (A second copy in the same receive is left to come back later.)
                 new.push(message);
             }
         }
@@ -684,7 +716,7 @@ mod tests {
             "timestamp": "2026-12-01T10:00:00.000Z",
             "requestContext": {
                 "requestId": "00000000-0000-0000-0000-000000000000",
-                "functionArn": "arn:aws:lambda:eu-west-1:111111111111:function:enforcer:$LATEST",
+                "functionArn": "arn:aws:lambda:eu-west-1:111111111111:function:streams-enforcer:$LATEST",
                 "condition": "RetriesExhausted",
                 "approximateInvokeCount": 3
             },
@@ -985,10 +1017,23 @@ mod tests {
 
     #[test]
     fn a_queue_url_names_its_region_and_account() {
-        let at = |region: &str| Some((region.to_owned(), "111122223333".to_owned()));
+        let account = Some("111122223333".to_owned());
+        let at = |region: &str| (Some(region.to_owned()), account.clone());
         for (url, want) in [
             (
                 "https://sqs.eu-west-1.amazonaws.com/111122223333/failed",
+                at("eu-west-1"),
+            ),
+            (
+                "https://SQS.EU-WEST-1.amazonaws.com:443/111122223333/f",
+                at("eu-west-1"),
+            ),
+            (
+                "https://sqs-fips.us-east-2.amazonaws.com/111122223333/f",
+                at("us-east-2"),
+            ),
+            (
+                "https://sqs.eu-west-1.api.aws/111122223333/f",
                 at("eu-west-1"),
             ),
             (
@@ -1003,13 +1048,24 @@ mod tests {
                 "https://queue.amazonaws.com/111122223333/f",
                 at("us-east-1"),
             ),
-            ("http://127.0.0.1:4566/111122223333/f", None),
+            (
+                "http://127.0.0.1:4566/111122223333/f",
+                (None, account.clone()),
+            ),
             (
                 "https://vpce-1.sqs.eu-west-1.vpce.amazonaws.com/111122223333/f",
-                None,
+                (None, account.clone()),
             ),
-            ("https://sqs.eu-west-1.amazonaws.com/not-an-account/f", None),
-            ("https://sqs.eu-west-1.amazonaws.com", None),
+            (
+                "https://sqs.eu-west-1.amazonaws.com/not-an-account/f",
+                (Some("eu-west-1".to_owned()), None),
+            ),
+            (
+                "https://sqs.eu-west-1.amazonaws.com",
+                (Some("eu-west-1".to_owned()), None),
+            ),
+            ("", (None, None)),
+            ("https://", (None, None)),
         ] {
             assert_eq!(queue_location(url), want, "{url}");
         }
@@ -1035,6 +1091,10 @@ mod tests {
                 "without requestPayload (requestId r-1, condition RetriesExhausted",
             ),
             (r#"{"detail-type":"Scheduled Event"}"#, "source is missing"),
+            (
+                r#"{"requestContext":{"functionArn":"arn:aws:lambda:eu-west-1:111111111111:function:orders:$LATEST"},"requestPayload":{"source":"aws.events"}}"#,
+                "of the function \"orders\"",
+            ),
         ] {
             let err = unwrap_message(body).expect_err(body);
             assert!(err.contains(why), "{body}: {err}");

@@ -26,7 +26,7 @@ fn on_failure(event: Value) -> Value {
         "timestamp": "2026-12-01T10:00:00.000Z",
         "requestContext": {
             "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
-            "functionArn": format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:enforcer:$LATEST"),
+            "functionArn": format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:streams-enforcer:$LATEST"),
             "condition": "RetriesExhausted",
             "approximateInvokeCount": 3
         },

@@ -234,14 +234,33 @@ async fn replay_queue(
     };
     // The events are judged in the account and region of the credentials, and the SQS client
     // calls AWS_REGION's endpoint: both must be the queue's, or every event would be refused.
-    if let Some((region, account)) = replay::queue_location(url)
-        && (region != home.region || account != home.account)
-    {
-        return unusable(format!(
-            "the queue is in account {account}, region {region}, but the credentials act in \
-             account {}, region {}: use the function's account and set AWS_REGION={region}",
-            home.account, home.region
-        ));
+    match replay::queue_location(url) {
+        (_, None) => {
+            return unusable(format!(
+                "--queue {url:?}: its path does not start with the queue's 12-digit account"
+            ));
+        }
+        (_, Some(account)) if account != home.account => {
+            return unusable(format!(
+                "the queue is in account {account}, but the credentials act in account {}: use \
+                 credentials of the function's account",
+                home.account
+            ));
+        }
+        (Some(region), _) if region != home.region => {
+            return unusable(format!(
+                "the queue is in region {region}, but AWS_REGION is {}: set AWS_REGION={region}",
+                home.region
+            ));
+        }
+        (None, _) if !endpoint_set => {
+            return unusable(format!(
+                "--queue {url:?}: its host names no region; use \
+                 https://sqs.<region>.amazonaws.com/<account>/<name>, or set AWS_ENDPOINT_URL_SQS \
+                 for a VPC endpoint"
+            ));
+        }
+        _ => {}
     }
     if config.ledger_table.is_none() {
         eprintln!(

@@ -181,6 +181,40 @@ def conditions_of(doc, values=None):
     return decided
 
 
+def rules_broken(name, values=None):
+    """The AssertDescription of every Rule assertion of template `name` that the parameter
+    `values` break, as CloudFormation checks them before it creates anything (Fn::Equals, Fn::Not,
+    Fn::And, Fn::Or, Fn::Contains, Fn::EachMemberEquals over Ref)."""
+    doc = load(name)
+    resolver = Resolver(doc, {}, values)
+
+    def holds(node):
+        (fn, arg), = node.items()
+        if fn == "Equals":
+            left, right = (resolver.resolve(v) for v in arg)
+            return left == right
+        if fn == "Not":
+            return not holds(arg[0])
+        if fn == "And":
+            return all(holds(v) for v in arg)
+        if fn == "Or":
+            return any(holds(v) for v in arg)
+        if fn == "Contains":
+            items, value = (resolver.resolve(v) for v in arg)
+            return value in items
+        if fn == "EachMemberEquals":
+            items, value = (resolver.resolve(v) for v in arg)
+            return all(item == value for item in items)
+        raise ValueError(f"rule function {fn}")
+
+    broken = []
+    for rule in doc.get("Rules", {}).values():
+        if "RuleCondition" in rule and not holds(rule["RuleCondition"]):
+            continue
+        broken.extend(a["AssertDescription"] for a in rule["Assertions"] if not holds(a["Assert"]))
+    return broken
+
+
 def organization_policies(name, values=None):
     """(label, content) of every AWS::Organizations::Policy of template `name`, its conditions
     decided from the parameter `values` as CloudFormation would."""
