@@ -96,15 +96,7 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
             ("Condition:IsCentral", "false"),
         ],
     );
-    let key_id = key_arn.rsplit('/').next().unwrap().to_owned();
-    let keys: HashMap<String, String> = [
-        (key_id, key_arn.clone()),
-        (
-            format!("arn:aws:kms:{REGION}:{ACCOUNT}:{ALIAS}"),
-            key_arn.clone(),
-        ),
-    ]
-    .into();
+    let keys = key_names(&key_arn, ALIAS);
     let hold = |statements: Vec<PolicyStatement>| {
         for proxy in [&emu.kinesis_proxy, &emu.moto_proxy] {
             proxy.enforce_policy(IamPolicy {

@@ -167,15 +167,7 @@ async fn replay_deletes_what_succeeds_keeps_what_fails_and_a_retried_message_goe
     let function = role_policy("template.yaml", "EnforcerRole", &values);
     let replay_policy = role_policy("template.yaml", "ReplayOperatorPolicy", &values);
     assert_eq!(replay_policy.len(), 1, "{replay_policy:?}");
-    let key_id = key_arn.rsplit('/').next().unwrap().to_owned();
-    let keys: HashMap<String, String> = [
-        (key_id, key_arn.clone()),
-        (
-            format!("arn:aws:kms:{REGION}:{ACCOUNT}:{ALIAS}"),
-            key_arn.clone(),
-        ),
-    ]
-    .into();
+    let keys = key_names(&key_arn, ALIAS);
     let hold = |statements: Vec<PolicyStatement>| {
         for proxy in [&emu.kinesis_proxy, &emu.moto_proxy] {
             proxy.reset_counts();

@@ -171,14 +171,7 @@ async fn main() -> ExitCode {
             output,
             scope,
         } => {
-            // Report mode promises no write anywhere: the CLI's sweep honours it as --dry-run.
-            let report = config.mode == Mode::Report;
-            if report && !dry_run {
-                eprintln!(
-                    "enforcer: ENFORCEMENT_MODE=report: the sweep changes nothing, as with --dry-run"
-                );
-            }
-            let mode = if dry_run || report {
+            let mode = if dry_run_in_report_mode(&config, dry_run, "the sweep changes nothing") {
                 Mode::Report
             } else {
                 Mode::Enforce
@@ -192,14 +185,8 @@ async fn main() -> ExitCode {
             timeout,
             output,
         } => {
-            let report = config.mode == Mode::Report;
-            if report && !dry_run {
-                eprintln!(
-                    "enforcer: ENFORCEMENT_MODE=report: the replay deletes nothing, as with --dry-run"
-                );
-            }
             let options = replay::Options {
-                dry_run: dry_run || report,
+                dry_run: dry_run_in_report_mode(&config, dry_run, "the replay deletes nothing"),
                 max: max.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
                 // A batch's events run concurrently, each within the timeout, then at most one
                 // sweep, within it too; the margin covers the calls around them.
@@ -208,6 +195,16 @@ async fn main() -> ExitCode {
             replay_queue(&config, clients, &queue, options, timeout, output).await
         }
     }
+}
+
+/// Report mode promises no write anywhere: a command that writes honours it as `--dry-run`, and
+/// says so. Whether the command runs dry.
+fn dry_run_in_report_mode(config: &Config, dry_run: bool, what: &str) -> bool {
+    let report = config.mode == Mode::Report;
+    if report && !dry_run {
+        eprintln!("enforcer: ENFORCEMENT_MODE=report: {what}, as with --dry-run");
+    }
+    dry_run || report
 }
 
 /// `replay`: the failed-events queue through the handler, with a summary at the end.

@@ -229,3 +229,17 @@ pub fn role_policy(template: &str, role: &str, values: &[(&str, &str)]) -> Vec<P
     );
     serde_json::from_slice(&out.stdout).expect("statements")
 }
+
+/// The names IAM authorizes as the key `key_arn` in [`ACCOUNT`] and [`REGION`]: its id, and the
+/// ARN of its `alias` (an [`IamPolicy`]'s `keys`).
+pub fn key_names(key_arn: &str, alias: &str) -> HashMap<String, String> {
+    let key_id = key_arn.rsplit('/').next().unwrap_or(key_arn).to_owned();
+    [
+        (key_id, key_arn.to_owned()),
+        (
+            format!("arn:aws:kms:{}:{}:{alias}", super::REGION, super::ACCOUNT),
+            key_arn.to_owned(),
+        ),
+    ]
+    .into()
+}
