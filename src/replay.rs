@@ -100,10 +100,10 @@ pub fn unwrap_message(body: &str) -> Result<(Source, serde_json::Value), String>
         return Err("not a JSON object".into());
     };
     // An on-failure record always has requestContext; an EventBridge event never has it.
-    let (source, event) = if object.contains_key("requestContext") {
+    let (source, event) = if let Some(context) = object.get("requestContext").cloned() {
         // template.yaml names the function `<stack>-enforcer`: a record of another function
         // belongs to someone else's queue.
-        let function = object["requestContext"]
+        let function = context
             .get("functionArn")
             .and_then(|v| v.as_str())
             .and_then(|arn| arn.split(':').nth(6));
@@ -119,7 +119,6 @@ pub fn unwrap_message(body: &str) -> Result<(Source, serde_json::Value), String>
             Some(event) => (Source::OnFailure, event),
             None => {
                 // Lambda leaves the payload out of a record too large for its destination.
-                let context = &object["requestContext"];
                 let field = |name: &str| context.get(name).and_then(|v| v.as_str()).unwrap_or("-");
                 return Err(format!(
                     "a Lambda on-failure record without requestPayload (requestId {}, condition \
