@@ -340,18 +340,13 @@ fn print_replay(summary: &replay::ReplaySummary) {
     if !summary.messages.is_empty() {
         println!("{table}");
     }
-    let counts: Vec<String> = summary
-        .counts
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect();
+    let counts = counts_line(&summary.counts);
     println!(
-        "{} message(s); {} deleted, {} kept{}{}",
+        "{} message(s); {} deleted, {} kept{}{counts}",
         summary.messages.len(),
         summary.deleted,
         summary.kept,
         if counts.is_empty() { "" } else { "; " },
-        counts.join(", ")
     );
 }
 
@@ -583,12 +578,11 @@ fn print_table(summary: &SweepSummary, audit: bool) {
         }
     }
     println!("{table}");
-    let counts: Vec<String> = summary
-        .counts
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect();
-    println!("{} resources; {}", summary.reports.len(), counts.join(", "));
+    println!(
+        "{} resources; {}",
+        summary.reports.len(),
+        counts_line(&summary.counts)
+    );
     for arn in &summary.unreached {
         println!("not reached: {arn}");
     }
@@ -598,6 +592,15 @@ fn print_table(summary: &SweepSummary, audit: bool) {
             u.account, u.region, u.reason
         );
     }
+}
+
+/// `outcome: n, ...` of a summary's counts.
+fn counts_line<K: std::fmt::Display>(counts: &std::collections::BTreeMap<K, usize>) -> String {
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Printing either kind of result as one line of JSON.

@@ -150,30 +150,37 @@ class Resolver:
 NO_VALUE = object()
 
 
+def _truth(node, resolver, condition=None):
+    """The truth of a condition or rule function as CloudFormation decides it: Fn::Equals,
+    Fn::Not, Fn::And, Fn::Or, and in Rules Fn::Contains and Fn::EachMemberEquals; `condition`
+    decides a named Condition."""
+    (fn, arg), = node.items()
+    if fn == "Condition" and condition is not None:
+        return condition(arg)
+    if fn == "Not":
+        return not _truth(arg[0], resolver, condition)
+    if fn == "And":
+        return all(_truth(v, resolver, condition) for v in arg)
+    if fn == "Or":
+        return any(_truth(v, resolver, condition) for v in arg)
+    left, right = (resolver.resolve(v) for v in arg)
+    if fn == "Equals":
+        return left == right
+    if fn == "Contains":
+        return right in left
+    if fn == "EachMemberEquals":
+        return all(item == right for item in left)
+    raise ValueError(f"condition function {fn}")
+
+
 def conditions_of(doc, values=None):
-    """Every condition of `doc` as CloudFormation decides it from the parameter `values`
-    (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition)."""
+    """Every condition of `doc` as CloudFormation decides it from the parameter `values`."""
     resolver = Resolver(doc, {}, values)
     decided = {}
 
-    def decide(node):
-        (fn, arg), = node.items()
-        if fn == "Condition":
-            return condition(arg)
-        if fn == "Equals":
-            left, right = (resolver.resolve(v) for v in arg)
-            return left == right
-        if fn == "Not":
-            return not decide(arg[0])
-        if fn == "And":
-            return all(decide(v) for v in arg)
-        if fn == "Or":
-            return any(decide(v) for v in arg)
-        raise ValueError(f"condition function {fn}")
-
     def condition(name):
         if name not in decided:
-            decided[name] = decide(doc["Conditions"][name])
+            decided[name] = _truth(doc["Conditions"][name], resolver, condition)
         return decided[name]
 
     for name in doc.get("Conditions", {}):
@@ -183,35 +190,16 @@ def conditions_of(doc, values=None):
 
 def rules_broken(name, values=None):
     """The AssertDescription of every Rule assertion of template `name` that the parameter
-    `values` break, as CloudFormation checks them before it creates anything (Fn::Equals, Fn::Not,
-    Fn::And, Fn::Or, Fn::Contains, Fn::EachMemberEquals over Ref)."""
+    `values` break, as CloudFormation checks them before it creates anything."""
     doc = load(name)
     resolver = Resolver(doc, {}, values)
-
-    def holds(node):
-        (fn, arg), = node.items()
-        if fn == "Equals":
-            left, right = (resolver.resolve(v) for v in arg)
-            return left == right
-        if fn == "Not":
-            return not holds(arg[0])
-        if fn == "And":
-            return all(holds(v) for v in arg)
-        if fn == "Or":
-            return any(holds(v) for v in arg)
-        if fn == "Contains":
-            items, value = (resolver.resolve(v) for v in arg)
-            return value in items
-        if fn == "EachMemberEquals":
-            items, value = (resolver.resolve(v) for v in arg)
-            return all(item == value for item in items)
-        raise ValueError(f"rule function {fn}")
-
     broken = []
     for rule in doc.get("Rules", {}).values():
-        if "RuleCondition" in rule and not holds(rule["RuleCondition"]):
+        if "RuleCondition" in rule and not _truth(rule["RuleCondition"], resolver):
             continue
-        broken.extend(a["AssertDescription"] for a in rule["Assertions"] if not holds(a["Assert"]))
+        broken.extend(
+            a["AssertDescription"] for a in rule["Assertions"] if not _truth(a["Assert"], resolver)
+        )
     return broken
 
 
