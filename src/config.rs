@@ -1,8 +1,8 @@
 //! Configuration from the environment, read once and validated at start.
 
-use crate::exemption::ExemptTag;
-use crate::key::MandatedKey;
-use crate::retry::{PolicyError, RetryPolicy};
+use crate::model::exemption::ExemptTag;
+use crate::model::key::MandatedKey;
+use crate::policy::retry::{PolicyError, RetryPolicy};
 
 /// The variable naming the mandated KMS key.
 pub const MANDATED_KMS_KEY: &str = "MANDATED_KMS_KEY";
@@ -35,7 +35,7 @@ pub const ALLOWED_ACCOUNTS: &str = "ALLOWED_ACCOUNTS";
 pub const ALLOWED_REGIONS: &str = "ALLOWED_REGIONS";
 /// The variable naming the AWS Organizations organisation the member accounts belong to.
 pub const ORGANIZATION_ID: &str = "ORGANIZATION_ID";
-/// The variable listing the infrastructure-as-code tools to recognise ([`crate::creator`]).
+/// The variable listing the infrastructure-as-code tools to recognise ([`crate::model::caller`]).
 pub const IAC_TOOLS: &str = "IAC_TOOLS";
 /// The variable holding the settle period given to a tool's resource, in seconds.
 pub const IAC_SETTLE_SECONDS: &str = "IAC_SETTLE_SECONDS";
@@ -43,7 +43,7 @@ pub const IAC_SETTLE_SECONDS: &str = "IAC_SETTLE_SECONDS";
 /// this long, unchanged, before the enforcer writes. It outlasts the longest gap a tool leaves
 /// between two of its own post-create steps (Terraform's waiters poll up to 10 s apart).
 pub const DEFAULT_SETTLE_SECONDS: u64 = 30;
-/// The variable naming the DynamoDB table of the re-application ledger ([`crate::ledger`]).
+/// The variable naming the DynamoDB table of the re-application ledger ([`crate::aws::ledger`]).
 pub const LEDGER_TABLE: &str = "LEDGER_TABLE";
 /// The variable holding how many times in 24 hours the key may be re-applied to one resource.
 pub const FLAP_THRESHOLD: &str = "FLAP_THRESHOLD";
@@ -64,7 +64,7 @@ pub const DEFAULT_KEY_CACHE_SECONDS: u64 = 300;
 /// The longest `KEY_CACHE_SECONDS`: a day.
 pub const MAX_KEY_CACHE_SECONDS: u64 = 86_400;
 /// The share of the per-account limits used when `RATE_SHARE` is not set.
-pub const DEFAULT_RATE_SHARE: f64 = crate::ratelimit::DEFAULT_SHARE;
+pub const DEFAULT_RATE_SHARE: f64 = crate::policy::ratelimit::DEFAULT_SHARE;
 /// The namespace used when `METRICS_NAMESPACE` is not set.
 pub const DEFAULT_METRICS_NAMESPACE: &str = "StreamEncryptionEnforcer";
 
@@ -107,7 +107,7 @@ pub struct Config {
     /// Central mode: the role assumed in every other account, and who may be acted on.
     pub central: Option<Central>,
     /// The infrastructure-as-code tools recognised from an event's record (`IAC_TOOLS`).
-    pub iac_tools: crate::creator::Tools,
+    pub iac_tools: crate::model::caller::Tools,
     /// How long a tool's resource must stay ACTIVE and unchanged before a write
     /// (`IAC_SETTLE_SECONDS`); zero gives tools no settle period.
     pub settle: std::time::Duration,
@@ -163,9 +163,9 @@ fn regional_keys(
                 "{entry:?} is not region=key (for example eu-west-1=alias/org-streams)"
             )));
         };
-        crate::resource::partition_of(region).map_err(|e| invalid(e.to_string()))?;
+        crate::model::resource::partition_of(region).map_err(|e| invalid(e.to_string()))?;
         let key = MandatedKey::parse(key).map_err(|e| invalid(format!("{region}: {e}")))?;
-        let at = crate::resource::Location::new("000000000000", region)
+        let at = crate::model::resource::Location::new("000000000000", region)
             .map_err(|e| invalid(e.to_string()))?;
         let own = key
             .for_location(&at)
@@ -217,7 +217,7 @@ fn central(set: &impl Fn(&str) -> Option<String>) -> Result<Option<Central>, Con
             list(
                 ALLOWED_ACCOUNTS,
                 &text,
-                |a| crate::resource::validate_account(a).is_ok(),
+                |a| crate::model::resource::validate_account(a).is_ok(),
                 "a 12-digit account id",
             )
         })
@@ -227,7 +227,7 @@ fn central(set: &impl Fn(&str) -> Option<String>) -> Result<Option<Central>, Con
             list(
                 ALLOWED_REGIONS,
                 &text,
-                |r| crate::resource::partition_of(r).is_ok(),
+                |r| crate::model::resource::partition_of(r).is_ok(),
                 "a region (e.g. eu-west-1)",
             )
         })
@@ -328,7 +328,7 @@ pub enum ConfigError {
     Missing(&'static str),
     /// The mandated key is not one of the accepted forms.
     #[error("{MANDATED_KMS_KEY}: {0}")]
-    Key(#[source] crate::resource::InvalidValue),
+    Key(#[source] crate::model::resource::InvalidValue),
     /// The retry policy is invalid.
     #[error("{RETRY_POLICY}: {0}")]
     Policy(#[source] PolicyError),
@@ -367,8 +367,8 @@ impl Config {
         let mandated_key_arn = set(MANDATED_KMS_KEY_ARN);
         if let Some(arn) = &mandated_key_arn
             && !matches!(
-                crate::key::KeyForm::parse(arn),
-                Ok(crate::key::KeyForm::KeyArn { .. })
+                crate::model::key::KeyForm::parse(arn),
+                Ok(crate::model::key::KeyForm::KeyArn { .. })
             )
         {
             return Err(ConfigError::Invalid {
@@ -447,10 +447,10 @@ impl Config {
         // Empty is unset (CloudFormation passes every variable, empty when not given); `none`
         // recognises no tool.
         let iac_tools = match set(IAC_TOOLS).as_deref() {
-            None => crate::creator::Tools::default_tools(),
-            Some("none") => crate::creator::Tools::none(),
+            None => crate::model::caller::Tools::default_tools(),
+            Some("none") => crate::model::caller::Tools::none(),
             Some(text) => {
-                crate::creator::Tools::parse(text).map_err(|reason| ConfigError::Invalid {
+                crate::model::caller::Tools::parse(text).map_err(|reason| ConfigError::Invalid {
                     var: IAC_TOOLS,
                     reason,
                 })?
@@ -536,7 +536,10 @@ impl Config {
     /// The mandated key for resources at `at`: the region's own from `MANDATED_KMS_KEYS`, else
     /// `MANDATED_KMS_KEY` as it applies there ([`MandatedKey::for_location`]). `Err` says why
     /// there is none.
-    pub fn mandated_key_at(&self, at: &crate::resource::Location) -> Result<MandatedKey, String> {
+    pub fn mandated_key_at(
+        &self,
+        at: &crate::model::resource::Location,
+    ) -> Result<MandatedKey, String> {
         match self.regional_keys.get(&at.region) {
             Some(key) => Ok(key.clone()),
             None => self.mandated_key.for_location(at),
@@ -576,7 +579,7 @@ mod tests {
             ),
         ])
         .unwrap();
-        let at = |region| crate::resource::Location::new("111111111111", region).unwrap();
+        let at = |region| crate::model::resource::Location::new("111111111111", region).unwrap();
         assert_eq!(
             config
                 .mandated_key_at(&at("eu-west-1"))
@@ -758,7 +761,7 @@ mod tests {
         assert_eq!(c.container_share(), 0.9);
         assert_eq!((c.exempt_tag, c.mode), (None, Mode::Enforce));
         assert_eq!(c.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
-        assert_eq!(c.iac_tools, crate::creator::Tools::default_tools());
+        assert_eq!(c.iac_tools, crate::model::caller::Tools::default_tools());
         assert_eq!(
             c.settle,
             std::time::Duration::from_secs(DEFAULT_SETTLE_SECONDS)
@@ -769,10 +772,10 @@ mod tests {
             ("IAC_SETTLE_SECONDS", "0"),
         ])
         .unwrap();
-        assert_eq!(c.iac_tools, crate::creator::Tools::none());
+        assert_eq!(c.iac_tools, crate::model::caller::Tools::none());
         assert_eq!(c.settle, std::time::Duration::ZERO);
         let c = config(&[("MANDATED_KMS_KEY", "alias/org"), ("IAC_TOOLS", "")]).unwrap();
-        assert_eq!(c.iac_tools, crate::creator::Tools::default_tools());
+        assert_eq!(c.iac_tools, crate::model::caller::Tools::default_tools());
         let shared = config(&[
             ("MANDATED_KMS_KEY", "alias/org"),
             ("RATE_SHARE", "0.8"),

@@ -41,29 +41,12 @@
 //! which `fuzz/` includes by path) and the connector for tests that bring their own adapters
 //! (`tests/own_account/`).
 
-pub mod aws_error;
-mod cache;
-pub mod clients;
+pub mod aws;
 pub mod config;
-pub mod connector;
-pub mod creator;
-pub mod enforcer;
-pub mod event;
-pub mod exemption;
-pub mod firehose;
+pub mod enforce;
 pub mod fleet;
-pub mod handler;
-pub mod key;
-pub mod kinesis;
-pub mod kms;
-pub mod ledger;
-pub mod metrics;
-pub mod organisation;
-pub mod outcome;
-pub mod ratelimit;
-pub mod replay;
-pub mod resource;
-pub mod retry;
-pub mod scope;
+pub mod lambda;
+pub mod model;
+pub mod policy;
 pub mod sweep;
 mod sync;

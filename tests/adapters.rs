@@ -17,11 +17,11 @@ use aws_sdk_kms::operation::describe_key::DescribeKeyError;
 use aws_smithy_mocks::{Rule, mock};
 use own_account::OwnAccount;
 use std::time::Duration;
+use stream_encryption_enforcer::aws::kinesis::KinesisApi;
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::fleet::Fleet;
-use stream_encryption_enforcer::kinesis::KinesisApi;
-use stream_encryption_enforcer::outcome::{Outcome, Report};
-use stream_encryption_enforcer::resource::{Location, Resource, Service};
+use stream_encryption_enforcer::model::outcome::{Outcome, Report};
+use stream_encryption_enforcer::model::resource::{Location, Resource, Service};
 use tokio::time::Instant;
 
 fn in_use() -> StartStreamEncryptionError {
@@ -433,7 +433,7 @@ async fn an_event_outside_the_home_account_region_or_partition_is_refused_withou
 /// waits is an error returned to Lambda, naming the deadline, and no sleep runs past it.
 #[tokio::test(start_paused = true)]
 async fn at_the_handler_a_deadline_failure_is_an_error_and_no_wait_runs_past_it() {
-    use stream_encryption_enforcer::handler::{HandlerError, run_event};
+    use stream_encryption_enforcer::lambda::{HandlerError, run_event};
     let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary)
         .then_output(|| stream_summary(StreamStatus::Creating, None));
     let start = mock!(aws_sdk_kinesis::Client::start_stream_encryption)
@@ -502,7 +502,7 @@ fn sts_client(rules: &[&Rule]) -> aws_sdk_sts::Client {
 /// they expire; concurrent callers wait for the one AssumeRole instead of each making their own.
 #[tokio::test]
 async fn role_credentials_are_cached_until_shortly_before_they_expire() {
-    use stream_encryption_enforcer::clients::AssumedRole;
+    use stream_encryption_enforcer::aws::clients::AssumedRole;
     const ROLE: &str = "arn:aws:iam::111111111111:role/StreamEncryptionEnforcerMember";
 
     let hour = mock!(aws_sdk_sts::Client::assume_role)
@@ -1028,7 +1028,7 @@ async fn stream_tags_are_read_page_by_page_from_the_last_key_read() {
 async fn delivery_stream_tags_are_read_page_by_page_and_an_empty_page_that_says_more_is_an_error() {
     use aws_sdk_firehose::operation::list_tags_for_delivery_stream::ListTagsForDeliveryStreamOutput;
     use aws_sdk_firehose::types::Tag;
-    use stream_encryption_enforcer::firehose::FirehoseApi;
+    use stream_encryption_enforcer::aws::firehose::FirehoseApi;
     let tag = |k: &str| Tag::builder().key(k).value("v").build().unwrap();
     let first = mock!(aws_sdk_firehose::Client::list_tags_for_delivery_stream)
         .match_requests(|r| r.exclusive_start_tag_key().is_none())

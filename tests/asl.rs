@@ -10,7 +10,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::process::Command;
-use stream_encryption_enforcer::retry::{DEFAULT_POLICY_JSON, RetryPolicy};
+use stream_encryption_enforcer::policy::retry::{DEFAULT_POLICY_JSON, RetryPolicy};
 
 /// The JSON blocks that are policies in the README's retry-policy section (the example) and in
 /// docs/retry-policy.md (the default).

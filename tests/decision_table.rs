@@ -17,20 +17,20 @@ use own_account::OwnAccount;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use stream_encryption_enforcer::aws_error::AwsError;
-use stream_encryption_enforcer::config::Config;
-use stream_encryption_enforcer::exemption::Tags;
-use stream_encryption_enforcer::firehose::{
+use stream_encryption_enforcer::aws::error::AwsError;
+use stream_encryption_enforcer::aws::firehose::{
     DeliveryEncryption, DeliveryStatus, DeliverySummary, EncryptionStatus, FirehoseApi, FirehoseKey,
 };
-use stream_encryption_enforcer::fleet::Fleet;
-use stream_encryption_enforcer::key::KeyInfo;
-use stream_encryption_enforcer::kinesis::{
+use stream_encryption_enforcer::aws::kinesis::{
     KinesisApi, ListCursor, StreamPage, StreamStatus, StreamSummary,
 };
-use stream_encryption_enforcer::kms::KmsApi;
-use stream_encryption_enforcer::outcome::{Outcome, Report};
-use stream_encryption_enforcer::resource::{Location, Resource};
+use stream_encryption_enforcer::aws::kms::KmsApi;
+use stream_encryption_enforcer::config::Config;
+use stream_encryption_enforcer::fleet::Fleet;
+use stream_encryption_enforcer::model::exemption::Tags;
+use stream_encryption_enforcer::model::key::KeyInfo;
+use stream_encryption_enforcer::model::outcome::{Outcome, Report};
+use stream_encryption_enforcer::model::resource::{Location, Resource};
 use tokio::time::Instant;
 
 const ACCOUNT: &str = "123456789012";

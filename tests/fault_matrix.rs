@@ -15,7 +15,7 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use stream_encryption_enforcer::retry::{DEFAULT_POLICY_JSON, RetryPolicy};
+use stream_encryption_enforcer::policy::retry::{DEFAULT_POLICY_JSON, RetryPolicy};
 use support::*;
 
 const SHARED_ALIAS: &str = "alias/org-streams";

@@ -39,13 +39,15 @@ fn the_retry_policy_seeds_and_regressions_hold_the_properties() {
         fuzzing::retry_policy(bytes);
     }
     // The default policy itself.
-    fuzzing::retry_policy(stream_encryption_enforcer::retry::DEFAULT_POLICY_JSON.as_bytes());
+    fuzzing::retry_policy(
+        stream_encryption_enforcer::policy::retry::DEFAULT_POLICY_JSON.as_bytes(),
+    );
 }
 
 #[test]
 fn each_regression_keeps_the_verdict_its_name_gives() {
-    use stream_encryption_enforcer::event::{Parsed, parse_bytes};
-    use stream_encryption_enforcer::retry::RetryPolicy;
+    use stream_encryption_enforcer::model::event::{Parsed, parse_bytes};
+    use stream_encryption_enforcer::policy::retry::RetryPolicy;
     let events = files("fuzz/regressions/event");
     let policies = files("fuzz/regressions/retry_policy");
     assert!(

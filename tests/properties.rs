@@ -8,8 +8,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use stream_encryption_enforcer::event::{self, Parsed};
-use stream_encryption_enforcer::retry::{RandomSource, RetryDecision, RetryPolicy};
+use stream_encryption_enforcer::model::event::{self, Parsed};
+use stream_encryption_enforcer::policy::retry::{RandomSource, RetryDecision, RetryPolicy};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![

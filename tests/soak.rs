@@ -15,13 +15,13 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use stream_encryption_enforcer::clients::lambda_settings;
+use stream_encryption_enforcer::aws::clients::lambda_settings;
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::fleet::Fleet;
-use stream_encryption_enforcer::handler::{HandlerError, Output, run_event};
-use stream_encryption_enforcer::outcome::Report;
-use stream_encryption_enforcer::resource::Location;
-use stream_encryption_enforcer::retry::{DEFAULT_POLICY_JSON, RetryPolicy};
+use stream_encryption_enforcer::lambda::{HandlerError, Output, run_event};
+use stream_encryption_enforcer::model::outcome::Report;
+use stream_encryption_enforcer::model::resource::Location;
+use stream_encryption_enforcer::policy::retry::{DEFAULT_POLICY_JSON, RetryPolicy};
 use support::*;
 use tokio::time::Instant;
 

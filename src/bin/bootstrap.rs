@@ -1,11 +1,11 @@
 //! The Lambda function: configuration and clients once per container, then one event at a time.
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
-use stream_encryption_enforcer::clients::{AwsClients, SdkConnector};
+use stream_encryption_enforcer::aws::clients::{AwsClients, SdkConnector};
+use stream_encryption_enforcer::aws::kms::check_mandated_key_arn;
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::fleet::Fleet;
-use stream_encryption_enforcer::handler::{Home, init_tracing, lambda_handler};
-use stream_encryption_enforcer::kms::check_mandated_key_arn;
+use stream_encryption_enforcer::lambda::{Home, init_tracing, lambda_handler};
 
 // One event at a time needs no worker threads: a current-thread runtime. The only other
 // threads are the blocking pool's, which a DNS lookup starts on first use (an endpoint given as

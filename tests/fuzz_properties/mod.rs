@@ -6,9 +6,9 @@
 //! A panic here is the finding: these functions assert.
 #![allow(dead_code)] // each fuzz target uses one of the two
 
-use stream_encryption_enforcer::event::{self, Parsed};
-use stream_encryption_enforcer::resource::Resource;
-use stream_encryption_enforcer::retry::{RandomSource, RetryDecision, RetryPolicy};
+use stream_encryption_enforcer::model::event::{self, Parsed};
+use stream_encryption_enforcer::model::resource::Resource;
+use stream_encryption_enforcer::policy::retry::{RandomSource, RetryDecision, RetryPolicy};
 
 /// Retries simulated per retrier; a retrier allowing more is checked up to here.
 const SIMULATED_RETRIES: u64 = 256;
@@ -68,7 +68,7 @@ pub fn retry_policy(data: &[u8]) {
             // one error of a States.* name's family.
             let name = match named.as_str() {
                 "States.ALL" | "States.TaskFailed" => "SomeServiceException",
-                "States.Timeout" => stream_encryption_enforcer::aws_error::transport::TIMEOUT,
+                "States.Timeout" => stream_encryption_enforcer::aws::error::transport::TIMEOUT,
                 "States.Permissions" => "AccessDeniedException",
                 other if other.starts_with("Enforcer.") => other,
                 other => other.split_once('.').map_or(other, |(_, code)| code),

@@ -76,6 +76,6 @@ pub fn kms_client(rules: &[&Rule]) -> aws_sdk_kms::Client {
 }
 
 /// The account and region of the events/ fixtures: the home the tests' function serves.
-pub fn fixture_home() -> stream_encryption_enforcer::resource::Location {
-    stream_encryption_enforcer::resource::Location::new("123456789012", "us-east-1").unwrap()
+pub fn fixture_home() -> stream_encryption_enforcer::model::resource::Location {
+    stream_encryption_enforcer::model::resource::Location::new("123456789012", "us-east-1").unwrap()
 }

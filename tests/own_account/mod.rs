@@ -1,12 +1,12 @@
 //! A [`Connector`] for tests that hand the enforcer their own adapters.
 #![allow(dead_code)] // each test crate uses its own part
 
-use stream_encryption_enforcer::aws_error::AwsError;
-use stream_encryption_enforcer::connector::{Adapters, Connector, Organization};
-use stream_encryption_enforcer::firehose::FirehoseApi;
-use stream_encryption_enforcer::kinesis::KinesisApi;
-use stream_encryption_enforcer::kms::KmsApi;
-use stream_encryption_enforcer::resource::Location;
+use stream_encryption_enforcer::aws::connector::{Adapters, Connector, Organization};
+use stream_encryption_enforcer::aws::error::AwsError;
+use stream_encryption_enforcer::aws::firehose::FirehoseApi;
+use stream_encryption_enforcer::aws::kinesis::KinesisApi;
+use stream_encryption_enforcer::aws::kms::KmsApi;
+use stream_encryption_enforcer::model::resource::Location;
 
 /// A connector with one set of adapters (mocked SDK clients, or fakes) for the function's own
 /// account, and no role: every other account and region is out of its reach.

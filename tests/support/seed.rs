@@ -22,7 +22,7 @@ pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
-        .http_client(stream_encryption_enforcer::clients::https_client())
+        .http_client(stream_encryption_enforcer::aws::clients::https_client())
         .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
             aws_sdk_kinesis::config::Credentials::new(ACCOUNT, "test-secret", None, None, "tests"),
         ))

@@ -1,7 +1,7 @@
 //! CloudWatch metrics as embedded metric format (EMF) log lines: one line per outcome, which
 //! CloudWatch turns into the `Events` and `WriteCalls` metrics without any API call.
 
-use crate::outcome::Report;
+use crate::model::outcome::Report;
 use serde_json::json;
 
 /// The EMF line for one report: metric `Events` (1) and `WriteCalls` (the write calls made), with
@@ -40,8 +40,8 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Outcome;
-    use crate::resource::Service;
+    use crate::model::outcome::Outcome;
+    use crate::model::resource::Service;
 
     #[test]
     fn one_line_with_both_dimension_sets() {

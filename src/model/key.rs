@@ -6,7 +6,7 @@
 //! the key ARN for every form). Without resolution only some answers can be proven: [`compare`]
 //! says `Unknown` for the rest instead of guessing.
 
-use crate::resource::{InvalidValue, Location, partition_of, validate_account};
+use crate::model::resource::{InvalidValue, Location, partition_of, validate_account};
 
 /// The error name of an event whose resource's region has no mandated key: the configured key is
 /// of another region (and not multi-Region), so it is not applied there.

@@ -1,8 +1,8 @@
 //! What the enforcer needs from Kinesis Data Streams, and its adapter for the SDK client.
 
-use crate::aws_error::AwsError;
-use crate::exemption::Tags;
-use crate::resource::Resource;
+use crate::aws::error::AwsError;
+use crate::model::exemption::Tags;
+use crate::model::resource::Resource;
 use aws_sdk_kinesis::types::{EncryptionType, StreamStatus as SdkStatus};
 use std::future::Future;
 
@@ -99,7 +99,7 @@ impl KinesisApi for aws_sdk_kinesis::Client {
             .map_err(AwsError::from_sdk)?;
         let summary = out.stream_description_summary().ok_or_else(|| {
             AwsError::new(
-                crate::aws_error::transport::RESPONSE_ERROR,
+                crate::aws::error::transport::RESPONSE_ERROR,
                 "DescribeStreamSummary returned no summary",
             )
         })?;
@@ -139,7 +139,7 @@ impl KinesisApi for aws_sdk_kinesis::Client {
     }
 
     async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
-        crate::exemption::every_tag_page(|after| async move {
+        crate::model::exemption::every_tag_page(|after| async move {
             let page = self
                 .list_tags_for_stream()
                 .stream_arn(stream.arn())
@@ -170,8 +170,8 @@ impl KinesisApi for aws_sdk_kinesis::Client {
 /// StartStreamEncryption's `LimitExceededException` is rate throttling or the quota of 25 new
 /// keys per stream per rolling 24 hours; the quota gets a name of its own.
 pub(crate) fn start_error(error: AwsError) -> AwsError {
-    if crate::aws_error::quota::is_quota(&error) {
-        return error.renamed(crate::aws_error::quota::KINESIS_KEY_CHANGES);
+    if crate::aws::error::quota::is_quota(&error) {
+        return error.renamed(crate::aws::error::quota::KINESIS_KEY_CHANGES);
     }
     error
 }

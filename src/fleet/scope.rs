@@ -4,7 +4,7 @@
 //! the wrong place.
 
 use crate::config::Central;
-use crate::resource::Location;
+use crate::model::resource::Location;
 use std::collections::BTreeSet;
 
 /// Why a resource at `at` is not the function's to act on, or `None` when it is in `home`.

@@ -1,13 +1,15 @@
 //! The glue shared by the Lambda binary and `enforcer invoke`: deadline, logging, and the split
 //! into a returned report or an error.
 
-use crate::clients::AwsClients;
-use crate::connector::Connector;
-use crate::event::{self, InvalidEvent};
+pub mod metrics;
+
+use crate::aws::clients::AwsClients;
+use crate::aws::connector::Connector;
 use crate::fleet::Fleet;
-use crate::metrics::{emf_line, now_ms};
-use crate::outcome::{Outcome, Report};
-use crate::resource::Location;
+use crate::lambda::metrics::{emf_line, now_ms};
+use crate::model::event::{self, InvalidEvent};
+use crate::model::outcome::{Outcome, Report};
+use crate::model::resource::Location;
 use crate::sweep::{ANSWER_LIMIT, SweepAnswer, SweepSummary};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
@@ -34,7 +36,7 @@ pub enum HandlerError {
     Refused(Box<Report>),
     /// The organisation's accounts, which a sweep covers, could not be read.
     #[error("sweep: {0}")]
-    Accounts(crate::connector::CannotAct),
+    Accounts(crate::aws::connector::CannotAct),
     /// A sweep left resources failed or unreached.
     #[error("{}", sweep_message(.0))]
     SweepIncomplete(Box<SweepSummary>),

@@ -20,17 +20,17 @@ pub type Tags = Vec<(String, Option<String>)>;
 /// and write to a stream its owner exempted.
 pub(crate) async fn every_tag_page<Fut>(
     mut page: impl FnMut(Option<String>) -> Fut,
-) -> Result<Tags, crate::aws_error::AwsError>
+) -> Result<Tags, crate::aws::error::AwsError>
 where
-    Fut: std::future::Future<Output = Result<(Tags, bool), crate::aws_error::AwsError>>,
+    Fut: std::future::Future<Output = Result<(Tags, bool), crate::aws::error::AwsError>>,
 {
     let mut tags = Tags::new();
     let mut after: Option<String> = None;
     loop {
         let (more_tags, more) = page(after.take()).await?;
         if more_tags.is_empty() && more {
-            return Err(crate::aws_error::AwsError::new(
-                crate::aws_error::transport::RESPONSE_ERROR,
+            return Err(crate::aws::error::AwsError::new(
+                crate::aws::error::transport::RESPONSE_ERROR,
                 "ListTags answered a page with no tags that says more follow",
             ));
         }

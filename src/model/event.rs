@@ -4,9 +4,9 @@
 //! that needs no action, with the reason), or an [`InvalidEvent`] error (malformed, or a value
 //! that fails validation). Nothing from the event reaches an ARN or an AWS call unvalidated.
 
-use crate::creator::Caller;
-use crate::exemption::Tags;
-use crate::resource::{InvalidValue, Location, Resource, Service};
+use crate::model::caller::Caller;
+use crate::model::exemption::Tags;
+use crate::model::resource::{InvalidValue, Location, Resource, Service};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::Deserialize;
 use serde_json::Value;
@@ -337,28 +337,28 @@ mod tests {
 
     fn fixture(name: &str) -> Value {
         let text = match name {
-            "kinesis-create-stream" => include_str!("../events/kinesis-create-stream.json"),
+            "kinesis-create-stream" => include_str!("../../events/kinesis-create-stream.json"),
             "kinesis-create-stream-failed" => {
-                include_str!("../events/kinesis-create-stream-failed.json")
+                include_str!("../../events/kinesis-create-stream-failed.json")
             }
             "kinesis-stop-stream-encryption" => {
-                include_str!("../events/kinesis-stop-stream-encryption.json")
+                include_str!("../../events/kinesis-stop-stream-encryption.json")
             }
             "kinesis-start-stream-encryption-foreign-key" => {
-                include_str!("../events/kinesis-start-stream-encryption-foreign-key.json")
+                include_str!("../../events/kinesis-start-stream-encryption-foreign-key.json")
             }
-            "kinesis-delete-stream" => include_str!("../events/kinesis-delete-stream.json"),
+            "kinesis-delete-stream" => include_str!("../../events/kinesis-delete-stream.json"),
             "firehose-create-delivery-stream" => {
-                include_str!("../events/firehose-create-delivery-stream.json")
+                include_str!("../../events/firehose-create-delivery-stream.json")
             }
             "firehose-create-delivery-stream-kinesis-source" => {
-                include_str!("../events/firehose-create-delivery-stream-kinesis-source.json")
+                include_str!("../../events/firehose-create-delivery-stream-kinesis-source.json")
             }
             "firehose-start-delivery-stream-encryption" => {
-                include_str!("../events/firehose-start-delivery-stream-encryption.json")
+                include_str!("../../events/firehose-start-delivery-stream-encryption.json")
             }
             "firehose-stop-delivery-stream-encryption" => {
-                include_str!("../events/firehose-stop-delivery-stream-encryption.json")
+                include_str!("../../events/firehose-stop-delivery-stream-encryption.json")
             }
             other => panic!("no fixture {other}"),
         };

@@ -28,13 +28,13 @@
 //!   `aws.firehose`, `aws.events`) would only be `ignored`; it is kept instead, so that a replay
 //!   pointed at the wrong queue deletes nothing of someone else's.
 
-use crate::aws_error::AwsError;
-use crate::event::MAX_EVENT_BYTES;
-use crate::handler::{HandlerError, Output};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Duration;
+use stream_encryption_enforcer::aws::error::AwsError;
+use stream_encryption_enforcer::lambda::{HandlerError, Output};
+use stream_encryption_enforcer::model::event::MAX_EVENT_BYTES;
 
 /// SQS returns at most ten messages per ReceiveMessage.
 pub const BATCH: usize = 10;
@@ -397,8 +397,9 @@ where
         seen_receives = 0;
         let unwrapped: Vec<_> = new.iter().map(|m| unwrap_message(&m.body)).collect();
         let is_sweep = |u: &Result<(Source, serde_json::Value), String>| {
-            u.as_ref()
-                .is_ok_and(|(_, event)| crate::event::is_scheduled(event))
+            u.as_ref().is_ok_and(|(_, event)| {
+                stream_encryption_enforcer::model::event::is_scheduled(event)
+            })
         };
         // The batch's events, concurrently; its sweeps wait.
         let answers = futures_util::future::join_all(unwrapped.iter().map(|u| {
@@ -584,8 +585,8 @@ impl Queue for Sqs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{Outcome, Report};
     use std::cell::RefCell;
+    use stream_encryption_enforcer::model::outcome::{Outcome, Report};
 
     /// A queue in memory with SQS's visibility rules, minus the clock: a received message is
     /// hidden until it is released or deleted; `redeliver` hands an id out once more.
@@ -700,8 +701,8 @@ mod tests {
         serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "test-outcome": outcome})
     }
 
-    fn summary_of(reports: Vec<Report>) -> crate::sweep::SweepSummary {
-        crate::sweep::SweepSummary {
+    fn summary_of(reports: Vec<Report>) -> stream_encryption_enforcer::sweep::SweepSummary {
+        stream_encryption_enforcer::sweep::SweepSummary {
             counts: BTreeMap::new(),
             reports,
             unreached: vec!["arn:aws:kinesis:eu-west-1:111111111111:stream/late".into()],
@@ -741,17 +742,21 @@ mod tests {
                 Outcome::Refused,
             )))),
             Some("invalid") => Err(HandlerError::InvalidEvent(
-                crate::event::parse(serde_json::json!("not an envelope"))
-                    .expect_err("an invalid event"),
+                stream_encryption_enforcer::model::event::parse(serde_json::json!(
+                    "not an envelope"
+                ))
+                .expect_err("an invalid event"),
             )),
             Some("sweep-ok") => Ok(Output::Sweep(summary_of(Vec::new()).answer())),
             Some("sweep-incomplete") => Err(HandlerError::SweepIncomplete(Box::new(summary_of(
                 Vec::new(),
             )))),
-            Some("accounts") => Err(HandlerError::Accounts(crate::connector::CannotAct {
-                code: "AccessDeniedException".into(),
-                reason: "organizations:ListAccounts was denied".into(),
-            })),
+            Some("accounts") => Err(HandlerError::Accounts(
+                stream_encryption_enforcer::aws::connector::CannotAct {
+                    code: "AccessDeniedException".into(),
+                    reason: "organizations:ListAccounts was denied".into(),
+                },
+            )),
             other => panic!("the handler got an event it should not: {other:?}"),
         }
     }

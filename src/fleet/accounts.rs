@@ -2,9 +2,9 @@
 //! or, with only `ORGANIZATION_ID`, the organisation's ACTIVE accounts, read with
 //! organizations:ListAccounts and read again every [`ORGANIZATION_REFRESH`].
 
+use crate::aws::connector::{CannotAct, Connector};
 use crate::config::Central;
-use crate::connector::{CannotAct, Connector};
-use crate::retry::{self, RandomSource, RetryPolicy};
+use crate::policy::retry::{self, RandomSource, RetryPolicy};
 use crate::sync::lock;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! Client-side rate limits: the enforcer paces its own calls to stay inside the documented
 //! per-account control-plane limits instead of provoking throttling.
 
-use crate::aws_error::AwsError;
+use crate::aws::error::AwsError;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -157,7 +157,7 @@ impl RateLimiter {
             let slot = next.map_or(now, |n| n.max(now));
             if slot > deadline {
                 return Err(AwsError::unsent(
-                    crate::aws_error::DEADLINE_EXCEEDED,
+                    crate::aws::error::DEADLINE_EXCEEDED,
                     format!(
                         "{}'s next turn under the rate limiter is in {:.1}s, after the \
                          invocation's deadline (this account's calls are paced at {:.3} per \

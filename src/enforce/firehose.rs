@@ -3,15 +3,15 @@
 //! managed mandate) with one `StartDeliveryStreamEncryption`, and confirm it is `ENABLED`.
 
 use super::{Enforcer, Halt, Handling, Verdict, codes};
-use crate::exemption::Tags;
-use crate::firehose::{
+use crate::aws::firehose::{
     DeliveryStatus, DeliverySummary, EncryptionStatus, FirehoseApi, FirehoseKey,
 };
-use crate::kinesis::KinesisApi;
-use crate::kms::KmsApi;
-use crate::outcome::{InitialState, Outcome};
-use crate::ratelimit::Operation;
-use crate::resource::Resource;
+use crate::aws::kinesis::KinesisApi;
+use crate::aws::kms::KmsApi;
+use crate::model::exemption::Tags;
+use crate::model::outcome::{InitialState, Outcome};
+use crate::model::resource::Resource;
+use crate::policy::ratelimit::Operation;
 
 impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     async fn describe_delivery_stream(

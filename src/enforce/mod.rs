@@ -8,20 +8,20 @@
 mod firehose;
 mod kinesis;
 
-use crate::aws_error::{AwsError, quota};
+use crate::aws::error::{AwsError, quota};
+use crate::aws::firehose::FirehoseApi;
+use crate::aws::kinesis::KinesisApi;
+use crate::aws::kms::KmsApi;
+use crate::aws::ledger::Ledger;
 use crate::config::{Config, Mode};
-use crate::creator::{Tools, advice};
-use crate::event::Trigger;
-use crate::exemption::{ExemptTag, Tags};
-use crate::firehose::FirehoseApi;
-use crate::key::{KeyForm, KeyInfo, KeyMatch, MandatedKey, compare};
-use crate::kinesis::KinesisApi;
-use crate::kms::KmsApi;
-use crate::ledger::Ledger;
-use crate::outcome::{InitialState, Outcome, Report};
-use crate::ratelimit::{Operation, RateLimiter};
-use crate::resource::{Location, Resource, Service};
-use crate::retry::{self, CallError, RandomSource, RetryDecision, RetryPolicy, RetryState};
+use crate::model::caller::{Tools, advice};
+use crate::model::event::Trigger;
+use crate::model::exemption::{ExemptTag, Tags};
+use crate::model::key::{KeyForm, KeyInfo, KeyMatch, MandatedKey, compare};
+use crate::model::outcome::{InitialState, Outcome, Report};
+use crate::model::resource::{Location, Resource, Service};
+use crate::policy::ratelimit::{Operation, RateLimiter};
+use crate::policy::retry::{self, CallError, RandomSource, RetryDecision, RetryPolicy, RetryState};
 use crate::sync::lock;
 use std::future::Future;
 use std::sync::Mutex;
@@ -34,7 +34,7 @@ pub mod codes {
     pub const KEY_MISMATCH: &str = "Enforcer.KeyMismatch";
     /// The invocation's deadline came: the resource was still changing, a call was unanswered,
     /// or the rate limiter's next turn was after it.
-    pub const DEADLINE: &str = crate::aws_error::DEADLINE_EXCEEDED;
+    pub const DEADLINE: &str = crate::aws::error::DEADLINE_EXCEEDED;
     /// Firehose reported `ENABLING_FAILED` without a failure type.
     pub const ENABLING_FAILED: &str = "ENABLING_FAILED";
     /// The key was re-applied `FLAP_THRESHOLD` times in 24 hours; the enforcer stopped.
@@ -384,7 +384,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 .as_ref()
                 .is_none_or(|r| r.info.aws_managed);
             let declare = match (firehose, aws_owned) {
-                (true, true) => crate::creator::AWS_OWNED,
+                (true, true) => crate::model::caller::AWS_OWNED,
                 (true, false) => key.as_str(),
                 (false, _) => self.key.configured(),
             };

@@ -1,7 +1,7 @@
 //! What the enforcer needs from KMS (resolving a key reference to its key ARN), and its adapter.
 
-use crate::aws_error::{AwsError, transport};
-use crate::key::KeyInfo;
+use crate::aws::error::{AwsError, transport};
+use crate::model::key::KeyInfo;
 use aws_sdk_kms::types::KeyManagerType;
 use std::future::Future;
 
@@ -48,7 +48,7 @@ pub async fn check_mandated_key_arn(
     deadline: tokio::time::Instant,
 ) -> Result<Option<KeyInfo>, String> {
     use crate::config::{MANDATED_KMS_KEY, MANDATED_KMS_KEY_ARN};
-    use crate::key::KeyForm;
+    use crate::model::key::KeyForm;
     let Some(expected) = &config.mandated_key_arn else {
         return Ok(None);
     };
@@ -67,7 +67,7 @@ pub async fn check_mandated_key_arn(
     }
     let here = config.mandated_key_at(&location)?;
     let mut random = fastrand::Rng::new();
-    let resolved = crate::retry::run(
+    let resolved = crate::policy::retry::run(
         &config.retry_policy,
         deadline,
         &mut random,
@@ -83,14 +83,16 @@ pub async fn check_mandated_key_arn(
             here.configured(),
             info.arn
         )),
-        Err(e) if crate::retry::PERMISSION_ERRORS.contains(&e.aws().code()) => Err(format!(
-            "kms:DescribeKey of {MANDATED_KMS_KEY} {} was denied ({}): the function may describe \
+        Err(e) if crate::policy::retry::PERMISSION_ERRORS.contains(&e.aws().code()) => {
+            Err(format!(
+                "kms:DescribeKey of {MANDATED_KMS_KEY} {} was denied ({}): the function may describe \
              only {MANDATED_KMS_KEY_ARN} {expected}, so {} names another key, or the key policy \
              does not allow the function's role",
-            here.configured(),
-            e.aws().code(),
-            here.configured()
-        )),
+                here.configured(),
+                e.aws().code(),
+                here.configured()
+            ))
+        }
         Err(e) if e.aws().code() == "NotFoundException" && !here.form().is_aws_managed_alias() => {
             Err(format!(
                 "{MANDATED_KMS_KEY} {} does not exist in {region} ({}), so it cannot be \

@@ -1,11 +1,11 @@
 //! How the enforcer reaches an account and region: the [`Connector`] (the SDK one is
-//! [`crate::clients::SdkConnector`]), the adapters it makes, and why it may not reach one.
+//! [`crate::aws::clients::SdkConnector`]), the adapters it makes, and why it may not reach one.
 
-use crate::aws_error::AwsError;
-use crate::firehose::FirehoseApi;
-use crate::kinesis::KinesisApi;
-use crate::kms::KmsApi;
-use crate::resource::Location;
+use crate::aws::error::AwsError;
+use crate::aws::firehose::FirehoseApi;
+use crate::aws::kinesis::KinesisApi;
+use crate::aws::kms::KmsApi;
+use crate::model::resource::Location;
 use std::collections::BTreeSet;
 use std::future::Future;
 

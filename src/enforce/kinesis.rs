@@ -2,14 +2,14 @@
 //! key in the configured form with one `StartStreamEncryption`, and confirm it took.
 
 use super::{Enforcer, Halt, Handling, Verdict, codes};
-use crate::exemption::Tags;
-use crate::firehose::FirehoseApi;
-use crate::key::KeyInfo;
-use crate::kinesis::{KinesisApi, StreamStatus, StreamSummary};
-use crate::kms::KmsApi;
-use crate::outcome::{InitialState, Outcome};
-use crate::ratelimit::Operation;
-use crate::resource::Resource;
+use crate::aws::firehose::FirehoseApi;
+use crate::aws::kinesis::{KinesisApi, StreamStatus, StreamSummary};
+use crate::aws::kms::KmsApi;
+use crate::model::exemption::Tags;
+use crate::model::key::KeyInfo;
+use crate::model::outcome::{InitialState, Outcome};
+use crate::model::resource::Resource;
+use crate::policy::ratelimit::Operation;
 
 impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     async fn describe_stream(

@@ -68,9 +68,10 @@ impl AwsClients {
         }
     }
 
-    /// An SQS client with these credentials, for `enforcer replay` (built only when asked).
-    pub fn sqs(&self) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(&self.shared)
+    /// The shared SDK configuration, for a client of another service with these settings
+    /// (`enforcer replay`'s SQS client).
+    pub fn sdk_config(&self) -> &aws_config::SdkConfig {
+        &self.shared
     }
 
     /// The region the clients act in, when one is configured.
@@ -80,13 +81,15 @@ impl AwsClients {
 
     /// The re-application ledger in `table`, with these clients' credentials (its client is built
     /// only when a table is configured).
-    pub fn ledger(&self, table: Option<&str>) -> Option<crate::ledger::Ledger> {
-        table.map(|t| crate::ledger::Ledger::new(aws_sdk_dynamodb::Client::new(&self.shared), t))
+    pub fn ledger(&self, table: Option<&str>) -> Option<crate::aws::ledger::Ledger> {
+        table.map(|t| {
+            crate::aws::ledger::Ledger::new(aws_sdk_dynamodb::Client::new(&self.shared), t)
+        })
     }
 
     /// The account (sts:GetCallerIdentity) and region the clients act in. Only the CLI's sweep
     /// commands ask, so the STS client is built here and never on the Lambda's cold start.
-    pub async fn home(&self) -> Result<crate::resource::Location, String> {
+    pub async fn home(&self) -> Result<crate::model::resource::Location, String> {
         let region = self
             .shared
             .region()
@@ -96,13 +99,13 @@ impl AwsClients {
         let identity = sts.get_caller_identity().send().await.map_err(|e| {
             format!(
                 "sts:GetCallerIdentity: {}",
-                crate::aws_error::AwsError::from_sdk(e)
+                crate::aws::error::AwsError::from_sdk(e)
             )
         })?;
         let account = identity
             .account()
             .ok_or("sts:GetCallerIdentity returned no account")?;
-        crate::resource::Location::new(account, &region).map_err(|e| e.to_string())
+        crate::model::resource::Location::new(account, &region).map_err(|e| e.to_string())
     }
 }
 
@@ -143,8 +146,8 @@ impl AssumedRole {
     /// expire within [`RENEW_BEFORE_EXPIRY`].
     pub async fn credentials(
         &self,
-    ) -> Result<aws_credential_types::Credentials, crate::aws_error::AwsError> {
-        use crate::aws_error::{AwsError, transport};
+    ) -> Result<aws_credential_types::Credentials, crate::aws::error::AwsError> {
+        use crate::aws::error::{AwsError, transport};
         let mut cached = self.cached.lock().await;
         let renew_at = std::time::SystemTime::now() + RENEW_BEFORE_EXPIRY;
         if let Some(credentials) = cached
@@ -241,10 +244,10 @@ impl SdkConnector {
 
     fn role(
         &self,
-        at: &crate::resource::Location,
-    ) -> Result<std::sync::Arc<AssumedRole>, crate::aws_error::AwsError> {
+        at: &crate::model::resource::Location,
+    ) -> Result<std::sync::Arc<AssumedRole>, crate::aws::error::AwsError> {
         let (Some(central), Some(sts)) = (&self.target, &self.sts) else {
-            return Err(crate::aws_error::AwsError::new(
+            return Err(crate::aws::error::AwsError::new(
                 "Enforcer.NoTargetRole",
                 "TARGET_ROLE_NAME is not set, so no other account can be reached",
             ));
@@ -263,19 +266,19 @@ impl SdkConnector {
     }
 }
 
-impl crate::connector::Connector for SdkConnector {
+impl crate::aws::connector::Connector for SdkConnector {
     type Kinesis = aws_sdk_kinesis::Client;
     type Firehose = aws_sdk_firehose::Client;
     type Kms = aws_sdk_kms::Client;
 
     fn connect(
         &self,
-        at: &crate::resource::Location,
+        at: &crate::model::resource::Location,
         own: bool,
-    ) -> Result<crate::connector::AdaptersOf<Self>, crate::aws_error::AwsError> {
+    ) -> Result<crate::aws::connector::AdaptersOf<Self>, crate::aws::error::AwsError> {
         let same_region = self.own.shared.region().map(|r| r.as_ref()) == Some(at.region.as_str());
         if own && same_region {
-            return Ok(crate::connector::Adapters {
+            return Ok(crate::aws::connector::Adapters {
                 kinesis: self.own.kinesis.clone(),
                 firehose: self.own.firehose.clone(),
                 kms: self.own.kms.clone(),
@@ -297,7 +300,7 @@ impl crate::connector::Connector for SdkConnector {
                 .identity_cache(aws_config::identity::IdentityCache::no_cache());
         }
         let shared = builder.build();
-        Ok(crate::connector::Adapters {
+        Ok(crate::aws::connector::Adapters {
             kinesis: aws_sdk_kinesis::Client::new(&shared),
             firehose: aws_sdk_firehose::Client::new(&shared),
             kms: aws_sdk_kms::Client::new(&shared),
@@ -306,8 +309,8 @@ impl crate::connector::Connector for SdkConnector {
 
     async fn organization(
         &self,
-    ) -> Result<crate::connector::Organization, crate::aws_error::AwsError> {
-        use crate::aws_error::{AwsError, transport};
+    ) -> Result<crate::aws::connector::Organization, crate::aws::error::AwsError> {
+        use crate::aws::error::{AwsError, transport};
         use aws_sdk_organizations::types::{AccountState, AccountStatus};
         let organizations = aws_sdk_organizations::Client::new(&self.own.shared);
         let described = organizations
@@ -348,13 +351,13 @@ impl crate::connector::Connector for SdkConnector {
                 _ => break,
             }
         }
-        Ok(crate::connector::Organization { id, accounts })
+        Ok(crate::aws::connector::Organization { id, accounts })
     }
 
     async fn assume(
         &self,
-        at: &crate::resource::Location,
-    ) -> Result<(), crate::aws_error::AwsError> {
+        at: &crate::model::resource::Location,
+    ) -> Result<(), crate::aws::error::AwsError> {
         self.role(at)?.credentials().await.map(drop)
     }
 }

@@ -1,8 +1,8 @@
 //! What the enforcer needs from Amazon Data Firehose, and its adapter for the SDK client.
 
-use crate::aws_error::{AwsError, transport};
-use crate::exemption::Tags;
-use crate::resource::Resource;
+use crate::aws::error::{AwsError, transport};
+use crate::model::exemption::Tags;
+use crate::model::resource::Resource;
 use aws_sdk_firehose::types::{
     DeliveryStreamEncryptionConfigurationInput, DeliveryStreamEncryptionStatus as SdkEncStatus,
     DeliveryStreamStatus as SdkStatus, DeliveryStreamType, KeyType,
@@ -222,7 +222,7 @@ impl FirehoseApi for aws_sdk_firehose::Client {
     }
 
     async fn delivery_stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
-        crate::exemption::every_tag_page(|after| async move {
+        crate::model::exemption::every_tag_page(|after| async move {
             let page = self
                 .list_tags_for_delivery_stream()
                 .delivery_stream_name(&stream.name)
@@ -265,7 +265,7 @@ impl FirehoseApi for aws_sdk_firehose::Client {
 /// second), the 500 delivery streams one customer managed key may encrypt, or the 25 Start and
 /// Stop calls per delivery stream per 24 hours; each quota gets a name of its own.
 pub(crate) fn start_error(error: AwsError) -> AwsError {
-    use crate::aws_error::quota;
+    use crate::aws::error::quota;
     if !quota::is_quota(&error) {
         return error;
     }

@@ -1,7 +1,7 @@
 //! The one outcome reported per event.
 
-use crate::event::Trigger;
-use crate::resource::Service;
+use crate::model::event::Trigger;
+use crate::model::resource::Service;
 use serde::Serialize;
 use std::fmt;
 

@@ -15,18 +15,18 @@
 //! delivery streams (one Firehose call each 1.1 s); a single container at 900 s, about 15,000 and
 //! 3,800 (docs/operations.md, "How the work is split").
 
-use crate::connector::Connector;
-use crate::enforcer::Enforcer;
-use crate::event::Trigger;
-use crate::firehose::FirehoseApi;
+use crate::aws::connector::Connector;
+use crate::aws::firehose::FirehoseApi;
+use crate::aws::kinesis::KinesisApi;
+use crate::aws::kms::KmsApi;
+use crate::enforce::Enforcer;
 use crate::fleet::Fleet;
-use crate::kinesis::KinesisApi;
-use crate::kms::KmsApi;
-use crate::outcome::{Outcome, Report};
-use crate::ratelimit::Operation;
-use crate::resource::Service;
-use crate::resource::{Location, Resource};
-use crate::retry::{CallError, RandomSource};
+use crate::model::event::Trigger;
+use crate::model::outcome::{Outcome, Report};
+use crate::model::resource::Service;
+use crate::model::resource::{Location, Resource};
+use crate::policy::ratelimit::Operation;
+use crate::policy::retry::{CallError, RandomSource};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -43,7 +43,7 @@ pub const MAX_CONCURRENCY: usize = 512;
 /// Resources worked on at once when the limiter paces at `share` of the limits: [`CONCURRENCY`]
 /// at the default share, in proportion above and below it, at least 1.
 pub fn concurrency(share: f64) -> usize {
-    let scaled = (CONCURRENCY as f64 * share / crate::ratelimit::DEFAULT_SHARE).ceil();
+    let scaled = (CONCURRENCY as f64 * share / crate::policy::ratelimit::DEFAULT_SHARE).ceil();
     if scaled.is_finite() && scaled >= 1.0 {
         (scaled as usize).min(MAX_CONCURRENCY)
     } else {
@@ -446,7 +446,7 @@ mod tests {
     #[test]
     fn a_sweep_of_100000_resources_answers_in_well_under_lambdas_limit() {
         let report = |i: usize, outcome: Outcome| Report {
-            service: Some(crate::resource::Service::Kinesis),
+            service: Some(crate::model::resource::Service::Kinesis),
             resource: Some(format!(
                 "arn:aws:kinesis:us-east-1:123456789012:stream/a-long-stream-name-{i:06}"
             )),
@@ -498,7 +498,10 @@ mod tests {
 
     #[test]
     fn concurrency_follows_the_share() {
-        assert_eq!(concurrency(crate::ratelimit::DEFAULT_SHARE), CONCURRENCY);
+        assert_eq!(
+            concurrency(crate::policy::ratelimit::DEFAULT_SHARE),
+            CONCURRENCY
+        );
         assert_eq!(concurrency(0.9 / 8.0), 1);
         assert_eq!(concurrency(0.45), 4);
         assert_eq!(concurrency(9.0), 80);

@@ -7,17 +7,18 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use stream_encryption_enforcer::clients::{AwsClients, SdkConnector};
+use stream_encryption_enforcer::aws::clients::{AwsClients, SdkConnector};
+use stream_encryption_enforcer::aws::connector::Connector;
 use stream_encryption_enforcer::config::{Config, Mode};
-use stream_encryption_enforcer::connector::Connector;
-use stream_encryption_enforcer::event::{MAX_EVENT_BYTES, Parsed, is_scheduled, parse};
 use stream_encryption_enforcer::fleet::Fleet;
-use stream_encryption_enforcer::handler::{HandlerError, Output, init_tracing, run_event};
-use stream_encryption_enforcer::outcome::Outcome;
-use stream_encryption_enforcer::replay;
-use stream_encryption_enforcer::resource::Location;
+use stream_encryption_enforcer::lambda::{HandlerError, Output, init_tracing, run_event};
+use stream_encryption_enforcer::model::event::{MAX_EVENT_BYTES, Parsed, is_scheduled, parse};
+use stream_encryption_enforcer::model::outcome::Outcome;
+use stream_encryption_enforcer::model::resource::Location;
 use stream_encryption_enforcer::sweep::{SweepSummary, verdict};
 use tokio::time::Instant;
+
+mod replay;
 
 /// Keeps Kinesis data streams and Firehose delivery streams on the mandated KMS key.
 #[derive(Parser)]
@@ -150,7 +151,7 @@ async fn main() -> ExitCode {
     let clients = AwsClients::from_env().await;
     if let Some(region) = clients.region() {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        let checked = stream_encryption_enforcer::kms::check_mandated_key_arn(
+        let checked = stream_encryption_enforcer::aws::kms::check_mandated_key_arn(
             &config,
             &clients.kms,
             &region,
@@ -265,7 +266,7 @@ async fn replay_queue(
              FLAP_THRESHOLD; run with the function's environment (docs/operations.md)"
         );
     }
-    let queue = replay::Sqs::new(clients.sqs(), url);
+    let queue = replay::Sqs::new(aws_sdk_sqs::Client::new(clients.sdk_config()), url);
     let mut config = config.clone();
     if options.dry_run {
         config.mode = Mode::Report;

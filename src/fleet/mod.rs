@@ -14,16 +14,20 @@
 //!
 //! An event from an account or region outside the allowed set is `refused` before any AWS call.
 
-use crate::cache::FifoCache;
+pub mod accounts;
+mod cache;
+pub mod scope;
+
+use crate::aws::connector::{CannotAct, Connector};
 use crate::config::{Central, Config};
-use crate::connector::{CannotAct, Connector};
-use crate::enforcer::Enforcer;
-use crate::event::{self, InvalidEvent, Parsed, Trigger};
-use crate::organisation::AllowedAccounts;
-use crate::outcome::{Outcome, Report};
-use crate::resource::Location;
-use crate::retry::{self, CallError, RandomSource};
+use crate::enforce::Enforcer;
+use crate::fleet::accounts::AllowedAccounts;
+use crate::model::event::{self, InvalidEvent, Parsed, Trigger};
+use crate::model::outcome::{Outcome, Report};
+use crate::model::resource::Location;
+use crate::policy::retry::{self, CallError, RandomSource};
 use crate::sync::lock;
+use cache::FifoCache;
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
@@ -39,11 +43,11 @@ pub struct Fleet<C: Connector> {
     /// The accounts other than its own the function may act in.
     accounts: AllowedAccounts,
     /// The re-application ledger every place's enforcer counts its writes in.
-    ledger: Option<crate::ledger::Ledger>,
+    ledger: Option<crate::aws::ledger::Ledger>,
     /// The mandated key as the cold-start check resolved it in the function's own region
-    /// ([`crate::kms::check_mandated_key_arn`]): the enforcer of the function's own place starts
+    /// ([`crate::aws::kms::check_mandated_key_arn`]): the enforcer of the function's own place starts
     /// with it instead of resolving the key a second time.
-    home_key: Option<(String, crate::key::KeyInfo)>,
+    home_key: Option<(String, crate::model::key::KeyInfo)>,
 }
 
 /// The most accounts and regions whose enforcer (SDK clients, rate limiter, resolved key) a
@@ -66,21 +70,21 @@ impl<C: Connector> Fleet<C> {
 
     /// The fleet with every place's writes counted in `ledger` (written with the function's own
     /// credentials, whatever account the resource is in).
-    pub fn with_ledger(mut self, ledger: Option<crate::ledger::Ledger>) -> Self {
+    pub fn with_ledger(mut self, ledger: Option<crate::aws::ledger::Ledger>) -> Self {
         self.ledger = ledger;
         self
     }
 
     /// The fleet whose enforcer in the function's own account and `region` starts with `key`,
     /// the mandated key already resolved there.
-    pub fn with_home_key(mut self, region: &str, key: Option<crate::key::KeyInfo>) -> Self {
+    pub fn with_home_key(mut self, region: &str, key: Option<crate::model::key::KeyInfo>) -> Self {
         self.home_key = key.map(|key| (region.to_owned(), key));
         self
     }
 
     /// In central mode with `ORGANIZATION_ID` and no `ALLOWED_ACCOUNTS`: reads the
     /// organisation's ACTIVE accounts when they were never read or were read more than
-    /// [`ORGANIZATION_REFRESH`](crate::organisation::ORGANIZATION_REFRESH) ago. Otherwise
+    /// [`ORGANIZATION_REFRESH`](crate::fleet::accounts::ORGANIZATION_REFRESH) ago. Otherwise
     /// nothing.
     pub async fn refresh_accounts(
         &self,
@@ -116,7 +120,7 @@ impl<C: Connector> Fleet<C> {
     /// Why a resource at `at` is not the function's to act on, or `None` when it is. Makes no
     /// call: own account and region only, or in central mode the allowed accounts and regions.
     pub fn refusal(&self, at: &Location, home: Option<&Location>) -> Option<String> {
-        crate::scope::refusal(
+        crate::fleet::scope::refusal(
             self.config.central.as_ref(),
             self.allowed().as_deref(),
             at,
@@ -180,7 +184,7 @@ impl<C: Connector> Fleet<C> {
             .config
             .mandated_key_at(at)
             .map_err(|reason| CannotAct {
-                code: crate::key::KEY_IN_OTHER_REGION.to_owned(),
+                code: crate::model::key::KEY_IN_OTHER_REGION.to_owned(),
                 reason,
             })?;
         if !own {
@@ -258,9 +262,9 @@ impl<C: Connector> Fleet<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws_error::AwsError;
-    use crate::connector::{Adapters, AdaptersOf, Organization};
-    use crate::organisation::ORGANIZATION_REFRESH;
+    use crate::aws::connector::{Adapters, AdaptersOf, Organization};
+    use crate::aws::error::AwsError;
+    use crate::fleet::accounts::ORGANIZATION_REFRESH;
     use std::time::Duration;
 
     const KEY: (&str, &str) = ("MANDATED_KMS_KEY", "alias/org-streams");
@@ -418,7 +422,7 @@ mod tests {
     async fn a_denied_role_fails_the_event_with_its_code_and_makes_no_other_call() {
         let fleet = central();
         let mut event: serde_json::Value =
-            serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap();
+            serde_json::from_str(include_str!("../../events/kinesis-create-stream.json")).unwrap();
         event["detail"]["recipientAccountId"] = "111111111111".into();
         let home = at("123456789012", "us-east-1");
         let report = fleet

@@ -7,7 +7,7 @@
 //! - Delay before retry `n` of a retrier: `min(IntervalSeconds * BackoffRate^(n-1), MaxDelaySeconds)`,
 //!   and with `JitterStrategy: FULL` a uniform random value in `[0, that]`.
 
-use crate::aws_error::AwsError;
+use crate::aws::error::AwsError;
 use serde::Deserialize;
 use std::future::Future;
 use std::time::Duration;
@@ -35,8 +35,8 @@ pub const PERMISSION_ERRORS: [&str; 5] = [
 /// `States.ALL` does not retry `States.Runtime`): a request the SDK could not build, and the
 /// invocation's deadline (an attempt cut off at it, or a rate-limiter turn after it).
 pub const LOCAL_ERRORS: [&str; 2] = [
-    crate::aws_error::transport::REQUEST_ERROR,
-    crate::aws_error::DEADLINE_EXCEEDED,
+    crate::aws::error::transport::REQUEST_ERROR,
+    crate::aws::error::DEADLINE_EXCEEDED,
 ];
 
 /// The services whose Step Functions AWS-SDK integration names errors `<Service>.<Code>`
@@ -73,24 +73,24 @@ impl Matcher {
         let local = LOCAL_ERRORS.contains(&error);
         match self {
             Self::All => !local,
-            Self::TaskFailed => !local && error != crate::aws_error::transport::TIMEOUT,
+            Self::TaskFailed => !local && error != crate::aws::error::transport::TIMEOUT,
             Self::Code(code) => {
                 error == code
                     || code
                         .strip_suffix("Exception")
                         .is_some_and(|bare| bare == error)
-                    || (server_side && code == crate::aws_error::transport::SERVER_ERROR)
+                    || (server_side && code == crate::aws::error::transport::SERVER_ERROR)
             }
             Self::Codes(codes) => codes.contains(&error),
         }
     }
 }
 
-const TIMEOUT_ERRORS: [&str; 1] = [crate::aws_error::transport::TIMEOUT];
+const TIMEOUT_ERRORS: [&str; 1] = [crate::aws::error::transport::TIMEOUT];
 
 /// The meaning of one `ErrorEquals` name, or why it has none here.
 fn matcher(name: &str) -> Result<Matcher, String> {
-    use crate::aws_error::{quota, transport};
+    use crate::aws::error::{quota, transport};
     match name {
         STATES_ALL => return Ok(Matcher::All),
         STATES_TASK_FAILED => return Ok(Matcher::TaskFailed),
@@ -610,7 +610,7 @@ where
             Ok(Ok(value)) => return Ok((value, calls)),
             Ok(Err(error)) => error,
             Err(_) => AwsError::new(
-                crate::aws_error::DEADLINE_EXCEEDED,
+                crate::aws::error::DEADLINE_EXCEEDED,
                 format!("{what} was still unanswered when the invocation's deadline came"),
             ),
         };

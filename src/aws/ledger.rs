@@ -11,7 +11,7 @@
 //! `expires` for DynamoDB's TTL, which deletes them in its own time; the Query's key condition,
 //! not the TTL, decides what counts as the last 24 hours.
 
-use crate::aws_error::AwsError;
+use crate::aws::error::AwsError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
