@@ -9,7 +9,8 @@
 //! to `target/bench/results.md` and `target/bench/results.json`. `cargo test --all-targets`
 //! builds this file but runs nothing (no `--bench` argument).
 
-#[path = "../../tests/support/mod.rs"]
+#[path = "../../tests/it/support/mod.rs"]
+#[allow(dead_code)] // the benchmark uses a part of the tests' harness
 mod support;
 
 mod burst;

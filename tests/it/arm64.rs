@@ -6,12 +6,10 @@
 //! `ARM64_BOOTSTRAP`, and `ARM64_RUNNER` the emulator (empty on an arm64 host). A `cargo test`
 //! without them has no arm64 binary to run, and says so.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 /// The command that runs the arm64 bootstrap, or `None` when the test command did not build one.
 fn arm64_bootstrap() -> Option<Command> {

@@ -25,9 +25,7 @@
 //! delay) and fails on ResourceInUseException like every handler that does not catch it. Its
 //! calls carry `cloudformation.amazonaws.com` as `userAgent` and `userIdentity.invokedBy`.
 
-#![allow(dead_code)]
-
-use super::{ACCOUNT, Invocation, Proxy, REGION, event, invoke, sdk_config};
+use super::{Invocation, Proxy, event, invoke, sdk_config};
 use aws_sdk_kinesis::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_kinesis::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_kinesis::types::{EncryptionType, StreamStatus};
@@ -307,23 +305,10 @@ impl EventFeed {
             .map(|(label, inv)| (label.clone(), inv.report.clone(), inv.code))
             .collect()
     }
-
-    /// Waits until `n` invocations have finished (at most `limit`).
-    pub async fn wait_for(&self, n: usize, limit: Duration) {
-        let start = std::time::Instant::now();
-        while self.invocations.lock().unwrap().len() < n && start.elapsed() < limit {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 impl Drop for EventFeed {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// The stream's ARN in the tests' account and region.
-pub fn stream_arn(name: &str) -> String {
-    format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}")
 }

@@ -8,15 +8,14 @@
 //! on the mandated key. Rows run concurrently, each on a stream (and, for KMS rows, a key) of its
 //! own, so the faults of one cannot reach another.
 
-mod documents;
-mod support;
+use crate::support::documents;
 
+use crate::support::*;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use stream_encryption_enforcer::policy::retry::{DEFAULT_POLICY_JSON, RetryPolicy};
-use support::*;
 
 const SHARED_ALIAS: &str = "alias/org-streams";
 /// Cases run at once: enough to overlap the hung-connection rows' timeouts.

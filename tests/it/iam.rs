@@ -14,12 +14,10 @@
 //! with the caller's identity, Lambda's delivery to the queue and the log group) cannot be shown
 //! by emulators and are not exercised.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
-use support::*;
 
 const ALIAS: &str = "alias/org-streams";
 const TABLE: &str = "enforcer-ledger";
@@ -61,7 +59,7 @@ async fn run(
     );
     api.push(
         "sweep",
-        serde_json::from_str(include_str!("../events/scheduled-sweep.json")).unwrap(),
+        serde_json::from_str(include_str!("../../events/scheduled-sweep.json")).unwrap(),
         Duration::from_secs(120),
     );
     let lambda = start_bootstrap(&api, env);
@@ -317,7 +315,7 @@ async fn the_member_role_allows_every_call_in_its_account_and_is_assumed_only_in
         );
         api.push(
             "sweep",
-            serde_json::from_str(include_str!("../events/scheduled-sweep.json")).unwrap(),
+            serde_json::from_str(include_str!("../../events/scheduled-sweep.json")).unwrap(),
             Duration::from_secs(120),
         );
         let lambda = start_bootstrap(&api, &env);

@@ -1,8 +1,6 @@
 //! Shared aws-smithy-mocks helpers: SDK clients with the SDK's own retries off (as in
 //! production), and real-shaped outputs and errors.
 
-#![allow(dead_code)]
-
 use aws_sdk_kinesis::error::ErrorMetadata;
 use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryOutput;
 use aws_sdk_kinesis::types::{EncryptionType, StreamDescriptionSummary, StreamStatus};

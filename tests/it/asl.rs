@@ -5,8 +5,7 @@
 //! product accepts, Step Functions would too. The product's own refusals are unit tests in
 //! src/retry.rs.
 
-mod documents;
-mod support;
+use crate::support::documents;
 
 use serde_json::{Value, json};
 use std::process::Command;
@@ -121,7 +120,7 @@ fn validate(policies: &[Value]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("machine.json");
     std::fs::write(&path, machine.to_string()).unwrap();
-    let validator = support::tools_dir().join("node/node_modules/.bin/asl-validator");
+    let validator = crate::support::tools_dir().join("node/node_modules/.bin/asl-validator");
     let output = Command::new(validator)
         .arg("--json-path")
         .arg(&path)

@@ -285,9 +285,9 @@ impl Proxy {
         peak
     }
 
-    /// Drops every fault still waiting to be answered (from `inject` and `inject_for`).
     /// Throttles as AWS does: more than `per_second` calls of `operations` together within one
     /// second are answered with `code` (counted in [`Self::injected`] as `operation: code`).
+    #[allow(dead_code)] // the benchmark's burst and race
     pub fn set_limit(&self, operations: &[&str], per_second: usize, code: &str) {
         self.state.lock().unwrap().limits.push(Limit {
             operations: operations.iter().map(|o| o.to_string()).collect(),
@@ -308,6 +308,7 @@ impl Proxy {
     }
 
     /// Pages ListStreams by `NextToken` as AWS does, over an emulator that does not.
+    #[allow(dead_code)] // the benchmark's race
     pub fn emulate_list_streams_tokens(&self) {
         self.state.lock().unwrap().list_streams_tokens = true;
     }

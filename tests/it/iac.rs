@@ -4,12 +4,10 @@
 //! binary acts on the CloudTrail events of the calls the proxy saw, one second after each.
 //! Timings are the issue's: CREATING 15 s, UPDATING 5 s.
 
-mod support;
-
+use crate::support::iac::{Declared, EventFeed, Kind, Tool};
+use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
-use support::iac::{Declared, EventFeed, Kind, Tool};
-use support::*;
 
 const ALIAS: &str = "alias/org-streams";
 
@@ -317,7 +315,7 @@ async fn a_stream_whose_encryption_keeps_being_reverted_is_flapping_past_the_thr
     // `enforcer invoke` is a new process, so the count lives only in the ledger.
     let terraform = Tool::new(Kind::Terraform, &emu.kinesis_proxy.url);
     let mut stop = event("kinesis-stop-stream-encryption", "flapper");
-    stop["detail"]["userAgent"] = support::iac::TERRAFORM_USER_AGENT.into();
+    stop["detail"]["userAgent"] = crate::support::iac::TERRAFORM_USER_AGENT.into();
     let mut outcomes = Vec::new();
     for round in 0..4 {
         if round > 0 {

@@ -2,12 +2,9 @@
 //! aws-smithy-mocks: error classification, retry sequences and call counts. Time is paused, so
 //! retry delays and deadlines are exact and cost nothing.
 
-mod mocks;
+use crate::support::mocks::*;
 
-mod own_account;
-
-use mocks::*;
-
+use crate::support::own_account::OwnAccount;
 use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
 use aws_sdk_kinesis::operation::start_stream_encryption::{
     StartStreamEncryptionError, StartStreamEncryptionOutput,
@@ -15,7 +12,6 @@ use aws_sdk_kinesis::operation::start_stream_encryption::{
 use aws_sdk_kinesis::types::StreamStatus;
 use aws_sdk_kms::operation::describe_key::DescribeKeyError;
 use aws_smithy_mocks::{Rule, mock};
-use own_account::OwnAccount;
 use std::time::Duration;
 use stream_encryption_enforcer::aws::kinesis::KinesisApi;
 use stream_encryption_enforcer::config::Config;
@@ -43,7 +39,7 @@ fn config(policy: Option<&str>) -> Config {
 }
 
 fn event() -> serde_json::Value {
-    serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap()
+    serde_json::from_str(include_str!("../../events/kinesis-create-stream.json")).unwrap()
 }
 
 async fn handle(
@@ -610,7 +606,7 @@ async fn firehose_encryption_being_turned_off_is_waited_out_with_reads_then_star
         &config(None),
     );
     let event: serde_json::Value = serde_json::from_str(include_str!(
-        "../events/firehose-create-delivery-stream.json"
+        "../../events/firehose-create-delivery-stream.json"
     ))
     .unwrap();
     let began = Instant::now();
@@ -974,7 +970,7 @@ async fn a_multi_region_key_is_applied_as_its_replica_in_the_streams_region() {
         &config,
     );
     let event: serde_json::Value = serde_json::from_str(
-        &include_str!("../events/kinesis-create-stream.json").replace("us-east-1", "eu-west-1"),
+        &include_str!("../../events/kinesis-create-stream.json").replace("us-east-1", "eu-west-1"),
     )
     .unwrap();
     let report = fleet

@@ -2,7 +2,7 @@
 //! file and a heading that exist, the README's configuration table names exactly the variables
 //! the configuration reads, and its parameter table exactly the template's parameters.
 
-mod documents;
+use crate::support::documents;
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;

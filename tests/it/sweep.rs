@@ -2,12 +2,10 @@
 //! rows of a seeded mix, report mode writing nothing, the sweep's outcomes, and 1,000 streams in
 //! moto swept inside the per-account request rates (measured at the recording proxy).
 
-mod support;
-
+use crate::support::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use support::*;
 
 const ALIAS: &str = "alias/org-streams";
 

@@ -8,12 +8,10 @@
 //! `ERROR_CODE` attributes. One event fails on the first replay (the key is denied) and succeeds
 //! on the third, after a dry run; one message is not JSON and stays through all of them.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
-use support::*;
 
 const ALIAS: &str = "alias/org-streams";
 const TABLE: &str = "enforcer-ledger";

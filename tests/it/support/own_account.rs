@@ -1,5 +1,4 @@
 //! A [`Connector`] for tests that hand the enforcer their own adapters.
-#![allow(dead_code)] // each test crate uses its own part
 
 use stream_encryption_enforcer::aws::connector::{Adapters, Connector, Organization};
 use stream_encryption_enforcer::aws::error::AwsError;

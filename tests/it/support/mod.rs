@@ -7,12 +7,18 @@
 //! - `iam`: the evaluation of identity policies the proxy applies;
 //! - `seed`: [`Emulators`], SDK clients and the seeding helpers;
 //! - `runtime`: the real binaries, and the Lambda Runtime API `bootstrap` polls;
-//! - `iac`: models of Terraform's and CloudFormation's waiters.
+//! - `iac`: models of Terraform's and CloudFormation's waiters;
+//! - `mocks`: aws-smithy-mocks clients and real-shaped outputs, for the adapter tests;
+//! - `own_account`: a connector for tests that bring their own adapters;
+//! - `documents`: the README and docs/ the tests hold the code to;
+//! - `fuzz_properties`: the parsers' properties, shared with the fuzz targets (`fuzz/`).
 
-#![allow(dead_code)]
-
+pub mod documents;
+pub mod fuzz_properties;
 pub mod iac;
 mod iam;
+pub mod mocks;
+pub mod own_account;
 mod process;
 mod proxy;
 mod runtime;

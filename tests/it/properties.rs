@@ -70,7 +70,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// A well-formed event whose parts are replaced by arbitrary values.
 fn mutated_event() -> impl Strategy<Value = Value> {
     let base: Value =
-        serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap();
+        serde_json::from_str(include_str!("../../events/kinesis-create-stream.json")).unwrap();
     (
         prop::sample::select(vec![
             "/source",
@@ -147,7 +147,7 @@ proptest! {
     #[test]
     fn a_failed_call_is_ignored_whatever_its_code(code in "[A-Za-z.]{1,40}", message in ".{0,60}") {
         let mut event: Value =
-            serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap();
+            serde_json::from_str(include_str!("../../events/kinesis-create-stream.json")).unwrap();
         event["detail"]["errorCode"] = json!(code);
         event["detail"]["errorMessage"] = json!(message);
         match event::parse(event) {
@@ -164,7 +164,7 @@ proptest! {
         version in ".{0,10}",
     ) {
         let base: Value =
-            serde_json::from_str(include_str!("../events/kinesis-create-stream.json")).unwrap();
+            serde_json::from_str(include_str!("../../events/kinesis-create-stream.json")).unwrap();
         let mut changed = base.clone();
         changed["detail"]["sourceIPAddress"] = json!(ip);
         changed["detail"]["requestID"] = json!(request_id);

@@ -5,11 +5,9 @@
 //! The same stream name exists in every account and region, so acting in the wrong place would
 //! encrypt the wrong stream; each one must end on the key of its own account and region.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
-use support::*;
 
 const ROLE: &str = "StreamEncryptionEnforcerMember";
 const EXTERNAL_ID: &str = "org-streams-enforcer";
@@ -258,7 +256,7 @@ async fn events_from_member_accounts_are_enforced_in_their_own_account_and_regio
     // The scheduled sweep covers every allowed account in every allowed region, the function's
     // own included, in one summary: everything is already on its key, the outsider not swept.
     let sweep: serde_json::Value =
-        serde_json::from_str(include_str!("../events/scheduled-sweep.json")).unwrap();
+        serde_json::from_str(include_str!("../../events/scheduled-sweep.json")).unwrap();
     api.push("sweep", sweep, Duration::from_secs(120));
     let results = api.results(pushed + 3, Duration::from_secs(120)).await;
     let logs = lambda.stop_and_read_stdout();
@@ -654,7 +652,7 @@ async fn a_key_of_another_region_is_never_applied_and_each_region_can_have_its_o
         1,
         "only the east stream's"
     );
-    let failed: Vec<serde_json::Value> = support::outcome_lines(&logs)
+    let failed: Vec<serde_json::Value> = crate::support::outcome_lines(&logs)
         .into_iter()
         .filter(|l| l["outcome"] == json!("failed"))
         .collect();

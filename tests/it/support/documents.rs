@@ -1,6 +1,5 @@
 //! Reads the documents (README.md and docs/) that tests hold the code to, so that the
 //! documentation and the behaviour cannot drift apart. Paths are relative to the crate root.
-#![allow(dead_code)] // each test crate uses its own part
 
 use std::path::Path;
 

@@ -54,6 +54,7 @@ impl From<Child> for Process {
 
 impl Process {
     /// The process id.
+    #[allow(dead_code)] // the benchmark reads its memory
     pub fn id(&self) -> u32 {
         self.0.id()
     }

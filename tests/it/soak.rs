@@ -5,12 +5,10 @@
 //! would, every stream that should be on the mandated key on it, and every write call accounted
 //! for by a report.
 
-mod own_account;
-mod support;
-
+use crate::support::own_account::OwnAccount;
+use crate::support::*;
 use aws_config::BehaviorVersion;
 use futures_util::stream::{self, StreamExt};
-use own_account::OwnAccount;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +20,6 @@ use stream_encryption_enforcer::lambda::{HandlerError, Output, run_event};
 use stream_encryption_enforcer::model::outcome::Report;
 use stream_encryption_enforcer::model::resource::Location;
 use stream_encryption_enforcer::policy::retry::{DEFAULT_POLICY_JSON, RetryPolicy};
-use support::*;
 use tokio::time::Instant;
 
 const SEED: u64 = 20_261_122;

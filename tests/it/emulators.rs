@@ -1,10 +1,8 @@
 //! The real `enforcer` binary against kinesis-mock and moto server, through recording proxies.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
-use support::*;
 
 const ALIAS: &str = "alias/org-streams";
 

@@ -4,7 +4,6 @@
 //! path; it is test code, not part of the product's library.
 //!
 //! A panic here is the finding: these functions assert.
-#![allow(dead_code)] // each fuzz target uses one of the two
 
 use stream_encryption_enforcer::model::event::{self, Parsed};
 use stream_encryption_enforcer::model::resource::Resource;

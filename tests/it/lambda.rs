@@ -1,11 +1,9 @@
 //! The real Lambda binary (`bootstrap`) served events by a local Lambda Runtime API, acting on
 //! kinesis-mock and moto: what Lambda would see returned, and the JSON log lines.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_returns_outcomes_and_fails_with_a_diagnostic_so_lambda_retries() {
@@ -161,7 +159,7 @@ async fn a_scheduled_event_sweeps_the_functions_own_account_and_region() {
     }
     emu.create_delivery_stream("clickstream", None).await;
     let scheduled: serde_json::Value =
-        serde_json::from_str(include_str!("../events/scheduled-sweep.json")).unwrap();
+        serde_json::from_str(include_str!("../../events/scheduled-sweep.json")).unwrap();
 
     // The first sweep cannot encrypt one stream: the sweep is an error that names it, so
     // Lambda retries it; the retry finds the rest compliant and finishes the job.

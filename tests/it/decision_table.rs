@@ -11,9 +11,7 @@
 //! own account and region only. The expected outcome of each case comes from the README's
 //! outcome table, written out below as an oracle that knows nothing of the implementation.
 
-mod own_account;
-
-use own_account::OwnAccount;
+use crate::support::own_account::OwnAccount;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,9 +3,7 @@
 //! `make fuzz` leave a fast test behind; each regression also keeps the verdict its file name
 //! gives (accept, ignore or refuse).
 
-mod fuzz_properties;
-
-use fuzz_properties as fuzzing;
+use crate::support::fuzz_properties as fuzzing;
 use std::path::Path;
 
 fn files(dir: &str) -> Vec<(String, Vec<u8>)> {
