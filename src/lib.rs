@@ -41,6 +41,7 @@
 //! which `fuzz/` includes by path) and the connector for tests that bring their own adapters
 //! (`tests/own_account/`).
 
+mod app;
 pub mod aws;
 pub mod config;
 pub mod enforce;
@@ -50,3 +51,5 @@ pub mod model;
 pub mod policy;
 pub mod sweep;
 mod sync;
+
+pub use app::App;

@@ -1,32 +1,4 @@
-//! `enforcer replay`: drains the failed-events queue through the same handler as `enforcer
-//! invoke`, deleting a message only once its event has an outcome that is not a failure.
-//!
-//! The queue holds one of two kinds of message, told apart by their shape:
-//! - **Lambda's on-failure record** (the stack's `FailedEventsQueue`): a JSON object with
-//!   `requestContext` (`condition`, `approximateInvokeCount`, ...), `requestPayload` (the
-//!   event), `responseContext` and `responsePayload`, as
-//!   <https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html> shows.
-//! - **A bare event** (the rules' `EventsDeadLetterQueue`): EventBridge puts the event itself in
-//!   the body and says why in message attributes (`ERROR_CODE`, `ERROR_MESSAGE`, ...), as
-//!   <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html> shows.
-//!
-//! How the queue is walked: messages are received ten at a time (SQS's maximum) with long polling,
-//! which asks every SQS server and so does not answer "empty" while messages wait, each hidden
-//! for the handler's timeout plus a margin while its batch runs. A message is deleted only after
-//! the handler returned an outcome that is not a failure; every other message (failed, refused,
-//! unusable, or any message of a dry run) is made visible again when the walk ends, so the next
-//! replay, after the cause is fixed, finds it at once. A message that comes back during the walk
-//! (its visibility ran out, or SQS delivered a copy) is not handled twice. The walk ends when a
-//! receive brings nothing (or, after [`MAX_SEEN_RECEIVES`] receives in a row that bring only
-//! messages already handled), or after `--max` messages.
-//!
-//! Two kinds of event are not simply run:
-//! - **A scheduled sweep** covers every stream, so one is enough: sweeps run one at a time, after
-//!   the other events of their batch, and once one has completed in this replay every later sweep
-//!   message is deleted as superseded (kept, unrun, when it did not complete).
-//! - **An event from another source** than the product's rules match (`aws.kinesis`,
-//!   `aws.firehose`, `aws.events`) would only be `ignored`; it is kept instead, so that a replay
-//!   pointed at the wrong queue deletes nothing of someone else's.
+//! The walk over the queue: receive, run each message's event, delete or release it.
 
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -150,45 +122,6 @@ pub fn unwrap_message(body: &str) -> Result<(Source, serde_json::Value), String>
         return Err(format!("the event is larger than {MAX_EVENT_BYTES} bytes"));
     }
     Ok((source, event))
-}
-
-/// Where a queue URL says its queue is: the account (the URL's first path segment, when it is 12
-/// digits) and the region (from an SQS host: `sqs.<region>.amazonaws.com`, its `.com.cn`,
-/// `sqs-fips.` and dual-stack `.api.aws` forms, or the legacy `<region>.queue.amazonaws.com` and
-/// `queue.amazonaws.com`); `None` for what the URL does not say (an emulator's or a VPC
-/// endpoint's host names no region).
-pub fn queue_location(url: &str) -> (Option<String>, Option<String>) {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .unwrap_or(url);
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = host
-        .rsplit_once(':')
-        .map_or(host, |(h, _)| h)
-        .to_ascii_lowercase();
-    let account = path
-        .split('/')
-        .next()
-        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
-        .map(str::to_owned);
-    let region = [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]
-        .iter()
-        .find_map(|suffix| host.strip_suffix(suffix))
-        .and_then(|name| match name {
-            "queue" => Some("us-east-1"),
-            _ => name
-                .strip_prefix("sqs.")
-                .or_else(|| name.strip_prefix("sqs-fips."))
-                .or_else(|| name.strip_suffix(".queue")),
-        })
-        .filter(|r| {
-            !r.is_empty()
-                && r.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
-        .map(str::to_owned);
-    (region, account)
 }
 
 /// What became of a message.
@@ -487,99 +420,6 @@ where
         }
     }
     summary
-}
-
-/// [`Queue`] on an SQS queue.
-pub struct Sqs {
-    client: aws_sdk_sqs::Client,
-    url: String,
-}
-
-impl Sqs {
-    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
-        Self {
-            client,
-            url: url.into(),
-        }
-    }
-}
-
-impl Queue for Sqs {
-    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, AwsError> {
-        use aws_sdk_sqs::types::MessageSystemAttributeName;
-        let answer = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(max.clamp(1, BATCH) as i32)
-            .visibility_timeout(visibility.as_secs() as i32)
-            .wait_time_seconds(WAIT.as_secs() as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_attribute_names("ERROR_CODE")
-            .send()
-            .await
-            .map_err(AwsError::from_sdk)?;
-        Ok(answer
-            .messages()
-            .iter()
-            .filter_map(|m| {
-                Some(Received {
-                    id: m.message_id()?.to_owned(),
-                    receipt: m.receipt_handle()?.to_owned(),
-                    body: m.body().unwrap_or_default().to_owned(),
-                    receive_count: m
-                        .attributes()
-                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                        .and_then(|c| c.parse().ok()),
-                    error_code: m
-                        .message_attributes()
-                        .and_then(|a| a.get("ERROR_CODE"))
-                        .and_then(|v| v.string_value())
-                        .map(str::to_owned),
-                })
-            })
-            .collect())
-    }
-
-    async fn delete(&self, receipt: &str) -> Result<(), AwsError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(receipt)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(AwsError::from_sdk)
-    }
-
-    async fn release(&self, receipt: &str) -> Result<(), AwsError> {
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.url)
-            .receipt_handle(receipt)
-            .visibility_timeout(0)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(AwsError::from_sdk)
-    }
-
-    async fn approximate_len(&self) -> Option<u64> {
-        use aws_sdk_sqs::types::QueueAttributeName;
-        let answer = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .ok()?;
-        answer
-            .attributes()?
-            .get(&QueueAttributeName::ApproximateNumberOfMessages)?
-            .parse()
-            .ok()
-    }
 }
 
 #[cfg(test)]
@@ -1017,62 +857,6 @@ mod tests {
             summary.errors
         );
         assert!(!summary.complete());
-    }
-
-    #[test]
-    fn a_queue_url_names_its_region_and_account() {
-        let account = Some("111122223333".to_owned());
-        let at = |region: &str| (Some(region.to_owned()), account.clone());
-        for (url, want) in [
-            (
-                "https://sqs.eu-west-1.amazonaws.com/111122223333/failed",
-                at("eu-west-1"),
-            ),
-            (
-                "https://SQS.EU-WEST-1.amazonaws.com:443/111122223333/f",
-                at("eu-west-1"),
-            ),
-            (
-                "https://sqs-fips.us-east-2.amazonaws.com/111122223333/f",
-                at("us-east-2"),
-            ),
-            (
-                "https://sqs.eu-west-1.api.aws/111122223333/f",
-                at("eu-west-1"),
-            ),
-            (
-                "https://sqs.cn-north-1.amazonaws.com.cn/111122223333/f",
-                at("cn-north-1"),
-            ),
-            (
-                "https://us-gov-west-1.queue.amazonaws.com/111122223333/f",
-                at("us-gov-west-1"),
-            ),
-            (
-                "https://queue.amazonaws.com/111122223333/f",
-                at("us-east-1"),
-            ),
-            (
-                "http://127.0.0.1:4566/111122223333/f",
-                (None, account.clone()),
-            ),
-            (
-                "https://vpce-1.sqs.eu-west-1.vpce.amazonaws.com/111122223333/f",
-                (None, account.clone()),
-            ),
-            (
-                "https://sqs.eu-west-1.amazonaws.com/not-an-account/f",
-                (Some("eu-west-1".to_owned()), None),
-            ),
-            (
-                "https://sqs.eu-west-1.amazonaws.com",
-                (Some("eu-west-1".to_owned()), None),
-            ),
-            ("", (None, None)),
-            ("https://", (None, None)),
-        ] {
-            assert_eq!(queue_location(url), want, "{url}");
-        }
     }
 
     #[test]
