@@ -4,42 +4,36 @@
 //! EventBridge delivers the CloudTrail record of each stream-creating or encryption-changing call;
 //! the enforcer inspects the stream, applies the mandated key with `StartStreamEncryption` /
 //! `StartDeliveryStreamEncryption` under a Step Functions retry policy, confirms the key took, and
-//! reports exactly one [`Outcome`](outcome::Outcome) per event.
+//! reports exactly one [`Outcome`](model::outcome::Outcome) per event.
 //!
 //! # Layout
 //!
-//! - [`event`]: EventBridge / CloudTrail record -> the resource to act on, or a reason to ignore.
-//! - [`resource`]: stream names, ARNs, accounts, regions and partitions, validated.
-//! - [`key`]: key forms, the mandated key, and what can be proven about two key references.
-//! - [`config`]: environment variables, read once and validated.
-//! - [`exemption`]: the exemption tag.
-//! - [`creator`]: the infrastructure-as-code tool behind a call, and what it must declare.
-//! - [`retry`]: the retry policy (Amazon States Language `Retry`), parsed and executed.
-//! - [`ratelimit`]: client-side pacing inside the per-account API limits.
-//! - [`aws_error`]: one error type for every AWS call, named as the policy names errors.
-//! - [`kinesis`], [`firehose`], [`kms`]: the narrow traits the enforcer needs, and their
-//!   adapters for the SDK clients.
-//! - [`enforcer`]: the decision for one event: inspect, decide, apply, confirm; the shared
-//!   steps in `enforcer/mod.rs`, each service's procedure in `enforcer/kinesis.rs` and
-//!   `enforcer/firehose.rs`.
-//! - [`sweep`]: the inventory of an account and region, and every resource of it (or of many
-//!   accounts and regions, in central mode) through the same decision.
-//! - [`fleet`]: one enforcer per account and region, kept in a bounded first-in-first-out
-//!   cache; it parses an event, refuses or reaches the resource's place, and enforces.
-//! - [`connector`]: how a place is reached (the SDK's connector is in [`clients`]), and why it
-//!   may not be ([`connector::CannotAct`]).
-//! - [`scope`]: which accounts and regions the function may act in, decided with no call.
-//! - [`organisation`]: the allowed accounts, as configured or read from the organisation.
-//! - [`ledger`]: the re-application ledger (DynamoDB) that tells a flapping resource.
-//! - [`outcome`]: the outcome vocabulary and the per-event report, and its constructors.
-//! - [`metrics`]: one CloudWatch embedded-metric-format line per outcome.
-//! - [`handler`]: deadline, logging and errors shared by the Lambda and the CLI.
-//! - [`clients`]: the SDK clients, built once with the SDK's own retries off.
+//! One folder per layer. `model` and `policy` make no call (they share only the error type of
+//! `aws`); `enforce` reaches AWS only through the ports of `aws`.
 //!
-//! The binaries are thin: `src/bin/bootstrap.rs` (the Lambda) and `src/bin/enforcer.rs` (the CLI).
-//! Test-only code lives under `tests/`: the fuzz targets' properties (`tests/fuzz_properties/`,
-//! which `fuzz/` includes by path) and the connector for tests that bring their own adapters
-//! (`tests/own_account/`).
+//! - [`model`]: the domain's types, with no I/O: the [`event`](model::event) that names a
+//!   resource, the [`resource`](model::resource) and its place, [`key`](model::key) forms,
+//!   the [`caller`](model::caller) and its IaC tool, the [`exemption`](model::exemption) tag,
+//!   and the [`outcome`](model::outcome) and report of each event.
+//! - [`policy`]: how calls are made: the [`retry`](policy::retry) policy (Amazon States
+//!   Language `Retry`) and the [`ratelimit`](policy::ratelimit) inside AWS's per-account limits.
+//! - [`config`]: the environment variables, read once and validated.
+//! - [`aws`]: the narrow ports the enforcer needs ([`kinesis`](aws::kinesis),
+//!   [`firehose`](aws::firehose), [`kms`](aws::kms), the [`ledger`](aws::ledger)), their
+//!   adapters on the SDK clients ([`clients`](aws::clients), built with the SDK's retries off),
+//!   one [`error`](aws::error) type, and the [`connector`](aws::connector) that reaches a place.
+//! - [`enforce`]: the decision for one event: inspect, decide, apply, confirm.
+//! - [`fleet`]: one enforcer per account and region in a bounded cache, the
+//!   [`scope`](fleet::scope) the function may act in and the allowed
+//!   [`accounts`](fleet::accounts); it parses an event, refuses or reaches its place, enforces.
+//! - [`sweep`]: the inventory of a place, and every resource of many places through the decision.
+//! - [`lambda`]: the handler shared by the Lambda and `enforcer invoke`: deadline, errors as
+//!   `Diagnostic`s, one [`metrics`](lambda::metrics) line per outcome.
+//! - [`App`]: start-up, once: configuration, clients, the mandated key's check, the fleet.
+//!
+//! The binaries are thin: `src/bin/bootstrap.rs` (the Lambda) and `src/bin/enforcer/` (the
+//! operator's CLI, behind the `cli` feature: one file per command, and `replay/`). The
+//! integration tests are one binary, `tests/it/`, whose `support/` is the harness.
 
 mod app;
 pub mod aws;

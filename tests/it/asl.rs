@@ -3,7 +3,7 @@
 //! scripts/setup-tools). The validator is lax (it accepts `States.ALL` before the last retrier,
 //! `BackoffRate` below 1 and unknown fields), so this checks one direction only: what the
 //! product accepts, Step Functions would too. The product's own refusals are unit tests in
-//! src/retry.rs.
+//! src/policy/retry.rs.
 
 use crate::support::documents;
 

@@ -1,4 +1,4 @@
-//! The fuzz targets' properties (tests/fuzz_properties/) on their seeds and on every saved
+//! The fuzz targets' properties (tests/it/support/fuzz_properties.rs) on their seeds and on every saved
 //! regression (fuzz/regressions/, whose README says what each pins), so the long runs of
 //! `make fuzz` leave a fast test behind; each regression also keeps the verdict its file name
 //! gives (accept, ignore or refuse).

@@ -1,5 +1,5 @@
 //! The enforcer beside the tools that create the same streams: models of Terraform's and
-//! CloudFormation's waiters (tests/support/iac.rs) drive kinesis-mock through a proxy that holds
+//! CloudFormation's waiters (tests/it/support/iac.rs) drive kinesis-mock through a proxy that holds
 //! every caller to AWS's rule (no write on a stream that is not ACTIVE), and the real `enforcer`
 //! binary acts on the CloudTrail events of the calls the proxy saw, one second after each.
 //! Timings are the issue's: CREATING 15 s, UPDATING 5 s.

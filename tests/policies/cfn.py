@@ -1,6 +1,6 @@
 """CloudFormation intrinsics resolved as CloudFormation would in one account and region, for the
 policy checks: tests/policies/test_parliament.py lints the results, and the Rust IAM test
-(tests/iam.rs) holds the real binaries to them at a proxy. As a command,
+(tests/it/iam.rs) holds the real binaries to them at a proxy. As a command,
 
     python tests/policies/cfn.py TEMPLATE ROLE [Name=value ...]
 

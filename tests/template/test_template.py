@@ -256,11 +256,11 @@ class EventPatterns(unittest.TestCase):
 
 
 class Ledger(unittest.TestCase):
-    """The ledger table and its alarm are what src/ledger.rs and the flapping outcome expect."""
+    """The ledger table and its alarm are what src/aws/ledger.rs and the flapping outcome expect."""
 
     def test_the_table_has_the_keys_and_ttl_the_code_writes(self):
         table = template()["Resources"]["ReapplicationLedger"]["Properties"]
-        source = (ROOT / "src" / "ledger.rs").read_text()
+        source = (ROOT / "src" / "aws" / "ledger.rs").read_text()
         keys = {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]}
         self.assertEqual(keys, {"resource": "HASH", "applied": "RANGE"})
         for name in ("resource", "applied", "expires", "reverted_by"):
@@ -276,7 +276,7 @@ class Ledger(unittest.TestCase):
         alarm = template()["Resources"]["FlappingAlarm"]["Properties"]
         self.assertEqual(alarm["Dimensions"], [{"Name": "outcome", "Value": "flapping"}])
         self.assertEqual((alarm["MetricName"], alarm["Namespace"]), ("Events", {"Ref": "MetricsNamespace"}))
-        self.assertIn('"flapping"', (ROOT / "src" / "outcome.rs").read_text())
+        self.assertIn('"flapping"', (ROOT / "src" / "model" / "outcome.rs").read_text())
 
 
 class Alarms(unittest.TestCase):
@@ -325,24 +325,31 @@ class Schedule(unittest.TestCase):
 
 
 # The SDK client each receiver in src/ names, where the receiver is not `self` of an adapter file.
-RECEIVERS = {"sts": "sts", "organizations": "organizations", "client": "dynamodb"}
+RECEIVERS = {
+    "sts": "sts",
+    "organizations": "organizations",
+    "client": "dynamodb",
+    "kinesis": "kinesis",
+    "firehose": "firehose",
+    "kms": "kms",
+}
 # Files whose receivers name another client than RECEIVERS says.
-FILE_RECEIVERS = {"replay.rs": {"client": "sqs"}}
+FILE_RECEIVERS = {"sqs.rs": {"client": "sqs"}}
 # The service of `self.<operation>()` in the adapter files, where `self` is the SDK client.
 ADAPTER_FILES = {"kinesis.rs": "kinesis", "firehose.rs": "firehose", "kms.rs": "kms"}
-# Code only the operator's CLI runs (`enforcer replay`): its calls are the operator policy's,
-# never the function's.
-OPERATOR_FILES = {"replay.rs"}
+# Code only the operator's CLI runs (src/bin/enforcer/, `enforcer replay`'s SQS calls): its calls
+# are the operator policy's, never the function's.
+OPERATOR_DIR = ("bin", "enforcer")
 
 
 def code_operations(operator=False):
     """Every AWS operation src/ calls: each `.send()` ends a fluent chain
     `<receiver>.<operation>().<setter>(...)...send()`; the chain's first method is the operation,
     and the receiver (or the adapter file, for `self`) names the service. The function's calls,
-    or with `operator` those of OPERATOR_FILES."""
+    or with `operator` those of OPERATOR_DIR."""
     found = set()
     for path in sorted((ROOT / "src").rglob("*.rs")):
-        if (path.name in OPERATOR_FILES) != operator:
+        if (path.relative_to(ROOT / "src").parts[:2] == OPERATOR_DIR) != operator:
             continue
         receivers = {**RECEIVERS, **FILE_RECEIVERS.get(path.name, {})}
         source = path.read_text()

@@ -1,5 +1,5 @@
 //! The properties the fuzz targets (`fuzz/`) hold the two parsers of outside input to. The same
-//! functions replay the seed corpus and every crash regression in `tests/fuzz_seeds.rs`, so a
+//! functions replay the seed corpus and every crash regression in `tests/it/fuzz_seeds.rs`, so a
 //! finding, once fixed, stays fixed in the test command. The fuzz targets include this file by
 //! path; it is test code, not part of the product's library.
 //!

@@ -17,7 +17,7 @@
 //! unusable, or any message of a dry run) is made visible again when the walk ends, so the next
 //! replay, after the cause is fixed, finds it at once. A message that comes back during the walk
 //! (its visibility ran out, or SQS delivered a copy) is not handled twice. The walk ends when a
-//! receive brings nothing (or, after [`MAX_SEEN_RECEIVES`] receives in a row that bring only
+//! receive brings nothing (or, after [`MAX_SEEN_RECEIVES`](walk::MAX_SEEN_RECEIVES) receives in a row that bring only
 //! messages already handled), or after `--max` messages.
 //!
 //! Two kinds of event are not simply run:
