@@ -154,10 +154,7 @@ fn regional_keys(
         reason,
     };
     let mut keys = std::collections::BTreeMap::new();
-    for entry in text
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|e| !e.is_empty())
-    {
+    for entry in items(text) {
         let Some((region, key)) = entry.split_once('=') else {
             return Err(invalid(format!(
                 "{entry:?} is not region=key (for example eu-west-1=alias/org-streams)"
@@ -191,11 +188,7 @@ fn list(
     valid: impl Fn(&str) -> bool,
     what: &str,
 ) -> Result<std::collections::BTreeSet<String>, ConfigError> {
-    let items: std::collections::BTreeSet<String> = text
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let items: std::collections::BTreeSet<String> = items(text).map(str::to_owned).collect();
     if let Some(bad) = items.iter().find(|item| !valid(item)) {
         return Err(ConfigError::Invalid {
             var,
@@ -209,6 +202,68 @@ fn list(
         });
     }
     Ok(items)
+}
+
+/// The entries of a list variable, separated by commas or white space.
+fn items(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+}
+
+/// A number variable: `default` when unset, else a number in `range`. `what` says what it is,
+/// in the message: "a whole number of seconds" or "a whole number".
+fn bounded<T>(
+    var: &'static str,
+    value: Option<String>,
+    range: std::ops::RangeInclusive<T>,
+    default: T,
+    what: &str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    match text.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ConfigError::Invalid {
+            var,
+            reason: format!(
+                "{text:?} is not {what} from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        }),
+    }
+}
+
+/// Checks a name variable's value: `len` characters, each alphanumeric or one of `extra`.
+/// `what` names the kind of name, in the message.
+fn charset(
+    var: &'static str,
+    value: &str,
+    len: std::ops::RangeInclusive<usize>,
+    extra: &str,
+    what: &str,
+) -> Result<(), ConfigError> {
+    let valid = len.contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.as_bytes().contains(&b));
+    if valid {
+        return Ok(());
+    }
+    let allowed: Vec<String> = extra.chars().map(String::from).collect();
+    Err(ConfigError::Invalid {
+        var,
+        reason: format!(
+            "{value:?} is not {what} ({} to {} of A-Z a-z 0-9 {})",
+            len.start(),
+            len.end(),
+            allowed.join(" ")
+        ),
+    })
 }
 
 fn central(set: &impl Fn(&str) -> Option<String>) -> Result<Option<Central>, ConfigError> {
@@ -248,16 +303,13 @@ fn central(set: &impl Fn(&str) -> Option<String>) -> Result<Option<Central>, Con
     }
     let external_id = set(TARGET_EXTERNAL_ID);
     if let Some(id) = &external_id {
-        let valid = (2..=1224).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/-_".contains(&b));
-        if !valid {
-            return Err(ConfigError::Invalid {
-                var: TARGET_EXTERNAL_ID,
-                reason: "is not 2 to 1224 of A-Z a-z 0-9 + = , . @ : / - _".into(),
-            });
-        }
+        charset(
+            TARGET_EXTERNAL_ID,
+            id,
+            2..=1224,
+            "+=,.@:/-_",
+            "an external id",
+        )?;
     }
     let Some(role_name) = set(TARGET_ROLE_NAME) else {
         let stray = [
@@ -277,18 +329,13 @@ fn central(set: &impl Fn(&str) -> Option<String>) -> Result<Option<Central>, Con
         }
         return Ok(None);
     };
-    let valid_name = (1..=64).contains(&role_name.len())
-        && role_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_".contains(&b));
-    if !valid_name {
-        return Err(ConfigError::Invalid {
-            var: TARGET_ROLE_NAME,
-            reason: format!(
-                "{role_name:?} is not a role name (1 to 64 of A-Z a-z 0-9 + = , . @ - _)"
-            ),
-        });
-    }
+    charset(
+        TARGET_ROLE_NAME,
+        &role_name,
+        1..=64,
+        "+=,.@-_",
+        "a role name",
+    )?;
     // Acting on every region's events while sweeping only some would leave the others'
     // existing streams unchecked; listing the account's enabled regions would need
     // account:ListRegions in every member account. The regions are named instead.
@@ -405,18 +452,13 @@ impl Config {
         };
         let metrics_namespace =
             set(METRICS_NAMESPACE).unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
-        let valid_namespace = metrics_namespace.len() <= 255
-            && metrics_namespace
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-_/#:".contains(&b));
-        if !valid_namespace {
-            return Err(ConfigError::Invalid {
-                var: METRICS_NAMESPACE,
-                reason: format!(
-                    "{metrics_namespace:?} is not a CloudWatch namespace (up to 255 of A-Z a-z 0-9 . - _ / # :)"
-                ),
-            });
-        }
+        charset(
+            METRICS_NAMESPACE,
+            &metrics_namespace,
+            1..=255,
+            ".-_/#:",
+            "a CloudWatch namespace",
+        )?;
         let rate_share = match set(RATE_SHARE) {
             None => DEFAULT_RATE_SHARE,
             Some(text) => match text.parse::<f64>() {
@@ -433,15 +475,13 @@ impl Config {
         };
         let containers = match set(RESERVED_CONCURRENCY) {
             None => None,
-            Some(text) => match text.parse::<u32>() {
-                Ok(n) if (1..=100_000).contains(&n) => Some(n),
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        var: RESERVED_CONCURRENCY,
-                        reason: format!("{text:?} is not a whole number from 1 to 100000"),
-                    });
-                }
-            },
+            given => Some(bounded(
+                RESERVED_CONCURRENCY,
+                given,
+                1..=100_000u32,
+                1,
+                "a whole number",
+            )?),
         };
         let central = central(&set)?;
         // Empty is unset (CloudFormation passes every variable, empty when not given); `none`
@@ -456,63 +496,33 @@ impl Config {
                 })?
             }
         };
-        let settle = match set(IAC_SETTLE_SECONDS) {
-            None => DEFAULT_SETTLE_SECONDS,
-            Some(text) => match text.parse::<u64>() {
-                Ok(n) if n <= MAX_SETTLE_SECONDS => n,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        var: IAC_SETTLE_SECONDS,
-                        reason: format!(
-                            "{text:?} is not a whole number of seconds from 0 to {MAX_SETTLE_SECONDS}"
-                        ),
-                    });
-                }
-            },
-        };
+        let seconds = "a whole number of seconds";
+        let settle = bounded(
+            IAC_SETTLE_SECONDS,
+            set(IAC_SETTLE_SECONDS),
+            0..=MAX_SETTLE_SECONDS,
+            DEFAULT_SETTLE_SECONDS,
+            seconds,
+        )?;
         let ledger_table = set(LEDGER_TABLE);
         if let Some(table) = &ledger_table {
-            let valid = (3..=255).contains(&table.len())
-                && table
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-            if !valid {
-                return Err(ConfigError::Invalid {
-                    var: LEDGER_TABLE,
-                    reason: format!(
-                        "{table:?} is not a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -)"
-                    ),
-                });
-            }
+            charset(LEDGER_TABLE, table, 3..=255, "_.-", "a DynamoDB table name")?;
         }
-        let flap_threshold = match set(FLAP_THRESHOLD) {
-            None => DEFAULT_FLAP_THRESHOLD,
-            Some(text) => match text.parse::<u32>() {
-                Ok(n) if (1..=MAX_FLAP_THRESHOLD).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        var: FLAP_THRESHOLD,
-                        reason: format!(
-                            "{text:?} is not a whole number from 1 to {MAX_FLAP_THRESHOLD} (Kinesis allows 25 new keys per stream per 24 hours)"
-                        ),
-                    });
-                }
-            },
-        };
-        let key_ttl = match set(KEY_CACHE_SECONDS) {
-            None => DEFAULT_KEY_CACHE_SECONDS,
-            Some(text) => match text.parse::<u64>() {
-                Ok(n) if n <= MAX_KEY_CACHE_SECONDS => n,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        var: KEY_CACHE_SECONDS,
-                        reason: format!(
-                            "{text:?} is not a whole number of seconds from 0 to {MAX_KEY_CACHE_SECONDS}"
-                        ),
-                    });
-                }
-            },
-        };
+        // The highest threshold is one below Kinesis's 25 new keys per stream per 24 hours.
+        let flap_threshold = bounded(
+            FLAP_THRESHOLD,
+            set(FLAP_THRESHOLD),
+            1..=MAX_FLAP_THRESHOLD,
+            DEFAULT_FLAP_THRESHOLD,
+            "a whole number",
+        )?;
+        let key_ttl = bounded(
+            KEY_CACHE_SECONDS,
+            set(KEY_CACHE_SECONDS),
+            0..=MAX_KEY_CACHE_SECONDS,
+            DEFAULT_KEY_CACHE_SECONDS,
+            seconds,
+        )?;
         Ok(Self {
             key_ttl: std::time::Duration::from_secs(key_ttl),
             central,
@@ -603,6 +613,35 @@ mod tests {
             "arn:aws:kms:us-west-2:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab"
         );
         assert!(config.mandated_key_arn.is_none());
+    }
+
+    #[test]
+    fn a_number_out_of_its_range_names_the_range() {
+        let err = bounded("N", Some("11".into()), 1..=10u32, 5, "a whole number").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "N: \"11\" is not a whole number from 1 to 10"
+        );
+        assert_eq!(
+            bounded("N", None, 1..=10u32, 5, "a whole number").unwrap(),
+            5
+        );
+        assert_eq!(
+            bounded("N", Some("10".into()), 1..=10u32, 5, "x").unwrap(),
+            10
+        );
+        assert!(bounded("N", Some("-1".into()), 0..=10u64, 5, "x").is_err());
+    }
+
+    #[test]
+    fn a_name_outside_its_characters_names_them() {
+        let err = charset("T", "a b", 3..=255, "_.-", "a table name").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "T: \"a b\" is not a table name (3 to 255 of A-Z a-z 0-9 _ . -)"
+        );
+        assert!(charset("T", "ab", 3..=255, "_.-", "a table name").is_err());
+        assert!(charset("T", "a_b.c-d", 3..=255, "_.-", "a table name").is_ok());
     }
 
     #[test]
