@@ -98,27 +98,20 @@ impl Operation {
 }
 
 /// Paces calls per bucket: each call gets the next free slot, a fixed interval after the
-/// previous one. Shared by everything one account's calls go through; calls that find their slot
-/// free pay nothing.
+/// previous one. Shared by everything one account's calls go through.
 ///
-/// The interval is chosen so that no one-second window ever holds more than `floor(rate)` of
-/// this limiter's calls, wherever the window starts: `1 / (floor(rate) - 1)` seconds (a window
-/// closed at both ends then holds `floor(rate)` slots). So `containers` limiters, each at
-/// `share / containers` of the limit ([`crate::config::Config::container_share`]), together
-/// never exceed `share` of it in any second, however their slots line up: each contributes at
-/// most `floor(limit * share / containers)`. Spacing at `1 / rate` would not hold that: each
-/// container's first call is free, so in one second each could add one more than its share
-/// (measured: 8 containers made 8 StartStreamEncryption calls in one second against 5).
+/// The interval is `1 / (floor(rate) - 1)` seconds, so that no one-second window, closed at both
+/// ends and starting anywhere, holds more than `floor(rate)` calls: then `containers` limiters at
+/// `share / containers` each ([`crate::config::Config::container_share`]) never exceed `share`
+/// together. At `1 / rate`, each container's free first call could add one more per second.
 #[derive(Debug)]
 pub struct RateLimiter {
     next_slot: [Mutex<Option<Instant>>; BUCKETS],
     scale: f64,
 }
 
-/// The share of each documented limit the enforcer uses. Pacing exactly at the limit is not
-/// enough: a call leaves a little later than its slot now and then (signing, scheduling), and two
-/// such calls can then land in the same second at AWS; measured at a proxy, pacing at 100% gave
-/// 21 DescribeStreamSummary calls in one second. 90% leaves room for that and for other callers.
+/// The share of each documented limit the enforcer uses: a call that leaves late (signing,
+/// scheduling) can share a second with the next at AWS, so the limit itself is too much.
 pub const DEFAULT_SHARE: f64 = 0.9;
 
 impl Default for RateLimiter {
