@@ -47,7 +47,7 @@ pub(crate) fn c7n_python() -> PathBuf {
 }
 
 pub(crate) fn c7n_peer() -> PathBuf {
-    root().join("bench/c7n_peer.py")
+    root().join("benches/peer/c7n_peer.py")
 }
 
 /// The environment of a Lambda container, with nothing of this process's.
@@ -212,7 +212,7 @@ impl Container {
     }
 }
 
-/// Runs a command under `bench/c7n_peer.py measure`: wall time and peak RSS of the process tree.
+/// Runs a command under `benches/peer/c7n_peer.py measure`: wall time and peak RSS of the process tree.
 pub(crate) fn measured(program: &Path, args: &[&str], vars: &[(String, String)]) -> Value {
     let output = Command::new("python3")
         .env_clear()

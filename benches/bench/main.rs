@@ -1,6 +1,6 @@
 //! The benchmark suite behind `make bench` (docs/performance.md). Not part of the test command:
 //! it measures, it does not assert. Every figure is a median over repeated runs with min and max
-//! beside it, and every comparison with the peer (Cloud Custodian, `bench/c7n_peer.py`) is a
+//! beside it, and every comparison with the peer (Cloud Custodian, `benches/peer/c7n_peer.py`) is a
 //! ratio taken in the same run.
 //!
 //! `cargo bench --bench bench -- --bench [SECTION ...]` runs the sections named (default: all
