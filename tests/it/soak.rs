@@ -447,9 +447,17 @@ async fn several_hundred_events_under_random_faults_lose_nothing() {
         let retry: Vec<usize> = (0..items.len())
             .filter(|&i| matches!(finals[i], Some(Err(HandlerError::Failed(_)))))
             .collect();
-        for i in retry {
+        // Lambda retries each failed event on its own, so they run side by side here too.
+        let results = stream::iter(retry)
+            .map(|i| {
+                let (enforcer, home, emu, item) = (&enforcer, &home, &emu, &items[i]);
+                async move { (i, handle(enforcer, home, emu, item, false, round).await) }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        for (i, result) in results {
             replayed += 1;
-            let result = handle(&enforcer, &home, &emu, &items[i], false, round).await;
             attempts_reported += report_of(&result).map_or(0, |r| r.attempts);
             finals[i] = Some(result);
         }
