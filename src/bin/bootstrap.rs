@@ -39,9 +39,8 @@ async fn main() -> Result<(), Error> {
     }
     let home = Home::new(clients.clone());
     let ledger = clients.ledger(config.ledger_table.as_deref());
-    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config)
-        .with_ledger(ledger)
-        .with_home_key(&region, home_key);
+    let connector = SdkConnector::new(clients, config.central.as_ref()).with_ledger(ledger);
+    let fleet = Fleet::new(connector, &config).with_home_key(&region, home_key);
     let namespace = config.metrics_namespace.as_str();
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         lambda_handler(&fleet, namespace, &home, event)

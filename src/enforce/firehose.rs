@@ -3,17 +3,16 @@
 //! managed mandate) with one `StartDeliveryStreamEncryption`, and confirm it is `ENABLED`.
 
 use super::{Enforcer, Halt, Handling, Verdict, codes};
+use crate::aws::Aws;
 use crate::aws::firehose::{
     DeliveryStatus, DeliverySummary, EncryptionStatus, FirehoseApi, FirehoseKey,
 };
-use crate::aws::kinesis::KinesisApi;
-use crate::aws::kms::KmsApi;
 use crate::model::exemption::Tags;
 use crate::model::outcome::{InitialState, Outcome};
 use crate::model::resource::Resource;
 use crate::policy::ratelimit::Operation;
 
-impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
+impl<A: Aws> Enforcer<A> {
     async fn describe_delivery_stream(
         &self,
         stream: &Resource,
@@ -21,7 +20,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     ) -> Result<DeliverySummary, Halt> {
         let summary = self
             .read(run, Operation::DescribeDeliveryStream, || {
-                self.firehose.delivery_summary(stream)
+                self.aws.delivery_summary(stream)
             })
             .await?;
         if summary.status == DeliveryStatus::Deleting {
@@ -122,7 +121,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     run,
                     &was,
                     Operation::ListTagsForDeliveryStream,
-                    || self.firehose.delivery_stream_tags(stream),
+                    || self.aws.delivery_stream_tags(stream),
                 )
                 .await?
             {
@@ -133,7 +132,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     stream,
                     run,
                     Operation::StartDeliveryStreamEncryption,
-                    || self.firehose.start_encryption(stream, &wanted),
+                    || FirehoseApi::start_encryption(&self.aws, stream, &wanted),
                 )
                 .await?
             {

@@ -2,16 +2,15 @@
 //! key in the configured form with one `StartStreamEncryption`, and confirm it took.
 
 use super::{Enforcer, Halt, Handling, Verdict, codes};
-use crate::aws::firehose::FirehoseApi;
+use crate::aws::Aws;
 use crate::aws::kinesis::{KinesisApi, StreamStatus, StreamSummary};
-use crate::aws::kms::KmsApi;
 use crate::model::exemption::Tags;
 use crate::model::key::KeyInfo;
 use crate::model::outcome::{InitialState, Outcome};
 use crate::model::resource::Resource;
 use crate::policy::ratelimit::Operation;
 
-impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
+impl<A: Aws> Enforcer<A> {
     async fn describe_stream(
         &self,
         stream: &Resource,
@@ -19,7 +18,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     ) -> Result<StreamSummary, Halt> {
         let summary = self
             .read(run, Operation::DescribeStreamSummary, || {
-                self.kinesis.stream_summary(stream)
+                self.aws.stream_summary(stream)
             })
             .await?;
         if summary.status == StreamStatus::Deleting {
@@ -92,7 +91,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 .map_or("unencrypted".to_owned(), |k| format!("encrypted with {k}"));
             if let Some(done) = self
                 .exempt_or_reported(record_tags, run, &was, Operation::ListTagsForStream, || {
-                    self.kinesis.stream_tags(stream)
+                    self.aws.stream_tags(stream)
                 })
                 .await?
             {
@@ -101,7 +100,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             // Kinesis takes the key in the configured form.
             if self
                 .write(stream, run, Operation::StartStreamEncryption, || {
-                    self.kinesis.start_encryption(stream, self.key.configured())
+                    KinesisApi::start_encryption(&self.aws, stream, self.key.configured())
                 })
                 .await?
             {

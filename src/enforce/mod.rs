@@ -8,11 +8,8 @@
 mod firehose;
 mod kinesis;
 
+use crate::aws::Aws;
 use crate::aws::error::{AwsError, quota};
-use crate::aws::firehose::FirehoseApi;
-use crate::aws::kinesis::KinesisApi;
-use crate::aws::kms::KmsApi;
-use crate::aws::ledger::Ledger;
 use crate::config::{Config, Mode};
 use crate::model::caller::{Tools, advice};
 use crate::model::event::Trigger;
@@ -24,7 +21,7 @@ use crate::policy::ratelimit::{Operation, RateLimiter};
 use crate::policy::retry::{self, CallError, RandomSource, RetryDecision, RetryPolicy, RetryState};
 use crate::sync::lock;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -74,23 +71,52 @@ impl Default for ConfirmPolling {
     }
 }
 
-/// The enforcer: the AWS capabilities it needs, the mandated key and the retry policy. Built once
-/// per container; the mandated key's resolution is cached in it.
-pub struct Enforcer<K, F, M> {
-    kinesis: K,
-    firehose: F,
-    kms: M,
+/// What the enforcer reads from the configuration, shared by the enforcers of every place.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// The retry policy.
+    pub policy: RetryPolicy,
+    /// The exemption tag, if any.
+    pub exempt_tag: Option<ExemptTag>,
+    /// Enforce or report.
+    pub mode: Mode,
+    /// The IaC tools recognised from the caller.
+    pub tools: Tools,
+    /// How long a tool's resource must stay ready and unchanged before a write.
+    pub settle: Duration,
+    /// Re-applications per resource per 24 hours before the enforcer stops.
+    pub flap_threshold: u32,
+    /// How long a resolution of the mandated key is used before it is resolved again.
+    pub key_ttl: Duration,
+    /// The share of the per-account rate limits each container's calls are paced at.
+    pub rate_share: f64,
+}
+
+impl Rules {
+    /// The configuration's rules.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            policy: config.retry_policy.clone(),
+            exempt_tag: config.exempt_tag.clone(),
+            mode: config.mode,
+            tools: config.iac_tools.clone(),
+            settle: config.settle,
+            flap_threshold: config.flap_threshold,
+            key_ttl: config.key_ttl,
+            rate_share: config.container_share(),
+        }
+    }
+}
+
+/// The enforcer of one account and region: the AWS port, the shared rules, and the mandated key
+/// as it applies there (an alias or key id names a key in the place's own region). Built once
+/// per place and container; the mandated key's resolution is cached in it.
+pub struct Enforcer<A: Aws> {
+    pub(crate) aws: A,
+    rules: Arc<Rules>,
     key: MandatedKey,
-    policy: RetryPolicy,
-    exempt_tag: Option<ExemptTag>,
-    mode: Mode,
     polling: ConfirmPolling,
     limiter: RateLimiter,
-    tools: Tools,
-    settle: Duration,
-    ledger: Option<Ledger>,
-    flap_threshold: u32,
-    key_ttl: Duration,
     resolved: Mutex<Option<Resolved>>,
 }
 
@@ -233,34 +259,18 @@ impl<'a> Handling<'a> {
     }
 }
 
-impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
-    /// An enforcer over the given adapters with the configured key and policy.
-    pub fn new(kinesis: K, firehose: F, kms: M, config: &Config) -> Self {
+impl<A: Aws> Enforcer<A> {
+    /// An enforcer over `aws` with `rules`, enforcing `key` (the configuration's as it applies
+    /// to this enforcer's place: [`Config::mandated_key_at`]).
+    pub fn new(aws: A, rules: Arc<Rules>, key: MandatedKey) -> Self {
         Self {
-            kinesis,
-            firehose,
-            kms,
-            key: config.mandated_key.clone(),
-            policy: config.retry_policy.clone(),
-            exempt_tag: config.exempt_tag.clone(),
-            mode: config.mode,
+            aws,
+            limiter: RateLimiter::new(rules.rate_share),
+            rules,
+            key,
             polling: ConfirmPolling::default(),
-            limiter: RateLimiter::new(config.container_share()),
-            tools: config.iac_tools.clone(),
-            settle: config.settle,
-            ledger: None,
-            flap_threshold: config.flap_threshold,
-            key_ttl: config.key_ttl,
             resolved: Mutex::new(None),
         }
-    }
-
-    /// The enforcer with `key` as the mandated key (the configuration's as it applies to this
-    /// enforcer's place: [`Config::mandated_key_at`]).
-    pub fn with_key(mut self, key: MandatedKey) -> Self {
-        self.key = key;
-        *lock(&self.resolved) = None;
-        self
     }
 
     /// The enforcer with the mandated key already resolved as `key`, from now (none: it resolves
@@ -273,22 +283,6 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             });
         }
         self
-    }
-
-    /// The enforcer with its writes counted in `ledger` (none: nothing is counted).
-    pub fn with_ledger(mut self, ledger: Option<Ledger>) -> Self {
-        self.ledger = ledger;
-        self
-    }
-
-    /// The Kinesis adapter (the inventory lists with it).
-    pub(crate) fn kinesis(&self) -> &K {
-        &self.kinesis
-    }
-
-    /// The Firehose adapter.
-    pub(crate) fn firehose(&self) -> &F {
-        &self.firehose
     }
 
     /// The share of the per-account limits this enforcer's calls are paced at.
@@ -304,10 +298,11 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         random: &mut (dyn RandomSource + Send),
     ) -> Report {
         let tool = self
+            .rules
             .tools
             .recognise(&trigger.caller)
             .map(|t| t.name.clone());
-        let mut run = Handling::new(deadline, random, &self.policy);
+        let mut run = Handling::new(deadline, random, &self.rules.policy);
         run.reverted_by = match (&tool, &trigger.caller.principal) {
             (Some(tool), Some(principal)) => format!("{tool} ({principal})"),
             (Some(who), None) | (None, Some(who)) => who.clone(),
@@ -315,21 +310,22 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         };
         run.settle = tool
             .clone()
-            .filter(|_| !self.settle.is_zero())
+            .filter(|_| !self.rules.settle.is_zero())
             .map(|tool| Settle {
                 tool,
-                period: self.settle,
+                period: self.rules.settle,
                 quiet_since: None,
                 last_seen: String::new(),
             });
         // A settle period protects the tool's next steps from a write; report mode makes none,
         // and a stream the create call itself tagged exempt gets none.
         let exempt_by_record = self
+            .rules
             .exempt_tag
             .as_ref()
             .zip(trigger.tags.as_ref())
             .is_some_and(|(tag, tags)| tag.matches(tags));
-        if self.mode == Mode::Report || exempt_by_record {
+        if self.rules.mode == Mode::Report || exempt_by_record {
             run.settle = None;
         }
         // The whole enforcement is bounded by the deadline: every wait already stops short of
@@ -426,13 +422,19 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        retry::run(&self.policy, deadline, random, operation.name(), || {
-            let attempt = call();
-            async move {
-                self.limiter.acquire(operation, deadline).await?;
-                attempt.await
-            }
-        })
+        retry::run(
+            &self.rules.policy,
+            deadline,
+            random,
+            operation.name(),
+            || {
+                let attempt = call();
+                async move {
+                    self.limiter.acquire(operation, deadline).await?;
+                    attempt.await
+                }
+            },
+        )
         .await
     }
 
@@ -519,9 +521,9 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         resource: &Resource,
         run: &mut Handling<'_>,
     ) -> Result<(), Halt> {
-        let Some(ledger) = &self.ledger else {
+        if !self.aws.counts() {
             return Ok(());
-        };
+        }
         if run.flapping_checked {
             return Ok(());
         }
@@ -533,7 +535,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 run.deadline,
                 &mut *run.random,
                 Operation::LedgerQuery,
-                || ledger.recent(&arn, now),
+                || self.aws.recent(&arn, now),
             )
             .await
         {
@@ -549,8 +551,8 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         };
         // Firehose counts Start and Stop together against its 25: a revert cycle costs two.
         let threshold = match resource.service {
-            Service::Kinesis => self.flap_threshold,
-            Service::Firehose => self.flap_threshold.min(FIREHOSE_FLAP_LIMIT),
+            Service::Kinesis => self.rules.flap_threshold,
+            Service::Firehose => self.rules.flap_threshold.min(FIREHOSE_FLAP_LIMIT),
         } as usize;
         if recent.len() < threshold {
             return Ok(());
@@ -580,15 +582,15 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
 
     /// Records a write that took in the ledger; a failure is logged, the outcome stands.
     async fn record_application(&self, resource: &Resource, run: &mut Handling<'_>) {
-        let Some(ledger) = &self.ledger else {
+        if !self.aws.counts() {
             return;
-        };
+        }
         let arn = resource.arn();
         let by = run.reverted_by.clone();
         let now = std::time::SystemTime::now();
         if let Err(e) = self
             .paced(run.deadline, &mut *run.random, Operation::LedgerPut, || {
-                ledger.record(&arn, now, &by)
+                self.aws.record(&arn, now, &by)
             })
             .await
         {
@@ -708,7 +710,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     async fn mandated_key(&self, run: &mut Handling<'_>) -> Result<Option<KeyInfo>, Halt> {
         let last = lock(&self.resolved).clone();
         if let Some(last) = &last
-            && last.at.elapsed() < self.key_ttl
+            && last.at.elapsed() < self.rules.key_ttl
         {
             return Ok(Some(last.info.clone()));
         }
@@ -718,7 +720,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 run.deadline,
                 &mut *run.random,
                 Operation::DescribeKey,
-                || self.kms.describe_key(configured),
+                || self.aws.describe_key(configured),
             )
             .await
         {
@@ -804,7 +806,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             return Ok(None);
         }
         run.exemption_checked = true;
-        if let Some(tag) = &self.exempt_tag {
+        if let Some(tag) = &self.rules.exempt_tag {
             let exempt = match record_tags {
                 Some(tags) if tag.matches(tags) => true,
                 _ => tag.matches(&self.read(run, list_operation, list_tags).await?),
@@ -816,7 +818,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                 )));
             }
         }
-        if self.mode == Mode::Report {
+        if self.rules.mode == Mode::Report {
             return Ok(Some(Verdict(
                 Outcome::Noncompliant,
                 format!("{was}; report mode: the mandated key was not applied"),

@@ -1,7 +1,8 @@
 //! The whole decision table, in milliseconds: every stream status, encryption, form of the
-//! mandated key, mode and exemption (on the resource, or in the create call's record), through the real event parsing and the real enforcer, on an
-//! in-memory model of Kinesis, Firehose and KMS (`Model`, behind the same traits the SDK
-//! adapters implement) with the clock paused.
+//! mandated key, mode and exemption (on the resource, or in the create call's record), and the
+//! flapping guard's count, through the real event parsing and the real enforcer, on an
+//! in-memory model of Kinesis, Firehose, KMS and the re-application ledger (`Model`, behind the
+//! same port the SDK adapters implement) with the clock paused.
 //!
 //! The model keeps AWS's rules that the decision depends on: a write on a stream that is not
 //! `ACTIVE` (or a delivery stream that is not, or whose encryption is changing) is refused with
@@ -15,6 +16,7 @@ use crate::support::own_account::OwnAccount;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use stream_encryption_enforcer::aws::Aws;
 use stream_encryption_enforcer::aws::error::AwsError;
 use stream_encryption_enforcer::aws::firehose::{
     DeliveryEncryption, DeliveryStatus, DeliverySummary, EncryptionStatus, FirehoseApi, FirehoseKey,
@@ -23,6 +25,7 @@ use stream_encryption_enforcer::aws::kinesis::{
     KinesisApi, ListCursor, StreamPage, StreamStatus, StreamSummary,
 };
 use stream_encryption_enforcer::aws::kms::KmsApi;
+use stream_encryption_enforcer::aws::ledger::{Application, LedgerApi};
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::fleet::Fleet;
 use stream_encryption_enforcer::model::exemption::Tags;
@@ -75,6 +78,10 @@ struct World {
     calls: BTreeMap<&'static str, u32>,
     /// Writes answered ResourceInUseException: the enforcer wrote on a resource not ready.
     refused_writes: u32,
+    /// The re-application ledger, by resource ARN (none: no `LEDGER_TABLE`).
+    ledger: Option<Vec<(String, Application)>>,
+    /// The ledger's Query is denied.
+    ledger_unreadable: bool,
 }
 
 #[derive(Clone, Default)]
@@ -296,6 +303,59 @@ impl KmsApi for Model {
     }
 }
 
+impl LedgerApi for Model {
+    fn counts(&self) -> bool {
+        self.world().ledger.is_some()
+    }
+
+    async fn recent(
+        &self,
+        resource: &str,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<Application>, AwsError> {
+        self.count("Query");
+        let world = self.world();
+        if world.ledger_unreadable {
+            return Err(AwsError::new(
+                "AccessDeniedException",
+                "not authorized to perform dynamodb:Query",
+            ));
+        }
+        let since = epoch_ms(now).saturating_sub(DAY_MS);
+        Ok(world
+            .ledger
+            .iter()
+            .flatten()
+            .filter(|(arn, a)| arn == resource && a.at_ms >= since)
+            .map(|(_, a)| a.clone())
+            .collect())
+    }
+
+    async fn record(
+        &self,
+        resource: &str,
+        now: std::time::SystemTime,
+        reverted_by: &str,
+    ) -> Result<(), AwsError> {
+        self.count("PutItem");
+        let application = Application {
+            at_ms: epoch_ms(now),
+            reverted_by: reverted_by.to_owned(),
+        };
+        if let Some(ledger) = self.world().ledger.as_mut() {
+            ledger.push((resource.to_owned(), application));
+        }
+        Ok(())
+    }
+}
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+fn epoch_ms(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 // ---- One case.
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -304,7 +364,7 @@ enum Mode {
     Report,
 }
 
-fn config(mandated: &str, mode: Mode) -> Config {
+fn config(mandated: &str, mode: Mode, flap_threshold: Option<u32>) -> Config {
     let mode = match mode {
         Mode::Enforce => "enforce",
         Mode::Report => "report",
@@ -313,6 +373,7 @@ fn config(mandated: &str, mode: Mode) -> Config {
         "MANDATED_KMS_KEY" => Some(mandated.to_owned()),
         "ENFORCEMENT_MODE" => Some(mode.to_owned()),
         "EXEMPT_TAG" => Some(EXEMPT.to_owned()),
+        "FLAP_THRESHOLD" => flap_threshold.map(|n| n.to_string()),
         _ => None,
     })
     .expect("configuration")
@@ -327,21 +388,12 @@ fn event(fixture: &str, name_field: &str, name: &str) -> serde_json::Value {
 }
 
 async fn run(model: &Model, mandated: &str, mode: Mode, event: serde_json::Value) -> Report {
-    run_with(model.clone(), model, mandated, mode, event).await
+    run_with(model.clone(), &config(mandated, mode, None), event).await
 }
 
-/// As [`run`], with `kinesis` answering the Kinesis calls instead of the model.
-async fn run_with<K: KinesisApi + Clone>(
-    kinesis: K,
-    model: &Model,
-    mandated: &str,
-    mode: Mode,
-    event: serde_json::Value,
-) -> Report {
-    let fleet = Fleet::new(
-        OwnAccount::new(kinesis, model.clone(), model.clone()),
-        &config(mandated, mode),
-    );
+/// As [`run`], with `aws` answering the calls and `config` as the configuration.
+async fn run_with<A: Aws + Clone>(aws: A, config: &Config, event: serde_json::Value) -> Report {
+    let fleet = Fleet::new(OwnAccount::new(aws), config);
     let home = Location::new(ACCOUNT, REGION).expect("home");
     fleet
         .handle(
@@ -877,6 +929,52 @@ async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caug
             KinesisApi::start_encryption(&self.0, stream, &key_arn(OTHER_KEY_ID)).await
         }
     }
+    impl FirehoseApi for Sabotaged {
+        async fn delivery_summary(&self, stream: &Resource) -> Result<DeliverySummary, AwsError> {
+            self.0.delivery_summary(stream).await
+        }
+        async fn list_delivery_streams(
+            &self,
+            after: Option<String>,
+        ) -> Result<(Vec<String>, bool), AwsError> {
+            self.0.list_delivery_streams(after).await
+        }
+        async fn delivery_stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
+            self.0.delivery_stream_tags(stream).await
+        }
+        async fn start_encryption(
+            &self,
+            stream: &Resource,
+            key: &FirehoseKey,
+        ) -> Result<(), AwsError> {
+            FirehoseApi::start_encryption(&self.0, stream, key).await
+        }
+    }
+    impl KmsApi for Sabotaged {
+        async fn describe_key(&self, key: &str) -> Result<KeyInfo, AwsError> {
+            self.0.describe_key(key).await
+        }
+    }
+    impl LedgerApi for Sabotaged {
+        fn counts(&self) -> bool {
+            self.0.counts()
+        }
+        async fn recent(
+            &self,
+            resource: &str,
+            now: std::time::SystemTime,
+        ) -> Result<Vec<Application>, AwsError> {
+            self.0.recent(resource, now).await
+        }
+        async fn record(
+            &self,
+            resource: &str,
+            now: std::time::SystemTime,
+            by: &str,
+        ) -> Result<(), AwsError> {
+            self.0.record(resource, now, by).await
+        }
+    }
     let model = Model::default().with_keys();
     model.world().streams.insert(
         "orders".into(),
@@ -889,9 +987,7 @@ async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caug
     );
     let report = run_with(
         Sabotaged(model.clone()),
-        &model,
-        "alias/org-streams",
-        Mode::Enforce,
+        &config("alias/org-streams", Mode::Enforce, None),
         event("kinesis-create-stream", "streamName", "orders"),
     )
     .await;

@@ -272,8 +272,8 @@ async fn replay_queue(
         config.mode = Mode::Report;
     }
     let ledger = clients.ledger(config.ledger_table.as_deref());
-    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config)
-        .with_ledger(ledger);
+    let connector = SdkConnector::new(clients, config.central.as_ref()).with_ledger(ledger);
+    let fleet = Fleet::new(connector, &config);
     let progress = if std::io::stderr().is_terminal() {
         let length = replay::Queue::approximate_len(&queue).await;
         let length = match (length, options.max) {
@@ -378,8 +378,8 @@ async fn invoke(config: &Config, clients: AwsClients, path: &PathBuf, timeout: u
         None
     };
     let ledger = clients.ledger(config.ledger_table.as_deref());
-    let fleet =
-        Fleet::new(SdkConnector::new(clients, config.central.as_ref()), config).with_ledger(ledger);
+    let connector = SdkConnector::new(clients, config.central.as_ref()).with_ledger(ledger);
+    let fleet = Fleet::new(connector, config);
     let print = |output: &dyn erased::Json| println!("{}", output.json());
     match run_event(&fleet, value, deadline, home.as_ref(), |_| {}).await {
         Ok(Output::Event(report)) => {
@@ -465,8 +465,8 @@ async fn inventory(
     let mut config = config.clone();
     config.mode = mode;
     let ledger = clients.ledger(config.ledger_table.as_deref());
-    let fleet = Fleet::new(SdkConnector::new(clients, config.central.as_ref()), &config)
-        .with_ledger(ledger);
+    let connector = SdkConnector::new(clients, config.central.as_ref()).with_ledger(ledger);
+    let fleet = Fleet::new(connector, &config);
     let deadline = Instant::now() + SWEEP_BUDGET;
     if let Err(e) = fleet
         .refresh_accounts(deadline, &mut fastrand::Rng::new())
