@@ -994,3 +994,223 @@ async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caug
     assert_eq!(report.outcome, Outcome::Failed);
     assert_eq!(report.error_code.as_deref(), Some("Enforcer.KeyMismatch"));
 }
+
+// ---- The flapping guard.
+
+/// What the re-application ledger holds before the event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kept {
+    /// No `LEDGER_TABLE`: nothing is counted.
+    NoLedger,
+    /// Its Query is denied.
+    Unreadable,
+    /// This many applications to the resource in the last 24 hours (and others that do not
+    /// count: older ones, and another resource's).
+    Prior(u32),
+}
+
+/// Who left the resource off the key before, as the ledger records it.
+const EARLIER: &str = "Terraform (arn:aws:iam::123456789012:role/Other)";
+
+#[tokio::test(start_paused = true)]
+async fn flapping_every_service_threshold_count_mode_and_exemption() {
+    use std::time::SystemTime;
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    let hour = Duration::from_secs(3600);
+    for firehose in [false, true] {
+        for threshold in [None, Some(1), Some(3), Some(12), Some(13), Some(24)] {
+            // The oracle, from the README's configuration table: the default is 10, and a
+            // delivery stream's threshold is at most 12 (a revert cycle costs two of 25 calls).
+            let configured = threshold.unwrap_or(10);
+            let effective = if firehose {
+                configured.min(12)
+            } else {
+                configured
+            };
+            let mut kept = vec![Kept::NoLedger, Kept::Unreadable];
+            let mut priors = vec![0, effective - 1, effective, effective + 1, configured];
+            priors.sort();
+            priors.dedup();
+            kept.extend(priors.into_iter().map(Kept::Prior));
+            for kept in kept {
+                for compliant in [false, true] {
+                    for (mode, exempt) in [
+                        (Mode::Enforce, Exempt::No),
+                        (Mode::Enforce, Exempt::Listed),
+                        (Mode::Report, Exempt::No),
+                    ] {
+                        cases += 1;
+                        let model = Model::default().with_keys();
+                        let (name, fixture, field) = if firehose {
+                            (
+                                "clickstream",
+                                "firehose-create-delivery-stream",
+                                "deliveryStreamName",
+                            )
+                        } else {
+                            ("orders", "kinesis-create-stream", "streamName")
+                        };
+                        let arn = Resource::named(
+                            if firehose {
+                                stream_encryption_enforcer::model::resource::Service::Firehose
+                            } else {
+                                stream_encryption_enforcer::model::resource::Service::Kinesis
+                            },
+                            Location::new(ACCOUNT, REGION).expect("home"),
+                            name,
+                        )
+                        .expect("resource")
+                        .arn();
+                        {
+                            let mut world = model.world();
+                            if firehose {
+                                world.deliveries.insert(
+                                    name.into(),
+                                    Delivery {
+                                        status: DeliveryStatus::Active,
+                                        reads_to_ready: 1,
+                                        source_type: "DirectPut".into(),
+                                        encryption: if compliant {
+                                            Sse::EnabledMandated.encryption()
+                                        } else {
+                                            None
+                                        },
+                                        tags: exempt.listed(),
+                                    },
+                                );
+                            } else {
+                                world.streams.insert(
+                                    name.into(),
+                                    Stream {
+                                        status: StreamStatus::Active,
+                                        reads_to_ready: 0,
+                                        key: compliant.then(|| key_arn(KEY_ID)),
+                                        tags: exempt.listed(),
+                                    },
+                                );
+                            }
+                            let now = SystemTime::now();
+                            let at = |ago: Duration| Application {
+                                at_ms: epoch_ms(now - ago),
+                                reverted_by: EARLIER.into(),
+                            };
+                            world.ledger_unreadable = kept == Kept::Unreadable;
+                            if kept != Kept::NoLedger {
+                                let mut ledger = Vec::new();
+                                let prior = match kept {
+                                    Kept::Prior(n) => n,
+                                    _ => 0,
+                                };
+                                for i in 0..prior {
+                                    ledger.push((arn.clone(), at(hour * (i + 1) / 2)));
+                                }
+                                // Older than 24 hours, or another resource's: not counted.
+                                for _ in 0..3 {
+                                    ledger.push((arn.clone(), at(hour * 25)));
+                                    ledger.push((format!("{arn}-other"), at(hour)));
+                                }
+                                world.ledger = Some(ledger);
+                            }
+                        }
+                        let before = model.world().ledger.clone();
+                        let mut event = event(fixture, field, name);
+                        if firehose {
+                            event["detail"]["requestParameters"]["deliveryStreamType"] =
+                                "DirectPut".into();
+                        }
+                        let config = config("alias/org-streams", mode, threshold);
+                        let report = run_with(model.clone(), &config, event).await;
+
+                        let would_write =
+                            !compliant && !exempt.is_exempt() && mode == Mode::Enforce;
+                        let flapping =
+                            would_write && matches!(kept, Kept::Prior(n) if n >= effective);
+                        let want = if flapping {
+                            Outcome::Flapping
+                        } else {
+                            expected_when_present(compliant, exempt.is_exempt(), mode)
+                        };
+                        let wrote = want == Outcome::Remediated;
+                        let start = if firehose {
+                            "StartDeliveryStreamEncryption"
+                        } else {
+                            "StartStreamEncryption"
+                        };
+                        let mut wrong = Vec::new();
+                        if report.outcome != want {
+                            wrong.push(format!("outcome {} (want {want})", report.outcome));
+                        }
+                        let writes = model.calls(start);
+                        if writes != u32::from(wrote) || report.attempts != writes {
+                            wrong.push(format!(
+                                "{writes} Start calls, attempts {}",
+                                report.attempts
+                            ));
+                        }
+                        // The ledger is asked before the first write only, and only when one is
+                        // configured.
+                        let want_queries = u32::from(would_write && kept != Kept::NoLedger);
+                        if model.calls("Query") != want_queries {
+                            wrong.push(format!("{} ledger reads", model.calls("Query")));
+                        }
+                        let want_error = flapping.then_some("Enforcer.Flapping");
+                        if want != Outcome::Failed && report.error_code.as_deref() != want_error {
+                            wrong.push(format!("error code {:?}", report.error_code));
+                        }
+                        let reason = report.reason.clone().unwrap_or_default();
+                        if let (true, Kept::Prior(n)) = (flapping, kept)
+                            && !(reason.contains(&format!("applied {n} times"))
+                                && reason.contains(&format!("{EARLIER} x{n}")))
+                        {
+                            wrong.push(format!("reason {reason:?}"));
+                        }
+                        if kept == Kept::Unreadable
+                            && wrote
+                            && !reason.contains(
+                                "re-application ledger could not be read (AccessDeniedException",
+                            )
+                        {
+                            wrong.push(format!(
+                                "reason {reason:?} does not say the check was skipped"
+                            ));
+                        }
+                        // A write that took is recorded, with who left the resource off the key;
+                        // nothing else changes the ledger.
+                        let after = model.world().ledger.clone();
+                        let recorded = matches!(kept, Kept::Prior(_)) && wrote;
+                        match (&before, &after) {
+                            (Some(before), Some(after)) if recorded => {
+                                let added = &after[before.len()..];
+                                if after[..before.len()] != before[..]
+                                    || added.len() != 1
+                                    || added[0].0 != arn
+                                    || !added[0].1.reverted_by.contains("DataPlatformDeployer")
+                                {
+                                    wrong.push(format!("recorded {added:?}"));
+                                }
+                            }
+                            _ if kept != Kept::Unreadable && before != after => {
+                                wrong.push("the ledger changed".into());
+                            }
+                            _ => {}
+                        }
+                        if !wrong.is_empty() {
+                            failures.push(format!(
+                                "firehose {firehose}, threshold {threshold:?}, {kept:?}, compliant {compliant}, {mode:?}, exempt {exempt:?}: {}",
+                                wrong.join("; ")
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 426);
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
