@@ -1,0 +1,205 @@
+//! The one decision loop, for both services: read the resource, ask the service's pure `step`
+//! what it means, and do what it says (wait, settle, pass the gate, write, confirm), until an
+//! outcome. Each service supplies its reads, its write and its judgements as a [`Procedure`]
+//! (`kinesis.rs`, `firehose.rs`).
+
+use super::gate::Gate;
+use super::{Enforcer, EventRun, Halt, Verdict};
+use crate::aws::Aws;
+use crate::aws::error::AwsError;
+use crate::model::exemption::Tags;
+use crate::model::key::{KeyInfo, MandatedKey};
+use crate::model::outcome::{InitialState, Outcome};
+use crate::model::resource::{Location, Resource};
+use crate::policy::ratelimit::Operation;
+use std::future::Future;
+use std::time::Duration;
+
+/// The first delay of the confirm step's polling while a resource is UPDATING / ENABLING.
+const CONFIRM_FIRST: Duration = Duration::from_millis(250);
+/// How much each confirm delay grows over the last.
+const CONFIRM_GROWTH: f64 = 1.2;
+/// The longest confirm delay; the deadline bounds the polling in any case.
+const CONFIRM_MAX: Duration = Duration::from_secs(2);
+
+/// What one read of a resource means, and what to do next.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// Not ready (in this state): wait as the retry policy waits for ResourceInUseException,
+    /// then read again.
+    Wait(String),
+    /// Decided without a write.
+    Done(Verdict),
+    /// Someone already asked for the mandated key: only confirm.
+    Confirm,
+    /// Ready and off the mandated key (`was`, in words). `seen` is what the read showed, for
+    /// a tool's settle period: any change starts it over.
+    Apply { was: String, seen: String },
+}
+
+/// What one read after the write means.
+#[derive(Debug)]
+pub(super) enum Poll {
+    /// Confirmed, or judged.
+    Done(Verdict),
+    /// Still changing (in this state): read again after the next delay.
+    Pending(String),
+}
+
+/// One service's side of the loop: its calls, and the pure judgements of what it reads.
+pub(super) trait Procedure: Sized + Send + Sync {
+    /// What a read shows.
+    type Summary: Send;
+    /// The read.
+    const DESCRIBE: Operation;
+    /// The tag listing, for the exemption tag.
+    const LIST_TAGS: Operation;
+    /// The write.
+    const START: Operation;
+
+    /// Reads the resource.
+    fn describe<A: Aws>(
+        aws: &A,
+        resource: &Resource,
+    ) -> impl Future<Output = Result<Self::Summary, AwsError>> + Send;
+    /// Lists the resource's tags.
+    fn tags<A: Aws>(
+        aws: &A,
+        resource: &Resource,
+    ) -> impl Future<Output = Result<Tags, AwsError>> + Send;
+    /// Puts the resource on the mandated key.
+    fn start<A: Aws>(
+        &self,
+        aws: &A,
+        resource: &Resource,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// Why the resource is gone, when the read says it is being deleted.
+    fn deleting(summary: &Self::Summary) -> Option<&'static str>;
+    /// What the first read found, for the report.
+    fn found(summary: &Self::Summary) -> InitialState;
+    /// An outcome the first read decides before the mandated key is resolved.
+    fn before_key(summary: &Self::Summary) -> Option<Verdict>;
+    /// What the first read decides when the mandated key cannot be resolved (`why`).
+    fn unresolved(
+        key: &MandatedKey,
+        at: &Location,
+        summary: &Self::Summary,
+        why: Halt,
+    ) -> Result<Verdict, Halt>;
+    /// The procedure for the mandated key as resolved (none: an AWS managed alias not created
+    /// yet).
+    fn new(key: &MandatedKey, at: &Location, mandated: Option<KeyInfo>) -> Self;
+    /// What a read means; `waited`: the enforcer waited for the resource, so a key found on
+    /// since is someone else's doing.
+    fn step(&self, summary: &Self::Summary, waited: bool) -> Step;
+    /// What a read after the write means; `took`: this event's write took, `was`: what the
+    /// resource was before it.
+    fn confirmed(&self, summary: &Self::Summary, took: bool, was: &str) -> Result<Poll, Halt>;
+}
+
+/// Enforces the mandated key on `resource` with the procedure `P`.
+pub(super) async fn drive<A: Aws, P: Procedure>(
+    enforcer: &Enforcer<A>,
+    resource: &Resource,
+    record_tags: Option<&Tags>,
+    run: &mut EventRun<'_>,
+) -> Result<Verdict, Halt> {
+    let mut now = describe::<A, P>(enforcer, resource, run).await?;
+    run.found = Some(P::found(&now));
+    if let Some(done) = P::before_key(&now) {
+        return Ok(done);
+    }
+    let mandated = match enforcer.mandated_key(run).await {
+        Ok(mandated) => mandated,
+        Err(why) => return P::unresolved(&enforcer.key, &resource.location, &now, why),
+    };
+    run.key = mandated.clone();
+    let procedure = P::new(&enforcer.key, &resource.location, mandated);
+    // Inspect before every write and wait with reads: AWS refuses a write on a resource that is
+    // not ready, and a write while its creator is between two steps breaks the creator.
+    loop {
+        match procedure.step(&now, run.waited()) {
+            Step::Wait(state) => enforcer.wait_until_ready(run, &state).await?,
+            Step::Done(verdict) => return Ok(verdict),
+            Step::Confirm => return confirm(enforcer, &procedure, resource, run, "").await,
+            Step::Apply { was, seen } => {
+                if enforcer.settled(run, seen).await? {
+                    let gate = enforcer
+                        .gate(resource, record_tags, run, P::LIST_TAGS, || {
+                            P::tags(&enforcer.aws, resource)
+                        })
+                        .await?;
+                    match gate {
+                        Gate::Write => {}
+                        Gate::Exempt(tag) => {
+                            return Ok(Verdict(
+                                Outcome::Exempt,
+                                format!("{was}; exempt by tag {tag}"),
+                            ));
+                        }
+                        Gate::Report => {
+                            return Ok(Verdict(
+                                Outcome::Noncompliant,
+                                format!("{was}; report mode: the mandated key was not applied"),
+                            ));
+                        }
+                        Gate::Flapping(reason) => return Err(Halt::Flapping { reason }),
+                    }
+                    let start = || procedure.start(&enforcer.aws, resource);
+                    if enforcer.write(resource, run, P::START, start).await? {
+                        return confirm(enforcer, &procedure, resource, run, &was).await;
+                    }
+                    // Someone else is changing the resource right now: inspect again before
+                    // anything else.
+                    let state = format!(
+                        "being changed by another caller ({} answered ResourceInUseException)",
+                        P::START.name()
+                    );
+                    enforcer.wait_until_ready(run, &state).await?;
+                }
+            }
+        }
+        now = describe::<A, P>(enforcer, resource, run).await?;
+    }
+}
+
+/// After a write (this event's, or one already under way with the mandated key): reads until
+/// the procedure judges the result.
+async fn confirm<A: Aws, P: Procedure>(
+    enforcer: &Enforcer<A>,
+    procedure: &P,
+    resource: &Resource,
+    run: &mut EventRun<'_>,
+    was: &str,
+) -> Result<Verdict, Halt> {
+    let mut delay = CONFIRM_FIRST;
+    loop {
+        let now = describe::<A, P>(enforcer, resource, run).await?;
+        match procedure.confirmed(&now, run.took, was)? {
+            Poll::Done(verdict) => return Ok(verdict),
+            Poll::Pending(state) => {
+                enforcer.wait_to_confirm(delay, run, &state).await?;
+                delay = delay.mul_f64(CONFIRM_GROWTH).min(CONFIRM_MAX);
+            }
+        }
+    }
+}
+
+/// One read of the resource; one being deleted is gone.
+async fn describe<A: Aws, P: Procedure>(
+    enforcer: &Enforcer<A>,
+    resource: &Resource,
+    run: &mut EventRun<'_>,
+) -> Result<P::Summary, Halt> {
+    let summary = enforcer
+        .read(run, P::DESCRIBE, || P::describe(&enforcer.aws, resource))
+        .await?;
+    match P::deleting(&summary) {
+        Some(reason) => Err(Halt::Gone {
+            reason: reason.into(),
+            code: "DELETING".into(),
+        }),
+        None => Ok(summary),
+    }
+}
