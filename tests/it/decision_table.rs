@@ -909,73 +909,89 @@ async fn firehose_a_failed_creation_is_not_applicable_and_a_deleted_stream_gone(
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caught() {
-    // The confirm step is what makes `remediated` true: a Start that "takes" a key other than
-    // the mandated one must fail the event, not pass it.
-    #[derive(Clone, Default)]
-    struct Sabotaged(Model);
-    impl KinesisApi for Sabotaged {
-        async fn stream_summary(&self, stream: &Resource) -> Result<StreamSummary, AwsError> {
-            self.0.stream_summary(stream).await
-        }
-        async fn list_streams(&self, from: Option<ListCursor>) -> Result<StreamPage, AwsError> {
-            self.0.list_streams(from).await
-        }
-        async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
-            self.0.stream_tags(stream).await
-        }
-        async fn start_encryption(&self, stream: &Resource, _: &str) -> Result<(), AwsError> {
-            KinesisApi::start_encryption(&self.0, stream, &key_arn(OTHER_KEY_ID)).await
+/// How [`Twisted`] answers Kinesis's StartStreamEncryption instead of the model.
+#[derive(Clone)]
+enum Twist {
+    /// The Start "takes" another key than the one asked for.
+    OtherKey,
+    /// The first Start is refused with ResourceInUseException, as when someone else is
+    /// changing the stream at that moment; later ones reach the model.
+    BusyOnce(Arc<std::sync::atomic::AtomicBool>),
+}
+
+/// The model, with one twist in its StartStreamEncryption.
+#[derive(Clone)]
+struct Twisted(Model, Twist);
+
+impl KinesisApi for Twisted {
+    async fn stream_summary(&self, stream: &Resource) -> Result<StreamSummary, AwsError> {
+        self.0.stream_summary(stream).await
+    }
+    async fn list_streams(&self, from: Option<ListCursor>) -> Result<StreamPage, AwsError> {
+        self.0.list_streams(from).await
+    }
+    async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
+        self.0.stream_tags(stream).await
+    }
+    async fn start_encryption(&self, stream: &Resource, key: &str) -> Result<(), AwsError> {
+        match &self.1 {
+            Twist::OtherKey => {
+                KinesisApi::start_encryption(&self.0, stream, &key_arn(OTHER_KEY_ID)).await
+            }
+            Twist::BusyOnce(refused) => {
+                if !refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    self.0.count("StartStreamEncryption");
+                    return Err(in_use(&stream.name));
+                }
+                KinesisApi::start_encryption(&self.0, stream, key).await
+            }
         }
     }
-    impl FirehoseApi for Sabotaged {
-        async fn delivery_summary(&self, stream: &Resource) -> Result<DeliverySummary, AwsError> {
-            self.0.delivery_summary(stream).await
-        }
-        async fn list_delivery_streams(
-            &self,
-            after: Option<String>,
-        ) -> Result<(Vec<String>, bool), AwsError> {
-            self.0.list_delivery_streams(after).await
-        }
-        async fn delivery_stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
-            self.0.delivery_stream_tags(stream).await
-        }
-        async fn start_encryption(
-            &self,
-            stream: &Resource,
-            key: &FirehoseKey,
-        ) -> Result<(), AwsError> {
-            FirehoseApi::start_encryption(&self.0, stream, key).await
-        }
+}
+impl FirehoseApi for Twisted {
+    async fn delivery_summary(&self, stream: &Resource) -> Result<DeliverySummary, AwsError> {
+        self.0.delivery_summary(stream).await
     }
-    impl KmsApi for Sabotaged {
-        async fn describe_key(&self, key: &str) -> Result<KeyInfo, AwsError> {
-            self.0.describe_key(key).await
-        }
+    async fn list_delivery_streams(
+        &self,
+        after: Option<String>,
+    ) -> Result<(Vec<String>, bool), AwsError> {
+        self.0.list_delivery_streams(after).await
     }
-    impl LedgerApi for Sabotaged {
-        fn counts(&self) -> bool {
-            self.0.counts()
-        }
-        async fn recent(
-            &self,
-            resource: &str,
-            now: std::time::SystemTime,
-        ) -> Result<Vec<Application>, AwsError> {
-            self.0.recent(resource, now).await
-        }
-        async fn record(
-            &self,
-            resource: &str,
-            now: std::time::SystemTime,
-            by: &str,
-        ) -> Result<(), AwsError> {
-            self.0.record(resource, now, by).await
-        }
+    async fn delivery_stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
+        self.0.delivery_stream_tags(stream).await
     }
-    let model = Model::default().with_keys();
+    async fn start_encryption(&self, stream: &Resource, key: &FirehoseKey) -> Result<(), AwsError> {
+        FirehoseApi::start_encryption(&self.0, stream, key).await
+    }
+}
+impl KmsApi for Twisted {
+    async fn describe_key(&self, key: &str) -> Result<KeyInfo, AwsError> {
+        self.0.describe_key(key).await
+    }
+}
+impl LedgerApi for Twisted {
+    fn counts(&self) -> bool {
+        self.0.counts()
+    }
+    async fn recent(
+        &self,
+        resource: &str,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<Application>, AwsError> {
+        self.0.recent(resource, now).await
+    }
+    async fn record(
+        &self,
+        resource: &str,
+        now: std::time::SystemTime,
+        by: &str,
+    ) -> Result<(), AwsError> {
+        self.0.record(resource, now, by).await
+    }
+}
+
+fn unencrypted_orders(model: &Model) {
     model.world().streams.insert(
         "orders".into(),
         Stream {
@@ -985,14 +1001,45 @@ async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caug
             tags: tags(false),
         },
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caught() {
+    // The confirm step is what makes `remediated` true: a Start that "takes" a key other than
+    // the mandated one must fail the event, not pass it.
+    let model = Model::default().with_keys();
+    unencrypted_orders(&model);
     let report = run_with(
-        Sabotaged(model.clone()),
+        Twisted(model.clone(), Twist::OtherKey),
         &config("alias/org-streams", Mode::Enforce, None),
         event("kinesis-create-stream", "streamName", "orders"),
     )
     .await;
     assert_eq!(report.outcome, Outcome::Failed);
     assert_eq!(report.error_code.as_deref(), Some("Enforcer.KeyMismatch"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_refused_as_in_use_is_retried_after_a_fresh_read_and_the_checks_are_not_repeated() {
+    // The exemption tag and the ledger are checked once per event, before its first write; a
+    // second write after ResourceInUseException reads the stream again but not them.
+    let model = Model::default().with_keys();
+    unencrypted_orders(&model);
+    model.world().ledger = Some(Vec::new());
+    let report = run_with(
+        Twisted(model.clone(), Twist::BusyOnce(Default::default())),
+        &config("alias/org-streams", Mode::Enforce, None),
+        event("kinesis-create-stream", "streamName", "orders"),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
+    assert_eq!(report.attempts, 2);
+    assert_eq!(model.calls("StartStreamEncryption"), 2);
+    assert_eq!(model.calls("ListTagsForStream"), 1);
+    assert_eq!(model.calls("Query"), 1);
+    assert_eq!(model.calls("PutItem"), 1);
+    // Read first, again after the refused write, then twice to confirm (UPDATING, ACTIVE).
+    assert_eq!(model.calls("DescribeStreamSummary"), 4);
 }
 
 // ---- The flapping guard.
