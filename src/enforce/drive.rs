@@ -4,16 +4,24 @@
 //! (`kinesis.rs`, `firehose.rs`).
 
 use super::gate::Gate;
-use super::{Enforcer, EventRun, Halt, Verdict};
+use super::{Enforcer, EventRun, Halt, Verdict, codes, report};
 use crate::aws::Aws;
-use crate::aws::error::AwsError;
+use crate::aws::error::{AwsError, quota};
 use crate::model::exemption::Tags;
 use crate::model::key::{KeyInfo, MandatedKey};
 use crate::model::outcome::{InitialState, Outcome};
 use crate::model::resource::{Location, Resource};
 use crate::policy::ratelimit::Operation;
+use crate::policy::retry::{self, CallError, RetryDecision};
 use std::future::Future;
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// The error AWS answers a write with while the resource is not ready; an inspection that finds
+/// it not ready counts as this error under the retry policy.
+const IN_USE: &str = "ResourceInUseException";
+/// How often a tool's resource is inspected during its settle period.
+const SETTLE_POLL: Duration = Duration::from_secs(2);
 
 /// The first delay of the confirm step's polling while a resource is UPDATING / ENABLING.
 const CONFIRM_FIRST: Duration = Duration::from_millis(250);
@@ -201,5 +209,167 @@ async fn describe<A: Aws, P: Procedure>(
             code: "DELETING".into(),
         }),
         None => Ok(summary),
+    }
+}
+
+// ---- The waits and the write the loop makes.
+
+impl<A: Aws> Enforcer<A> {
+    /// A write call on `resource`, made once: throttling and the other errors the policy names
+    /// are retried, but `ResourceInUseException` is not, because it means someone else is
+    /// changing the resource, and only a fresh inspection can tell what to do next; nor are the
+    /// quotas. `Ok(true)` when the write took, `Ok(false)` when it was refused as in use. Every
+    /// attempt counts in `run.writes`. The ledger records it when it took.
+    async fn write<Fut>(
+        &self,
+        resource: &Resource,
+        run: &mut EventRun<'_>,
+        operation: Operation,
+        call: impl FnMut() -> Fut,
+    ) -> Result<bool, Halt>
+    where
+        Fut: Future<Output = Result<(), AwsError>>,
+    {
+        let mut handed_back = vec![IN_USE];
+        handed_back.extend(quota::ALL);
+        let mut call = call;
+        let deadline = run.deadline;
+        let result = retry::run_in(
+            &mut run.in_use,
+            deadline,
+            &mut *run.random,
+            operation.name(),
+            &handed_back,
+            || {
+                let attempt = call();
+                async move {
+                    self.limiter.acquire(operation, deadline).await?;
+                    attempt.await
+                }
+            },
+        )
+        .await;
+        let attempts = match &result {
+            Ok((_, n)) => *n,
+            Err(e) => e.calls(),
+        };
+        run.writes = run.writes.saturating_add(attempts);
+        match result {
+            Ok(_) => {
+                run.took = true;
+                self.record_application(resource, run).await;
+                Ok(true)
+            }
+            Err(CallError::HandedBack { error, .. }) if error.code() == IN_USE => Ok(false),
+            Err(e) => match report::quota_advice(e.aws().code()) {
+                Some(advice) => Err(Halt::failed(
+                    e.aws().code(),
+                    format!("{} refused: {}. {advice}", operation.name(), e.aws()),
+                )),
+                None => Err(Halt::from_call(operation.name(), e)),
+            },
+        }
+    }
+
+    /// Waits before the next inspection of a resource that is not ready (`state`), as the retry
+    /// policy's ResourceInUseException retrier would wait before retrying a write it refused.
+    async fn wait_until_ready(&self, run: &mut EventRun<'_>, state: &str) -> Result<(), Halt> {
+        if let Some(settle) = &mut run.settle {
+            // The tool is still at work: its resource's quiet period starts again.
+            settle.quiet_since = None;
+        }
+        run.not_ready = run.not_ready.saturating_add(1);
+        let seen = run.not_ready;
+        match run.in_use.on_error(IN_USE, &mut *run.random) {
+            RetryDecision::Retry { delay, retry, .. } => {
+                if Instant::now() + delay > run.deadline {
+                    return Err(Halt::failed(
+                        IN_USE,
+                        format!(
+                            "still {state} after {seen} inspection(s); the next in {:.1}s would pass \
+                             the invocation's deadline, and a retry of the event will carry on",
+                            delay.as_secs_f64()
+                        ),
+                    ));
+                }
+                // Logged as the policy's other retries are: the wait is this retrier's.
+                tracing::info!(
+                    call = "inspect",
+                    error = IN_USE,
+                    state,
+                    retry,
+                    delay_ms = delay.as_millis() as u64,
+                    "retrying"
+                );
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+            RetryDecision::Exhausted { .. } => Err(Halt::failed(
+                IN_USE,
+                format!(
+                    "still {state} after {seen} inspection(s); the retry policy's \
+                     {IN_USE} retrier is exhausted"
+                ),
+            )),
+            RetryDecision::NotRetryable => Err(Halt::failed(
+                IN_USE,
+                format!(
+                    "the resource is {state}, and the retry policy names no retrier for {IN_USE}, \
+                     so it is not waited for"
+                ),
+            )),
+        }
+    }
+
+    /// For a tool's resource: whether it has now been ready and unchanged for the settle period,
+    /// `seen` being what the last read showed. When not, sleeps until the next inspection.
+    /// Always true for other resources.
+    async fn settled(&self, run: &mut EventRun<'_>, seen: String) -> Result<bool, Halt> {
+        let Some(settle) = &mut run.settle else {
+            return Ok(true);
+        };
+        let now = Instant::now();
+        if settle.last_seen != seen {
+            // The tool changed something (or this is the first ready read): start over.
+            settle.quiet_since = Some(now);
+            settle.last_seen = seen;
+        }
+        let end = *settle.quiet_since.get_or_insert(now) + settle.period;
+        if now >= end {
+            return Ok(true);
+        }
+        if end > run.deadline {
+            return Err(Halt::failed(
+                codes::DEADLINE,
+                format!(
+                    "{} is configuring the resource, which must stay ready and unchanged for {}s \
+                     (IAC_SETTLE_SECONDS) before a write, and that does not fit in the time left; \
+                     a retry of the event will carry on",
+                    settle.tool,
+                    settle.period.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(SETTLE_POLL.min(end - now)).await;
+        Ok(false)
+    }
+
+    /// Sleeps `delay` before the next confirm poll, or stops when it would pass the deadline.
+    async fn wait_to_confirm(
+        &self,
+        delay: Duration,
+        run: &EventRun<'_>,
+        state: &str,
+    ) -> Result<(), Halt> {
+        if Instant::now() + delay > run.deadline {
+            return Err(Halt::failed(
+                codes::DEADLINE,
+                format!(
+                    "still {state} when the invocation's deadline came; a retry of the event will confirm"
+                ),
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 }

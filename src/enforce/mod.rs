@@ -1,8 +1,9 @@
 //! The decision for one event: inspect, decide, apply under the retry policy, confirm, report.
 //!
-//! - `mod.rs`: the enforcer of one place, the per-event state ([`EventRun`]), the paced and
-//!   retried calls, the waits, and the mandated key's resolution;
-//! - `drive.rs`: the one decision loop both services go through;
+//! - `mod.rs`: the enforcer of one place, the per-event state (`EventRun`), the paced and
+//!   retried calls;
+//! - `drive.rs`: the one decision loop both services go through, with its waits and its write;
+//! - `key_cache.rs`: the mandated key's resolution, cached per place;
 //! - `kinesis.rs`, `firehose.rs`: each service's pure judgements of what it reads;
 //! - `gate.rs`: the checks before the first write (exemption tag, report mode, flapping ledger);
 //! - `report.rs`: the outcome, the reason and the IaC advice, from what the event decided.
@@ -10,21 +11,21 @@
 mod drive;
 mod firehose;
 mod gate;
+mod key_cache;
 mod kinesis;
 mod report;
 
 use crate::aws::Aws;
-use crate::aws::error::{AwsError, quota};
+use crate::aws::error::AwsError;
 use crate::config::{Config, Mode};
 use crate::model::caller::Tools;
 use crate::model::event::Trigger;
 use crate::model::exemption::ExemptTag;
 use crate::model::key::{KeyInfo, MandatedKey};
 use crate::model::outcome::{InitialState, Outcome, Report};
-use crate::model::resource::{Resource, Service};
+use crate::model::resource::Service;
 use crate::policy::ratelimit::{Operation, RateLimiter};
-use crate::policy::retry::{self, CallError, RandomSource, RetryDecision, RetryPolicy, RetryState};
-use crate::sync::lock;
+use crate::policy::retry::{self, CallError, RandomSource, RetryPolicy, RetryState};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,12 +45,6 @@ pub mod codes {
 }
 
 const NOT_FOUND: &str = "ResourceNotFoundException";
-/// The error AWS answers a write with while the resource is not ready; an inspection that finds
-/// it not ready counts as this error under the retry policy.
-const IN_USE: &str = "ResourceInUseException";
-/// How often a tool's resource is inspected during its settle period.
-const SETTLE_POLL: Duration = Duration::from_secs(2);
-const KMS_NOT_FOUND: &str = "NotFoundException";
 
 /// What the enforcer reads from the configuration, shared by the enforcers of every place.
 #[derive(Debug, Clone)]
@@ -96,14 +91,7 @@ pub struct Enforcer<A: Aws> {
     rules: Arc<Rules>,
     key: MandatedKey,
     limiter: RateLimiter,
-    resolved: Mutex<Option<Resolved>>,
-}
-
-/// The mandated key as kms:DescribeKey last resolved it, and when.
-#[derive(Clone)]
-struct Resolved {
-    info: KeyInfo,
-    at: Instant,
+    resolved: Mutex<Option<key_cache::Resolved>>,
 }
 
 /// Why enforcement stopped short of a positive outcome.
@@ -264,18 +252,6 @@ impl<A: Aws> Enforcer<A> {
         }
     }
 
-    /// The enforcer with the mandated key already resolved as `key`, from now (none: it resolves
-    /// the key itself on first use).
-    pub fn with_resolution(self, key: Option<KeyInfo>) -> Self {
-        if let Some(info) = key {
-            *lock(&self.resolved) = Some(Resolved {
-                info,
-                at: Instant::now(),
-            });
-        }
-        self
-    }
-
     /// The share of the per-account limits this enforcer's calls are paced at.
     pub fn rate_share(&self) -> f64 {
         self.limiter.share()
@@ -353,226 +329,5 @@ impl<A: Aws> Enforcer<A> {
             .await
             .map(|(value, _)| value)
             .map_err(|e| Halt::from_call(operation.name(), e))
-    }
-
-    /// A write call on `resource`, made once: throttling and the other errors the policy names
-    /// are retried, but `ResourceInUseException` is not, because it means someone else is
-    /// changing the resource, and only a fresh inspection can tell what to do next; nor are the
-    /// quotas. `Ok(true)` when the write took, `Ok(false)` when it was refused as in use. Every
-    /// attempt counts in `run.writes`. The ledger records it when it took.
-    async fn write<Fut>(
-        &self,
-        resource: &Resource,
-        run: &mut EventRun<'_>,
-        operation: Operation,
-        call: impl FnMut() -> Fut,
-    ) -> Result<bool, Halt>
-    where
-        Fut: Future<Output = Result<(), AwsError>>,
-    {
-        let mut handed_back = vec![IN_USE];
-        handed_back.extend(quota::ALL);
-        let mut call = call;
-        let deadline = run.deadline;
-        let result = retry::run_in(
-            &mut run.in_use,
-            deadline,
-            &mut *run.random,
-            operation.name(),
-            &handed_back,
-            || {
-                let attempt = call();
-                async move {
-                    self.limiter.acquire(operation, deadline).await?;
-                    attempt.await
-                }
-            },
-        )
-        .await;
-        let attempts = match &result {
-            Ok((_, n)) => *n,
-            Err(e) => e.calls(),
-        };
-        run.writes = run.writes.saturating_add(attempts);
-        match result {
-            Ok(_) => {
-                run.took = true;
-                self.record_application(resource, run).await;
-                Ok(true)
-            }
-            Err(CallError::HandedBack { error, .. }) if error.code() == IN_USE => Ok(false),
-            Err(e) => match report::quota_advice(e.aws().code()) {
-                Some(advice) => Err(Halt::failed(
-                    e.aws().code(),
-                    format!("{} refused: {}. {advice}", operation.name(), e.aws()),
-                )),
-                None => Err(Halt::from_call(operation.name(), e)),
-            },
-        }
-    }
-
-    /// Waits before the next inspection of a resource that is not ready (`state`), as the retry
-    /// policy's ResourceInUseException retrier would wait before retrying a write it refused.
-    async fn wait_until_ready(&self, run: &mut EventRun<'_>, state: &str) -> Result<(), Halt> {
-        if let Some(settle) = &mut run.settle {
-            // The tool is still at work: its resource's quiet period starts again.
-            settle.quiet_since = None;
-        }
-        run.not_ready = run.not_ready.saturating_add(1);
-        let seen = run.not_ready;
-        match run.in_use.on_error(IN_USE, &mut *run.random) {
-            RetryDecision::Retry { delay, retry, .. } => {
-                if Instant::now() + delay > run.deadline {
-                    return Err(Halt::failed(
-                        IN_USE,
-                        format!(
-                            "still {state} after {seen} inspection(s); the next in {:.1}s would pass \
-                             the invocation's deadline, and a retry of the event will carry on",
-                            delay.as_secs_f64()
-                        ),
-                    ));
-                }
-                // Logged as the policy's other retries are: the wait is this retrier's.
-                tracing::info!(
-                    call = "inspect",
-                    error = IN_USE,
-                    state,
-                    retry,
-                    delay_ms = delay.as_millis() as u64,
-                    "retrying"
-                );
-                tokio::time::sleep(delay).await;
-                Ok(())
-            }
-            RetryDecision::Exhausted { .. } => Err(Halt::failed(
-                IN_USE,
-                format!(
-                    "still {state} after {seen} inspection(s); the retry policy's \
-                     {IN_USE} retrier is exhausted"
-                ),
-            )),
-            RetryDecision::NotRetryable => Err(Halt::failed(
-                IN_USE,
-                format!(
-                    "the resource is {state}, and the retry policy names no retrier for {IN_USE}, \
-                     so it is not waited for"
-                ),
-            )),
-        }
-    }
-
-    /// For a tool's resource: whether it has now been ready and unchanged for the settle period,
-    /// `seen` being what the last read showed. When not, sleeps until the next inspection.
-    /// Always true for other resources.
-    async fn settled(&self, run: &mut EventRun<'_>, seen: String) -> Result<bool, Halt> {
-        let Some(settle) = &mut run.settle else {
-            return Ok(true);
-        };
-        let now = Instant::now();
-        if settle.last_seen != seen {
-            // The tool changed something (or this is the first ready read): start over.
-            settle.quiet_since = Some(now);
-            settle.last_seen = seen;
-        }
-        let end = *settle.quiet_since.get_or_insert(now) + settle.period;
-        if now >= end {
-            return Ok(true);
-        }
-        if end > run.deadline {
-            return Err(Halt::failed(
-                codes::DEADLINE,
-                format!(
-                    "{} is configuring the resource, which must stay ready and unchanged for {}s \
-                     (IAC_SETTLE_SECONDS) before a write, and that does not fit in the time left; \
-                     a retry of the event will carry on",
-                    settle.tool,
-                    settle.period.as_secs()
-                ),
-            ));
-        }
-        tokio::time::sleep(SETTLE_POLL.min(end - now)).await;
-        Ok(false)
-    }
-
-    /// Sleeps `delay` before the next confirm poll, or stops when it would pass the deadline.
-    async fn wait_to_confirm(
-        &self,
-        delay: Duration,
-        run: &EventRun<'_>,
-        state: &str,
-    ) -> Result<(), Halt> {
-        if Instant::now() + delay > run.deadline {
-            return Err(Halt::failed(
-                codes::DEADLINE,
-                format!(
-                    "still {state} when the invocation's deadline came; a retry of the event will confirm"
-                ),
-            ));
-        }
-        tokio::time::sleep(delay).await;
-        Ok(())
-    }
-
-    /// The mandated key resolved with kms:DescribeKey, again once the last resolution is
-    /// `KEY_CACHE_SECONDS` old: an alias re-pointed to another key takes effect in warm
-    /// containers within that time. A transient failure to resolve again (throttling, an
-    /// outage, the deadline) keeps the last resolution, logged; a lasting one (the alias is
-    /// gone, access is denied) fails the event. `None` only for an AWS managed alias
-    /// (`alias/aws/...`) that does not exist yet: AWS creates it on first use.
-    async fn mandated_key(&self, run: &mut EventRun<'_>) -> Result<Option<KeyInfo>, Halt> {
-        let last = lock(&self.resolved).clone();
-        if let Some(last) = &last
-            && last.at.elapsed() < self.rules.key_ttl
-        {
-            return Ok(Some(last.info.clone()));
-        }
-        let configured = self.key.configured();
-        match self
-            .paced(
-                run.deadline,
-                &mut *run.random,
-                Operation::DescribeKey,
-                || self.aws.describe_key(configured),
-            )
-            .await
-        {
-            Ok((info, _)) => {
-                if let Some(last) = &last
-                    && last.info.arn != info.arn
-                {
-                    tracing::warn!(key = configured, was = %last.info.arn, now = %info.arn, "the mandated key resolves to another key now");
-                }
-                *lock(&self.resolved) = Some(Resolved {
-                    info: info.clone(),
-                    at: Instant::now(),
-                });
-                Ok(Some(info))
-            }
-            Err(e)
-                if last.is_some()
-                    && !matches!(
-                        e,
-                        CallError::Failed {
-                            exhausted: false,
-                            ..
-                        }
-                    ) =>
-            {
-                let last = last.map(|l| l.info);
-                tracing::warn!(key = configured, error = %e, resolved = ?last.as_ref().map(|l| &l.arn), "cannot resolve the mandated key again; using the last resolution");
-                Ok(last)
-            }
-            Err(e) if e.aws().code() == KMS_NOT_FOUND && self.key.form().is_aws_managed_alias() => {
-                tracing::info!(
-                    key = configured,
-                    "AWS managed key not created yet; it is created on first use"
-                );
-                Ok(None)
-            }
-            Err(e) => Err(Halt::Failed {
-                code: e.aws().code().to_owned(),
-                reason: format!("cannot resolve the mandated key {configured}: {e}"),
-            }),
-        }
     }
 }
