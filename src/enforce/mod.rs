@@ -277,7 +277,7 @@ impl<A: Aws> Enforcer<A> {
             }
         };
         // The whole enforcement is bounded by the deadline: every wait already stops short of
-        // it, but an attempt that AWS never answers runs to its own timeout (10 s), which can
+        // it, but an attempt that AWS never answers runs to its own `ATTEMPT_TIMEOUT`, which can
         // be past it. Then the event still gets its one outcome, in time to report it. Boxed:
         // the enforcement future is deep, and callers nest it further.
         let result = tokio::time::timeout_at(deadline, Box::pin(enforcement))

@@ -48,8 +48,8 @@ pub struct Fleet<C: Connector> {
 }
 
 /// The most accounts and regions whose enforcer (SDK clients, rate limiter, resolved key) a
-/// container keeps between events. Each costs about 53 kB (measured with the release build), so
-/// this bounds them to about 14 MB of the function's 128 MB, whatever the organisation's size.
+/// container keeps between events: it bounds their memory within the function's 128 MB,
+/// whatever the organisation's size (docs/performance.md has the cost per place).
 pub const CACHED_PLACES: usize = 256;
 
 impl<C: Connector> Fleet<C> {
