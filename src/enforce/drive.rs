@@ -3,13 +3,12 @@
 //! outcome. Each service supplies its reads, its write and its judgements as a [`Procedure`]
 //! (`kinesis.rs`, `firehose.rs`).
 
-use super::gate::Gate;
 use super::{Enforcer, EventRun, Halt, Verdict, codes, report};
 use crate::aws::Aws;
 use crate::aws::error::{AwsError, quota};
 use crate::model::exemption::Tags;
 use crate::model::key::{KeyInfo, MandatedKey};
-use crate::model::outcome::{InitialState, Outcome};
+use crate::model::outcome::InitialState;
 use crate::model::resource::{Location, Resource};
 use crate::policy::ratelimit::Operation;
 use crate::policy::retry::{self, CallError, RetryDecision};
@@ -132,44 +131,49 @@ pub(super) async fn drive<A: Aws, P: Procedure>(
             Step::Done(verdict) => return Ok(verdict),
             Step::Confirm => return confirm(enforcer, &procedure, resource, run, "").await,
             Step::Apply { was, seen } => {
-                if enforcer.settled(run, seen).await? {
-                    let gate = enforcer
-                        .gate(resource, record_tags, run, P::LIST_TAGS, || {
-                            P::tags(&enforcer.aws, resource)
-                        })
-                        .await?;
-                    match gate {
-                        Gate::Write => {}
-                        Gate::Exempt(tag) => {
-                            return Ok(Verdict(
-                                Outcome::Exempt,
-                                format!("{was}; exempt by tag {tag}"),
-                            ));
-                        }
-                        Gate::Report => {
-                            return Ok(Verdict(
-                                Outcome::Noncompliant,
-                                format!("{was}; report mode: the mandated key was not applied"),
-                            ));
-                        }
-                        Gate::Flapping(reason) => return Err(Halt::Flapping { reason }),
-                    }
-                    let start = || procedure.start(&enforcer.aws, resource);
-                    if enforcer.write(resource, run, P::START, start).await? {
-                        return confirm(enforcer, &procedure, resource, run, &was).await;
-                    }
-                    // Someone else is changing the resource right now: inspect again before
-                    // anything else.
-                    let state = format!(
-                        "being changed by another caller ({} answered ResourceInUseException)",
-                        P::START.name()
-                    );
-                    enforcer.wait_until_ready(run, &state).await?;
+                // Not settled: a tool is still at work, so read again.
+                if enforcer.settled(run, seen).await?
+                    && let Some(verdict) =
+                        apply(enforcer, &procedure, resource, record_tags, run, &was).await?
+                {
+                    return Ok(verdict);
                 }
             }
         }
         now = describe::<A, P>(enforcer, resource, run).await?;
     }
+}
+
+/// Passes the gate, writes and confirms; `None` when the write was refused as in use and the
+/// resource is to be read again.
+async fn apply<A: Aws, P: Procedure>(
+    enforcer: &Enforcer<A>,
+    procedure: &P,
+    resource: &Resource,
+    record_tags: Option<&Tags>,
+    run: &mut EventRun<'_>,
+    was: &str,
+) -> Result<Option<Verdict>, Halt> {
+    let list_tags = || P::tags(&enforcer.aws, resource);
+    let gate = enforcer
+        .gate(resource, record_tags, run, P::LIST_TAGS, list_tags)
+        .await?;
+    if let Some(end) = gate.end(was) {
+        return end.map(Some);
+    }
+    let start = || procedure.start(&enforcer.aws, resource);
+    if enforcer.write(resource, run, P::START, start).await? {
+        return confirm(enforcer, procedure, resource, run, was)
+            .await
+            .map(Some);
+    }
+    // Someone else is changing the resource right now: inspect again before anything else.
+    let state = format!(
+        "being changed by another caller ({} answered ResourceInUseException)",
+        P::START.name()
+    );
+    enforcer.wait_until_ready(run, &state).await?;
+    Ok(None)
 }
 
 /// After a write (this event's, or one already under way with the mandated key): reads until

@@ -1,11 +1,12 @@
 //! The checks before an event's first write (the exemption tag, report mode, the flapping
 //! ledger), decided once per event, and the ledger's record of a write that took.
 
-use super::{Enforcer, EventRun, Halt};
+use super::{Enforcer, EventRun, Halt, Verdict};
 use crate::aws::Aws;
 use crate::aws::error::AwsError;
 use crate::config::Mode;
 use crate::model::exemption::Tags;
+use crate::model::outcome::Outcome;
 use crate::model::resource::{Resource, Service};
 use crate::policy::ratelimit::Operation;
 use std::future::Future;
@@ -25,6 +26,25 @@ pub(super) enum Gate {
     Report,
     /// The ledger holds the threshold's applications: no write, for this reason.
     Flapping(String),
+}
+
+impl Gate {
+    /// How the event ends when the gate is closed (`was`: what the resource was, in words);
+    /// `None` when the key is to be written.
+    pub(super) fn end(self, was: &str) -> Option<Result<Verdict, Halt>> {
+        Some(match self {
+            Gate::Write => return None,
+            Gate::Exempt(tag) => Ok(Verdict(
+                Outcome::Exempt,
+                format!("{was}; exempt by tag {tag}"),
+            )),
+            Gate::Report => Ok(Verdict(
+                Outcome::Noncompliant,
+                format!("{was}; report mode: the mandated key was not applied"),
+            )),
+            Gate::Flapping(reason) => Err(Halt::Flapping { reason }),
+        })
+    }
 }
 
 impl<A: Aws> Enforcer<A> {
