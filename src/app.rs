@@ -69,9 +69,8 @@ impl App {
     pub fn fleet(self) -> Fleet<SdkConnector> {
         let region = self.clients.region().unwrap_or_default();
         let ledger = self.clients.ledger(self.config.ledger_table.as_deref());
-        let connector = SdkConnector::new(self.clients, self.config.central.as_ref());
-        Fleet::new(connector, &self.config)
-            .with_ledger(ledger)
-            .with_home_key(&region, self.home_key)
+        let connector =
+            SdkConnector::new(self.clients, self.config.central.as_ref()).with_ledger(ledger);
+        Fleet::new(connector, &self.config).with_home_key(&region, self.home_key)
     }
 }

@@ -222,6 +222,9 @@ pub struct SdkConnector {
     sts: Option<aws_sdk_sts::Client>,
     roles:
         std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Arc<AssumedRole>>>,
+    /// The re-application ledger, with the own clients' credentials: every place's port
+    /// counts in the one table.
+    ledger: Option<crate::aws::ledger::Ledger>,
 }
 
 impl SdkConnector {
@@ -234,7 +237,16 @@ impl SdkConnector {
             sts,
             own,
             roles: std::sync::Mutex::new(std::collections::HashMap::new()),
+            ledger: None,
         }
+    }
+
+    /// The connector whose every place's writes are counted in `ledger` (written with the
+    /// function's own credentials, whatever account the resource is in; none: nothing is
+    /// counted).
+    pub fn with_ledger(mut self, ledger: Option<crate::aws::ledger::Ledger>) -> Self {
+        self.ledger = ledger;
+        self
     }
 
     /// The function's own clients.
@@ -267,22 +279,21 @@ impl SdkConnector {
 }
 
 impl crate::aws::connector::Connector for SdkConnector {
-    type Kinesis = aws_sdk_kinesis::Client;
-    type Firehose = aws_sdk_firehose::Client;
-    type Kms = aws_sdk_kms::Client;
+    type Aws = crate::aws::SdkAws;
 
     fn connect(
         &self,
         at: &crate::model::resource::Location,
         own: bool,
-    ) -> Result<crate::aws::connector::AdaptersOf<Self>, crate::aws::error::AwsError> {
+    ) -> Result<crate::aws::SdkAws, crate::aws::error::AwsError> {
         let same_region = self.own.shared.region().map(|r| r.as_ref()) == Some(at.region.as_str());
         if own && same_region {
-            return Ok(crate::aws::connector::Adapters {
-                kinesis: self.own.kinesis.clone(),
-                firehose: self.own.firehose.clone(),
-                kms: self.own.kms.clone(),
-            });
+            return Ok(crate::aws::SdkAws::new(
+                self.own.kinesis.clone(),
+                self.own.firehose.clone(),
+                self.own.kms.clone(),
+                self.ledger.clone(),
+            ));
         }
         let mut builder = self
             .own
@@ -300,11 +311,12 @@ impl crate::aws::connector::Connector for SdkConnector {
                 .identity_cache(aws_config::identity::IdentityCache::no_cache());
         }
         let shared = builder.build();
-        Ok(crate::aws::connector::Adapters {
-            kinesis: aws_sdk_kinesis::Client::new(&shared),
-            firehose: aws_sdk_firehose::Client::new(&shared),
-            kms: aws_sdk_kms::Client::new(&shared),
-        })
+        Ok(crate::aws::SdkAws::new(
+            aws_sdk_kinesis::Client::new(&shared),
+            aws_sdk_firehose::Client::new(&shared),
+            aws_sdk_kms::Client::new(&shared),
+            self.ledger.clone(),
+        ))
     }
 
     async fn organization(

@@ -1,40 +1,21 @@
 //! How the enforcer reaches an account and region: the [`Connector`] (the SDK one is
-//! [`crate::aws::clients::SdkConnector`]), the adapters it makes, and why it may not reach one.
+//! [`crate::aws::clients::SdkConnector`]), the port it makes, and why it may not reach one.
 
+use crate::aws::Aws;
 use crate::aws::error::AwsError;
-use crate::aws::firehose::FirehoseApi;
-use crate::aws::kinesis::KinesisApi;
-use crate::aws::kms::KmsApi;
 use crate::model::resource::Location;
 use std::collections::BTreeSet;
 use std::future::Future;
 
-/// The adapters of one account and region.
-pub struct Adapters<K, F, M> {
-    /// Kinesis Data Streams.
-    pub kinesis: K,
-    /// Firehose.
-    pub firehose: F,
-    /// KMS.
-    pub kms: M,
-}
-
-/// The adapters a connector makes.
-pub type AdaptersOf<C> =
-    Adapters<<C as Connector>::Kinesis, <C as Connector>::Firehose, <C as Connector>::Kms>;
-
 /// How the enforcer reaches an account and region.
 pub trait Connector: Send + Sync {
-    /// The Kinesis adapter.
-    type Kinesis: KinesisApi;
-    /// The Firehose adapter.
-    type Firehose: FirehoseApi;
-    /// The KMS adapter.
-    type Kms: KmsApi;
+    /// The port it makes.
+    type Aws: Aws;
 
-    /// Adapters that act in `at`: with the function's own credentials when `own`, else with the
-    /// target role's in `at.account`. Makes no call.
-    fn connect(&self, at: &Location, own: bool) -> Result<AdaptersOf<Self>, AwsError>;
+    /// The port that acts in `at`: with the function's own credentials when `own`, else with
+    /// the target role's in `at.account`; the ledger always with the function's own. Makes no
+    /// call.
+    fn connect(&self, at: &Location, own: bool) -> Result<Self::Aws, AwsError>;
 
     /// Makes sure the target role's credentials for `at.account` are at hand: sts:AssumeRole
     /// when none are cached or they are about to expire, else nothing.

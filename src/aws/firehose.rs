@@ -1,5 +1,6 @@
 //! What the enforcer needs from Amazon Data Firehose, and its adapter for the SDK client.
 
+use crate::aws::SdkAws;
 use crate::aws::error::{AwsError, transport};
 use crate::model::exemption::Tags;
 use crate::model::resource::Resource;
@@ -153,9 +154,10 @@ pub trait FirehoseApi: Send + Sync {
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
-impl FirehoseApi for aws_sdk_firehose::Client {
+impl FirehoseApi for SdkAws {
     async fn delivery_summary(&self, stream: &Resource) -> Result<DeliverySummary, AwsError> {
         let out = self
+            .firehose
             .describe_delivery_stream()
             .delivery_stream_name(&stream.name)
             .send()
@@ -209,6 +211,7 @@ impl FirehoseApi for aws_sdk_firehose::Client {
         after: Option<String>,
     ) -> Result<(Vec<String>, bool), AwsError> {
         let page = self
+            .firehose
             .list_delivery_streams()
             .set_exclusive_start_delivery_stream_name(after)
             .limit(100)
@@ -224,6 +227,7 @@ impl FirehoseApi for aws_sdk_firehose::Client {
     async fn delivery_stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
         crate::model::exemption::every_tag_page(|after| async move {
             let page = self
+                .firehose
                 .list_tags_for_delivery_stream()
                 .delivery_stream_name(&stream.name)
                 .limit(50)
@@ -251,7 +255,8 @@ impl FirehoseApi for aws_sdk_firehose::Client {
         }
         .build()
         .map_err(|e| AwsError::new(transport::REQUEST_ERROR, e.to_string()))?;
-        self.start_delivery_stream_encryption()
+        self.firehose
+            .start_delivery_stream_encryption()
             .delivery_stream_name(&stream.name)
             .delivery_stream_encryption_configuration_input(input)
             .send()

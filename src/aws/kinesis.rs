@@ -1,5 +1,6 @@
 //! What the enforcer needs from Kinesis Data Streams, and its adapter for the SDK client.
 
+use crate::aws::SdkAws;
 use crate::aws::error::AwsError;
 use crate::model::exemption::Tags;
 use crate::model::resource::Resource;
@@ -89,9 +90,10 @@ pub trait KinesisApi: Send + Sync {
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
-impl KinesisApi for aws_sdk_kinesis::Client {
+impl KinesisApi for SdkAws {
     async fn stream_summary(&self, stream: &Resource) -> Result<StreamSummary, AwsError> {
         let out = self
+            .kinesis
             .describe_stream_summary()
             .stream_arn(stream.arn())
             .send()
@@ -119,12 +121,13 @@ impl KinesisApi for aws_sdk_kinesis::Client {
 
     async fn list_streams(&self, from: Option<ListCursor>) -> Result<StreamPage, AwsError> {
         let request = match from {
-            Some(ListCursor::Token(token)) => self.list_streams().next_token(token),
+            Some(ListCursor::Token(token)) => self.kinesis.list_streams().next_token(token),
             Some(ListCursor::After(name)) => self
+                .kinesis
                 .list_streams()
                 .exclusive_start_stream_name(name)
                 .limit(LIST_PAGE),
-            None => self.list_streams().limit(LIST_PAGE),
+            None => self.kinesis.list_streams().limit(LIST_PAGE),
         };
         let page = request.send().await.map_err(AwsError::from_sdk)?;
         let names = page.stream_names().to_vec();
@@ -141,6 +144,7 @@ impl KinesisApi for aws_sdk_kinesis::Client {
     async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
         crate::model::exemption::every_tag_page(|after| async move {
             let page = self
+                .kinesis
                 .list_tags_for_stream()
                 .stream_arn(stream.arn())
                 .limit(50)
@@ -156,7 +160,8 @@ impl KinesisApi for aws_sdk_kinesis::Client {
     }
 
     async fn start_encryption(&self, stream: &Resource, key_id: &str) -> Result<(), AwsError> {
-        self.start_stream_encryption()
+        self.kinesis
+            .start_stream_encryption()
             .stream_arn(stream.arn())
             .encryption_type(EncryptionType::Kms)
             .key_id(key_id)

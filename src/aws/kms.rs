@@ -1,5 +1,6 @@
 //! What the enforcer needs from KMS (resolving a key reference to its key ARN), and its adapter.
 
+use crate::aws::SdkAws;
 use crate::aws::error::{AwsError, transport};
 use crate::model::key::KeyInfo;
 use aws_sdk_kms::types::KeyManagerType;
@@ -11,28 +12,33 @@ pub trait KmsApi: Send + Sync {
     fn describe_key(&self, key: &str) -> impl Future<Output = Result<KeyInfo, AwsError>> + Send;
 }
 
-impl KmsApi for aws_sdk_kms::Client {
+impl KmsApi for SdkAws {
     async fn describe_key(&self, key: &str) -> Result<KeyInfo, AwsError> {
-        let out = self
-            .describe_key()
-            .key_id(key)
-            .send()
-            .await
-            .map_err(AwsError::from_sdk)?;
-        let meta = out.key_metadata().ok_or_else(|| {
-            AwsError::new(
-                transport::RESPONSE_ERROR,
-                "DescribeKey returned no key metadata",
-            )
-        })?;
-        let arn = meta.arn().ok_or_else(|| {
-            AwsError::new(transport::RESPONSE_ERROR, "DescribeKey returned no key ARN")
-        })?;
-        Ok(KeyInfo {
-            arn: arn.to_owned(),
-            aws_managed: meta.key_manager() == Some(&KeyManagerType::Aws),
-        })
+        describe_key(&self.kms, key).await
     }
+}
+
+/// kms:DescribeKey with a bare client: the cold-start check makes it before any [`SdkAws`].
+async fn describe_key(kms: &aws_sdk_kms::Client, key: &str) -> Result<KeyInfo, AwsError> {
+    let out = kms
+        .describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .map_err(AwsError::from_sdk)?;
+    let meta = out.key_metadata().ok_or_else(|| {
+        AwsError::new(
+            transport::RESPONSE_ERROR,
+            "DescribeKey returned no key metadata",
+        )
+    })?;
+    let arn = meta.arn().ok_or_else(|| {
+        AwsError::new(transport::RESPONSE_ERROR, "DescribeKey returned no key ARN")
+    })?;
+    Ok(KeyInfo {
+        arn: arn.to_owned(),
+        aws_managed: meta.key_manager() == Some(&KeyManagerType::Aws),
+    })
 }
 
 /// Whether `MANDATED_KMS_KEY` names `MANDATED_KMS_KEY_ARN` in the function's `region`: the two
@@ -43,7 +49,7 @@ impl KmsApi for aws_sdk_kms::Client {
 /// resolution when it was made, for the function's own place to start with.
 pub async fn check_mandated_key_arn(
     config: &crate::config::Config,
-    kms: &impl KmsApi,
+    kms: &aws_sdk_kms::Client,
     region: &str,
     deadline: tokio::time::Instant,
 ) -> Result<Option<KeyInfo>, String> {
@@ -72,7 +78,7 @@ pub async fn check_mandated_key_arn(
         deadline,
         &mut random,
         "kms:DescribeKey",
-        || kms.describe_key(here.configured()),
+        || describe_key(kms, here.configured()),
     )
     .await;
     match resolved {

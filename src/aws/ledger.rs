@@ -11,8 +11,10 @@
 //! `expires` for DynamoDB's TTL, which deletes them in its own time; the Query's key condition,
 //! not the TTL, decides what counts as the last 24 hours.
 
+use crate::aws::SdkAws;
 use crate::aws::error::AwsError;
 use aws_sdk_dynamodb::types::AttributeValue;
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The window the quotas count in.
@@ -26,6 +28,30 @@ pub struct Application {
     /// Who or what had left the resource off the mandated key: the tool, else the principal of
     /// the event's call.
     pub reverted_by: String,
+}
+
+/// What the enforcer needs from the ledger.
+///
+/// The ledger is optional (no `LEDGER_TABLE`: nothing is counted), and "no ledger" is
+/// [`LedgerApi::counts`] answering `false`, not an `Option` around the port: the enforcer's
+/// one bundled port ([`crate::aws::Aws`]) stays flat, and a fake switches the ledger off with
+/// a flag. Without a ledger the enforcer makes neither call, so no rate-limiter slot is taken.
+pub trait LedgerApi: Send + Sync {
+    /// Whether applications are counted at all.
+    fn counts(&self) -> bool;
+    /// The applications to `resource` within the last [`WINDOW`] before `now`.
+    fn recent(
+        &self,
+        resource: &str,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Vec<Application>, AwsError>> + Send;
+    /// Records an application to `resource` at `now`, left off the key by `reverted_by`.
+    fn record(
+        &self,
+        resource: &str,
+        now: SystemTime,
+        reverted_by: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 /// The ledger table, written with the function's own credentials.
@@ -48,13 +74,14 @@ impl Ledger {
             table: table.into(),
         }
     }
+}
 
-    /// The applications to `resource` within the last [`WINDOW`] before `now`.
-    pub async fn recent(
-        &self,
-        resource: &str,
-        now: SystemTime,
-    ) -> Result<Vec<Application>, AwsError> {
+impl LedgerApi for Ledger {
+    fn counts(&self) -> bool {
+        true
+    }
+
+    async fn recent(&self, resource: &str, now: SystemTime) -> Result<Vec<Application>, AwsError> {
         let window = u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX);
         let since = epoch_ms(now).saturating_sub(window);
         let mut found = Vec::new();
@@ -92,8 +119,7 @@ impl Ledger {
         }
     }
 
-    /// Records an application to `resource` at `now`.
-    pub async fn record(
+    async fn record(
         &self,
         resource: &str,
         now: SystemTime,
@@ -115,5 +141,26 @@ impl Ledger {
             .await
             .map_err(AwsError::from_sdk)?;
         Ok(())
+    }
+}
+
+/// The SDK's ledger when `LEDGER_TABLE` is set; without one nothing is read or written.
+impl LedgerApi for SdkAws {
+    fn counts(&self) -> bool {
+        self.ledger.is_some()
+    }
+
+    async fn recent(&self, resource: &str, now: SystemTime) -> Result<Vec<Application>, AwsError> {
+        match &self.ledger {
+            Some(ledger) => ledger.recent(resource, now).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn record(&self, resource: &str, now: SystemTime, by: &str) -> Result<(), AwsError> {
+        match &self.ledger {
+            Some(ledger) => ledger.record(resource, now, by).await,
+            None => Ok(()),
+        }
     }
 }

@@ -1,30 +1,33 @@
 //! The decision for one event: inspect, decide, apply under the retry policy, confirm, report.
 //!
-//! This module holds what both services share: the per-event state (`Handling`), the paced
-//! and retried calls, the waits (for a resource that is not ready, a tool's settle period, the
-//! confirm), the mandated key's resolution, the exemption and report-mode checks, the flapping
-//! guard, and the report. The procedures of each service are in `kinesis.rs` and `firehose.rs`.
+//! - `mod.rs`: the enforcer of one place, the per-event state (`EventRun`), the paced and
+//!   retried calls;
+//! - `drive.rs`: the one decision loop both services go through, with its waits and its write;
+//! - `key_cache.rs`: the mandated key's resolution, cached per place;
+//! - `kinesis.rs`, `firehose.rs`: each service's pure judgements of what it reads;
+//! - `gate.rs`: the checks before the first write (exemption tag, report mode, flapping ledger);
+//! - `report.rs`: the outcome, the reason and the IaC advice, from what the event decided.
 
+mod drive;
 mod firehose;
+mod gate;
+mod key_cache;
 mod kinesis;
+mod report;
 
-use crate::aws::error::{AwsError, quota};
-use crate::aws::firehose::FirehoseApi;
-use crate::aws::kinesis::KinesisApi;
-use crate::aws::kms::KmsApi;
-use crate::aws::ledger::Ledger;
+use crate::aws::Aws;
+use crate::aws::error::AwsError;
 use crate::config::{Config, Mode};
-use crate::model::caller::{Tools, advice};
+use crate::model::caller::Tools;
 use crate::model::event::Trigger;
-use crate::model::exemption::{ExemptTag, Tags};
-use crate::model::key::{KeyForm, KeyInfo, KeyMatch, MandatedKey, compare};
+use crate::model::exemption::ExemptTag;
+use crate::model::key::{KeyInfo, MandatedKey};
 use crate::model::outcome::{InitialState, Outcome, Report};
-use crate::model::resource::{Location, Resource, Service};
+use crate::model::resource::Service;
 use crate::policy::ratelimit::{Operation, RateLimiter};
-use crate::policy::retry::{self, CallError, RandomSource, RetryDecision, RetryPolicy, RetryState};
-use crate::sync::lock;
+use crate::policy::retry::{self, CallError, RandomSource, RetryPolicy, RetryState};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -42,63 +45,53 @@ pub mod codes {
 }
 
 const NOT_FOUND: &str = "ResourceNotFoundException";
-/// The error AWS answers a write with while the resource is not ready; an inspection that finds
-/// it not ready counts as this error under the retry policy.
-const IN_USE: &str = "ResourceInUseException";
-/// How often a tool's resource is inspected during its settle period.
-const SETTLE_POLL: Duration = Duration::from_secs(2);
-/// The highest flapping threshold for a Firehose delivery stream: each revert cycle costs two
-/// of its 25 Start and Stop calls per 24 hours.
-const FIREHOSE_FLAP_LIMIT: u32 = 12;
-const KMS_NOT_FOUND: &str = "NotFoundException";
 
-/// How often the confirm step polls while a resource is UPDATING / ENABLING: the delay starts at
-/// `first`, grows by `factor` and stops growing at `max`. Always bounded by the deadline.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ConfirmPolling {
-    /// First delay.
-    pub first: Duration,
-    /// Growth per poll.
-    pub factor: f64,
-    /// Largest delay.
-    pub max: Duration,
+/// What the enforcer reads from the configuration, shared by the enforcers of every place.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// The retry policy.
+    pub policy: RetryPolicy,
+    /// The exemption tag, if any.
+    pub exempt_tag: Option<ExemptTag>,
+    /// Enforce or report.
+    pub mode: Mode,
+    /// The IaC tools recognised from the caller.
+    pub tools: Tools,
+    /// How long a tool's resource must stay ready and unchanged before a write.
+    pub settle: Duration,
+    /// Re-applications per resource per 24 hours before the enforcer stops.
+    pub flap_threshold: u32,
+    /// How long a resolution of the mandated key is used before it is resolved again.
+    pub key_ttl: Duration,
+    /// The share of the per-account rate limits each container's calls are paced at.
+    pub rate_share: f64,
 }
 
-impl Default for ConfirmPolling {
-    fn default() -> Self {
+impl Rules {
+    /// The configuration's rules.
+    pub fn new(config: &Config) -> Self {
         Self {
-            first: Duration::from_millis(250),
-            factor: 1.2,
-            max: Duration::from_secs(2),
+            policy: config.retry_policy.clone(),
+            exempt_tag: config.exempt_tag.clone(),
+            mode: config.mode,
+            tools: config.iac_tools.clone(),
+            settle: config.settle,
+            flap_threshold: config.flap_threshold,
+            key_ttl: config.key_ttl,
+            rate_share: config.container_share(),
         }
     }
 }
 
-/// The enforcer: the AWS capabilities it needs, the mandated key and the retry policy. Built once
-/// per container; the mandated key's resolution is cached in it.
-pub struct Enforcer<K, F, M> {
-    kinesis: K,
-    firehose: F,
-    kms: M,
+/// The enforcer of one account and region: the AWS port, the shared rules, and the mandated key
+/// as it applies there (an alias or key id names a key in the place's own region). Built once
+/// per place and container; the mandated key's resolution is cached in it.
+pub struct Enforcer<A: Aws> {
+    pub(crate) aws: A,
+    rules: Arc<Rules>,
     key: MandatedKey,
-    policy: RetryPolicy,
-    exempt_tag: Option<ExemptTag>,
-    mode: Mode,
-    polling: ConfirmPolling,
     limiter: RateLimiter,
-    tools: Tools,
-    settle: Duration,
-    ledger: Option<Ledger>,
-    flap_threshold: u32,
-    key_ttl: Duration,
-    resolved: Mutex<Option<Resolved>>,
-}
-
-/// The mandated key as kms:DescribeKey last resolved it, and when.
-#[derive(Clone)]
-struct Resolved {
-    info: KeyInfo,
-    at: Instant,
+    resolved: Mutex<Option<key_cache::Resolved>>,
 }
 
 /// Why enforcement stopped short of a positive outcome.
@@ -109,6 +102,15 @@ enum Halt {
 }
 
 impl Halt {
+    fn deadline() -> Self {
+        Self::failed(
+            codes::DEADLINE,
+            "the invocation's time ran out while a call to AWS was still unanswered (a write in \
+             flight may or may not have been received); a retry of the event inspects again"
+                .into(),
+        )
+    }
+
     fn failed(code: &str, reason: String) -> Self {
         Self::Failed {
             reason,
@@ -131,38 +133,22 @@ impl Halt {
     }
 }
 
-/// What an operator can do about a used-up quota, or `None` for any other error.
-fn quota_advice(code: &str) -> Option<&'static str> {
-    Some(match code {
-        quota::KINESIS_KEY_CHANGES => {
-            "Kinesis allows a new key on a stream 25 times in a rolling 24 hours, and they are \
-             used up: something keeps changing this stream's key (see CloudTrail for who). Stop \
-             that writer; the event stays in the failed-events queue, to be replayed once the \
-             window has passed"
-        }
-        quota::FIREHOSE_ENCRYPTION_CALLS => {
-            "Firehose allows 25 StartDeliveryStreamEncryption and StopDeliveryStreamEncryption \
-             calls together per delivery stream per 24 hours, and they are used up: something \
-             keeps turning this stream's encryption off or onto another key. Stop that writer; \
-             the event stays in the failed-events queue, to be replayed after 24 hours"
-        }
-        quota::FIREHOSE_STREAMS_PER_KEY => {
-            "one customer managed key encrypts at most 500 Firehose delivery streams, and the \
-             mandated key has reached it: delete unused delivery streams on it, or ask AWS \
-             whether the limit can be raised; a retry cannot help"
-        }
-        _ => return None,
-    })
-}
-
 /// A positive outcome and its reason.
+#[derive(Debug)]
 struct Verdict(Outcome, String);
 
-/// Per-event state: the deadline, the random source for jitter, the write calls made, and the
-/// waits for the resource to be ready.
-struct Handling<'a> {
+/// One event's run: the deadline, the random source for jitter, what the event decided with
+/// (the mandated key as it resolved it, the gate), the write calls made, and the waits.
+struct EventRun<'a> {
     deadline: Instant,
     random: &'a mut (dyn RandomSource + Send),
+    /// The IaC tool the caller is, if recognised.
+    tool: Option<String>,
+    /// Who left the resource off the mandated key, as the ledger records it.
+    reverted_by: String,
+    /// The mandated key as this event resolved it (none: not resolved, or an AWS managed alias
+    /// not created yet); the report names it.
+    key: Option<KeyInfo>,
     /// Write calls made (Start*Encryption attempts, refused ones included).
     writes: u32,
     /// Whether one of those writes took.
@@ -178,13 +164,8 @@ struct Handling<'a> {
     not_ready: u32,
     /// The settle period of a tool's resource, and since when it has been seen ready.
     settle: Option<Settle>,
-    /// Who left the resource off the mandated key, as the ledger records it.
-    reverted_by: String,
-    /// Whether the exemption tag and the mode were checked (once per event, before the first
-    /// write).
-    exemption_checked: bool,
-    /// Whether the ledger was asked (once per event, before the first write).
-    flapping_checked: bool,
+    /// The checks before the first write, once made.
+    gate: Option<gate::Gate>,
     /// Said in the report's reason: something the outcome does not show (the ledger unread).
     note: Option<String>,
 }
@@ -198,7 +179,55 @@ struct Settle {
     last_seen: String,
 }
 
-impl Handling<'_> {
+impl<'a> EventRun<'a> {
+    fn new(
+        rules: &'a Rules,
+        trigger: &Trigger,
+        deadline: Instant,
+        random: &'a mut (dyn RandomSource + Send),
+    ) -> Self {
+        let tool = rules
+            .tools
+            .recognise(&trigger.caller)
+            .map(|t| t.name.clone());
+        let reverted_by = match (&tool, &trigger.caller.principal) {
+            (Some(tool), Some(principal)) => format!("{tool} ({principal})"),
+            (Some(who), None) | (None, Some(who)) => who.clone(),
+            (None, None) => format!("an unknown caller ({})", trigger.event_name),
+        };
+        // A settle period protects the tool's next steps from a write; report mode makes none,
+        // and a stream the create call itself tagged exempt gets none.
+        let exempt_by_record = rules
+            .exempt_tag
+            .as_ref()
+            .zip(trigger.tags.as_ref())
+            .is_some_and(|(tag, tags)| tag.matches(tags));
+        let settle = tool
+            .clone()
+            .filter(|_| !rules.settle.is_zero() && rules.mode != Mode::Report && !exempt_by_record)
+            .map(|tool| Settle {
+                tool,
+                period: rules.settle,
+                quiet_since: None,
+                last_seen: String::new(),
+            });
+        Self {
+            deadline,
+            random,
+            tool,
+            reverted_by,
+            key: None,
+            writes: 0,
+            took: false,
+            found: None,
+            in_use: rules.policy.start(),
+            not_ready: 0,
+            settle,
+            gate: None,
+            note: None,
+        }
+    }
+
     /// Whether the enforcer waited for the resource (not ready, or a settle period begun), so
     /// that a key found on since is someone else's doing.
     fn waited(&self) -> bool {
@@ -210,85 +239,17 @@ impl Handling<'_> {
     }
 }
 
-impl<'a> Handling<'a> {
-    fn new(
-        deadline: Instant,
-        random: &'a mut (dyn RandomSource + Send),
-        policy: &'a RetryPolicy,
-    ) -> Self {
+impl<A: Aws> Enforcer<A> {
+    /// An enforcer over `aws` with `rules`, enforcing `key` (the configuration's as it applies
+    /// to this enforcer's place: [`Config::mandated_key_at`]).
+    pub fn new(aws: A, rules: Arc<Rules>, key: MandatedKey) -> Self {
         Self {
-            deadline,
-            random,
-            writes: 0,
-            took: false,
-            found: None,
-            in_use: policy.start(),
-            not_ready: 0,
-            settle: None,
-            reverted_by: String::new(),
-            exemption_checked: false,
-            flapping_checked: false,
-            note: None,
-        }
-    }
-}
-
-impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
-    /// An enforcer over the given adapters with the configured key and policy.
-    pub fn new(kinesis: K, firehose: F, kms: M, config: &Config) -> Self {
-        Self {
-            kinesis,
-            firehose,
-            kms,
-            key: config.mandated_key.clone(),
-            policy: config.retry_policy.clone(),
-            exempt_tag: config.exempt_tag.clone(),
-            mode: config.mode,
-            polling: ConfirmPolling::default(),
-            limiter: RateLimiter::new(config.container_share()),
-            tools: config.iac_tools.clone(),
-            settle: config.settle,
-            ledger: None,
-            flap_threshold: config.flap_threshold,
-            key_ttl: config.key_ttl,
+            aws,
+            limiter: RateLimiter::new(rules.rate_share),
+            rules,
+            key,
             resolved: Mutex::new(None),
         }
-    }
-
-    /// The enforcer with `key` as the mandated key (the configuration's as it applies to this
-    /// enforcer's place: [`Config::mandated_key_at`]).
-    pub fn with_key(mut self, key: MandatedKey) -> Self {
-        self.key = key;
-        *lock(&self.resolved) = None;
-        self
-    }
-
-    /// The enforcer with the mandated key already resolved as `key`, from now (none: it resolves
-    /// the key itself on first use).
-    pub fn with_resolution(self, key: Option<KeyInfo>) -> Self {
-        if let Some(info) = key {
-            *lock(&self.resolved) = Some(Resolved {
-                info,
-                at: Instant::now(),
-            });
-        }
-        self
-    }
-
-    /// The enforcer with its writes counted in `ledger` (none: nothing is counted).
-    pub fn with_ledger(mut self, ledger: Option<Ledger>) -> Self {
-        self.ledger = ledger;
-        self
-    }
-
-    /// The Kinesis adapter (the inventory lists with it).
-    pub(crate) fn kinesis(&self) -> &K {
-        &self.kinesis
-    }
-
-    /// The Firehose adapter.
-    pub(crate) fn firehose(&self) -> &F {
-        &self.firehose
     }
 
     /// The share of the per-account limits this enforcer's calls are paced at.
@@ -303,115 +264,26 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
     ) -> Report {
-        let tool = self
-            .tools
-            .recognise(&trigger.caller)
-            .map(|t| t.name.clone());
-        let mut run = Handling::new(deadline, random, &self.policy);
-        run.reverted_by = match (&tool, &trigger.caller.principal) {
-            (Some(tool), Some(principal)) => format!("{tool} ({principal})"),
-            (Some(who), None) | (None, Some(who)) => who.clone(),
-            (None, None) => format!("an unknown caller ({})", trigger.event_name),
-        };
-        run.settle = tool
-            .clone()
-            .filter(|_| !self.settle.is_zero())
-            .map(|tool| Settle {
-                tool,
-                period: self.settle,
-                quiet_since: None,
-                last_seen: String::new(),
-            });
-        // A settle period protects the tool's next steps from a write; report mode makes none,
-        // and a stream the create call itself tagged exempt gets none.
-        let exempt_by_record = self
-            .exempt_tag
-            .as_ref()
-            .zip(trigger.tags.as_ref())
-            .is_some_and(|(tag, tags)| tag.matches(tags));
-        if self.mode == Mode::Report || exempt_by_record {
-            run.settle = None;
-        }
-        // The whole enforcement is bounded by the deadline: every wait already stops short of
-        // it, but an attempt that AWS never answers runs to its own timeout (10 s), which can
-        // be past it. Then the event still gets its one outcome, in time to report it.
-        let deadline = run.deadline;
+        let mut run = EventRun::new(&self.rules, trigger, deadline, random);
+        let (resource, tags) = (&trigger.resource, trigger.tags.as_ref());
         let enforcement = async {
-            match trigger.resource.service {
+            match resource.service {
                 Service::Kinesis => {
-                    self.enforce_stream(&trigger.resource, trigger.tags.as_ref(), &mut run)
-                        .await
+                    drive::drive::<A, kinesis::Kinesis>(self, resource, tags, &mut run).await
                 }
                 Service::Firehose => {
-                    self.enforce_delivery_stream(&trigger.resource, trigger.tags.as_ref(), &mut run)
-                        .await
+                    drive::drive::<A, firehose::Firehose>(self, resource, tags, &mut run).await
                 }
             }
         };
-        // Boxed: the enforcement future is deep, and callers nest it further.
+        // The whole enforcement is bounded by the deadline: every wait already stops short of
+        // it, but an attempt that AWS never answers runs to its own `ATTEMPT_TIMEOUT`, which can
+        // be past it. Then the event still gets its one outcome, in time to report it. Boxed:
+        // the enforcement future is deep, and callers nest it further.
         let result = tokio::time::timeout_at(deadline, Box::pin(enforcement))
             .await
-            .unwrap_or_else(|_| {
-                Err(Halt::failed(
-                    codes::DEADLINE,
-                    "the invocation's time ran out while a call to AWS was still unanswered (a \
-                     write in flight may or may not have been received); a retry of the event \
-                     inspects again"
-                        .into(),
-                ))
-            });
-        let (outcome, mut reason, error_code) = match result {
-            Ok(Verdict(outcome, reason)) => (outcome, reason, None),
-            Err(Halt::Gone { reason, code }) => (Outcome::Gone, reason, Some(code)),
-            Err(Halt::Failed { reason, code }) => (Outcome::Failed, reason, Some(code)),
-            Err(Halt::Flapping { reason }) => {
-                (Outcome::Flapping, reason, Some(codes::FLAPPING.to_owned()))
-            }
-        };
-        let resolved = lock(&self.resolved).as_ref().map(|r| r.info.arn.clone());
-        let key = resolved
-            .clone()
-            .unwrap_or_else(|| self.key.configured().to_owned());
-        // A tool's next run reverts what its definition does not declare: say what to declare.
-        if let Some(note) = run.note.take() {
-            reason = format!("{reason}; {note}");
-        }
-        if let Some(tool) = &tool
-            && matches!(outcome, Outcome::Remediated | Outcome::Noncompliant)
-        {
-            let firehose = trigger.resource.service == Service::Firehose;
-            let aws_owned = lock(&self.resolved)
-                .as_ref()
-                .is_none_or(|r| r.info.aws_managed);
-            let declare = match (firehose, aws_owned) {
-                (true, true) => crate::model::caller::AWS_OWNED,
-                (true, false) => key.as_str(),
-                (false, _) => self.key.configured(),
-            };
-            let did = match trigger.event_name.as_str() {
-                name if name.starts_with("Stop") => format!("turned encryption off ({name})"),
-                name if name.starts_with("Start") => format!("applied another key ({name})"),
-                name => format!("made the call ({name}) without the mandated key"),
-            };
-            reason = format!(
-                "{reason}. {tool} {did}: {}",
-                advice(tool, firehose, declare)
-            );
-        }
-        Report {
-            key: Some(key),
-            attempts: run.writes,
-            reason: Some(reason),
-            error_code,
-            found: run.found,
-            settle_seconds: run
-                .settle
-                .as_ref()
-                .filter(|s| s.quiet_since.is_some())
-                .map(|s| s.period.as_secs()),
-            creator: tool,
-            ..Report::about(trigger, outcome)
-        }
+            .unwrap_or_else(|_| Err(Halt::deadline()));
+        report::build(trigger, run, result, &self.key)
     }
 
     /// One AWS call under the rate limiter (every attempt waits for its slot) and the retry
@@ -426,13 +298,19 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        retry::run(&self.policy, deadline, random, operation.name(), || {
-            let attempt = call();
-            async move {
-                self.limiter.acquire(operation, deadline).await?;
-                attempt.await
-            }
-        })
+        retry::run(
+            &self.rules.policy,
+            deadline,
+            random,
+            operation.name(),
+            || {
+                let attempt = call();
+                async move {
+                    self.limiter.acquire(operation, deadline).await?;
+                    attempt.await
+                }
+            },
+        )
         .await
     }
 
@@ -440,7 +318,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
     /// resource not found is gone, anything else failed.
     async fn read<T, Fut>(
         &self,
-        run: &mut Handling<'_>,
+        run: &mut EventRun<'_>,
         operation: Operation,
         call: impl FnMut() -> Fut,
     ) -> Result<T, Halt>
@@ -451,377 +329,5 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
             .await
             .map(|(value, _)| value)
             .map_err(|e| Halt::from_call(operation.name(), e))
-    }
-
-    /// A write call on `resource`, made once: throttling and the other errors the policy names
-    /// are retried, but `ResourceInUseException` is not, because it means someone else is
-    /// changing the resource, and only a fresh inspection can tell what to do next; nor are the
-    /// quotas. `Ok(true)` when the write took, `Ok(false)` when it was refused as in use. Every
-    /// attempt counts in `run.writes`. The ledger guards the write (a flapping resource is not
-    /// written) and records it when it took.
-    async fn write<Fut>(
-        &self,
-        resource: &Resource,
-        run: &mut Handling<'_>,
-        operation: Operation,
-        call: impl FnMut() -> Fut,
-    ) -> Result<bool, Halt>
-    where
-        Fut: Future<Output = Result<(), AwsError>>,
-    {
-        self.guard_flapping(resource, run).await?;
-        let mut handed_back = vec![IN_USE];
-        handed_back.extend(quota::ALL);
-        let mut call = call;
-        let deadline = run.deadline;
-        let result = retry::run_in(
-            &mut run.in_use,
-            deadline,
-            &mut *run.random,
-            operation.name(),
-            &handed_back,
-            || {
-                let attempt = call();
-                async move {
-                    self.limiter.acquire(operation, deadline).await?;
-                    attempt.await
-                }
-            },
-        )
-        .await;
-        let attempts = match &result {
-            Ok((_, n)) => *n,
-            Err(e) => e.calls(),
-        };
-        run.writes = run.writes.saturating_add(attempts);
-        match result {
-            Ok(_) => {
-                run.took = true;
-                self.record_application(resource, run).await;
-                Ok(true)
-            }
-            Err(CallError::HandedBack { error, .. }) if error.code() == IN_USE => Ok(false),
-            Err(e) => match quota_advice(e.aws().code()) {
-                Some(advice) => Err(Halt::failed(
-                    e.aws().code(),
-                    format!("{} refused: {}. {advice}", operation.name(), e.aws()),
-                )),
-                None => Err(Halt::from_call(operation.name(), e)),
-            },
-        }
-    }
-
-    /// Stops before a write when the ledger holds `flap_threshold` applications to the resource
-    /// in the last 24 hours: something keeps reverting it. A ledger that cannot be read does not
-    /// stop the write (AWS's own quota still bounds it); the failure is logged.
-    async fn guard_flapping(
-        &self,
-        resource: &Resource,
-        run: &mut Handling<'_>,
-    ) -> Result<(), Halt> {
-        let Some(ledger) = &self.ledger else {
-            return Ok(());
-        };
-        if run.flapping_checked {
-            return Ok(());
-        }
-        run.flapping_checked = true;
-        let arn = resource.arn();
-        let now = std::time::SystemTime::now();
-        let recent = match self
-            .paced(
-                run.deadline,
-                &mut *run.random,
-                Operation::LedgerQuery,
-                || ledger.recent(&arn, now),
-            )
-            .await
-        {
-            Ok((recent, _)) => recent,
-            Err(e) => {
-                tracing::warn!(error = %e, "the re-application ledger could not be read; the key is applied without the flapping check");
-                run.note = Some(format!(
-                    "the re-application ledger could not be read ({}), so the flapping check was skipped",
-                    e.aws()
-                ));
-                return Ok(());
-            }
-        };
-        // Firehose counts Start and Stop together against its 25: a revert cycle costs two.
-        let threshold = match resource.service {
-            Service::Kinesis => self.flap_threshold,
-            Service::Firehose => self.flap_threshold.min(FIREHOSE_FLAP_LIMIT),
-        } as usize;
-        if recent.len() < threshold {
-            return Ok(());
-        }
-        let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
-        for application in &recent {
-            *by.entry(application.reverted_by.as_str()).or_default() += 1;
-        }
-        let mut by: Vec<(&str, usize)> = by.into_iter().collect();
-        by.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-        let list: Vec<String> = by.iter().map(|(who, n)| format!("{who} x{n}")).collect();
-        Err(Halt::Flapping {
-            reason: format!(
-                "the mandated key was applied {} times in the last 24 hours (threshold {}), each \
-                 time after the resource was left off it, now again by {}; left off the key by: \
-                 {}. The enforcer stops before AWS's quota (25 per 24 hours) is spent: make that \
-                 principal or tool declare the mandated key (its next run then puts it on), or \
-                 replay the event once the 24 hours have passed or the resource's items are \
-                 deleted from the ledger table",
-                recent.len(),
-                threshold,
-                run.reverted_by,
-                list.join(", ")
-            ),
-        })
-    }
-
-    /// Records a write that took in the ledger; a failure is logged, the outcome stands.
-    async fn record_application(&self, resource: &Resource, run: &mut Handling<'_>) {
-        let Some(ledger) = &self.ledger else {
-            return;
-        };
-        let arn = resource.arn();
-        let by = run.reverted_by.clone();
-        let now = std::time::SystemTime::now();
-        if let Err(e) = self
-            .paced(run.deadline, &mut *run.random, Operation::LedgerPut, || {
-                ledger.record(&arn, now, &by)
-            })
-            .await
-        {
-            tracing::warn!(error = %e, resource = %arn, "the re-application could not be recorded in the ledger");
-        }
-    }
-
-    /// Waits before the next inspection of a resource that is not ready (`state`), as the retry
-    /// policy's ResourceInUseException retrier would wait before retrying a write it refused.
-    async fn wait_until_ready(&self, run: &mut Handling<'_>, state: &str) -> Result<(), Halt> {
-        if let Some(settle) = &mut run.settle {
-            // The tool is still at work: its resource's quiet period starts again.
-            settle.quiet_since = None;
-        }
-        run.not_ready = run.not_ready.saturating_add(1);
-        let seen = run.not_ready;
-        match run.in_use.on_error(IN_USE, &mut *run.random) {
-            RetryDecision::Retry { delay, retry, .. } => {
-                if Instant::now() + delay > run.deadline {
-                    return Err(Halt::failed(
-                        IN_USE,
-                        format!(
-                            "still {state} after {seen} inspection(s); the next in {:.1}s would pass \
-                             the invocation's deadline, and a retry of the event will carry on",
-                            delay.as_secs_f64()
-                        ),
-                    ));
-                }
-                // Logged as the policy's other retries are: the wait is this retrier's.
-                tracing::info!(
-                    call = "inspect",
-                    error = IN_USE,
-                    state,
-                    retry,
-                    delay_ms = delay.as_millis() as u64,
-                    "retrying"
-                );
-                tokio::time::sleep(delay).await;
-                Ok(())
-            }
-            RetryDecision::Exhausted { .. } => Err(Halt::failed(
-                IN_USE,
-                format!(
-                    "still {state} after {seen} inspection(s); the retry policy's \
-                     {IN_USE} retrier is exhausted"
-                ),
-            )),
-            RetryDecision::NotRetryable => Err(Halt::failed(
-                IN_USE,
-                format!(
-                    "the resource is {state}, and the retry policy names no retrier for {IN_USE}, \
-                     so it is not waited for"
-                ),
-            )),
-        }
-    }
-
-    /// For a tool's resource: whether it has now been ready and unchanged for the settle period,
-    /// `seen` being what the last read showed. When not, sleeps until the next inspection.
-    /// Always true for other resources.
-    async fn settled(&self, run: &mut Handling<'_>, seen: String) -> Result<bool, Halt> {
-        let Some(settle) = &mut run.settle else {
-            return Ok(true);
-        };
-        let now = Instant::now();
-        if settle.last_seen != seen {
-            // The tool changed something (or this is the first ready read): start over.
-            settle.quiet_since = Some(now);
-            settle.last_seen = seen;
-        }
-        let end = *settle.quiet_since.get_or_insert(now) + settle.period;
-        if now >= end {
-            return Ok(true);
-        }
-        if end > run.deadline {
-            return Err(Halt::failed(
-                codes::DEADLINE,
-                format!(
-                    "{} is configuring the resource, which must stay ready and unchanged for {}s \
-                     (IAC_SETTLE_SECONDS) before a write, and that does not fit in the time left; \
-                     a retry of the event will carry on",
-                    settle.tool,
-                    settle.period.as_secs()
-                ),
-            ));
-        }
-        tokio::time::sleep(SETTLE_POLL.min(end - now)).await;
-        Ok(false)
-    }
-
-    /// Sleeps for the next confirm poll, or stops when it would pass the deadline.
-    async fn wait_to_confirm(
-        &self,
-        delay: &mut Duration,
-        run: &Handling<'_>,
-        state: &str,
-    ) -> Result<(), Halt> {
-        if Instant::now() + *delay > run.deadline {
-            return Err(Halt::failed(
-                codes::DEADLINE,
-                format!(
-                    "still {state} when the invocation's deadline came; a retry of the event will confirm"
-                ),
-            ));
-        }
-        tokio::time::sleep(*delay).await;
-        *delay = delay.mul_f64(self.polling.factor).min(self.polling.max);
-        Ok(())
-    }
-
-    /// The mandated key resolved with kms:DescribeKey, again once the last resolution is
-    /// `KEY_CACHE_SECONDS` old: an alias re-pointed to another key takes effect in warm
-    /// containers within that time. A transient failure to resolve again (throttling, an
-    /// outage, the deadline) keeps the last resolution, logged; a lasting one (the alias is
-    /// gone, access is denied) fails the event. `None` only for an AWS managed alias
-    /// (`alias/aws/...`) that does not exist yet: AWS creates it on first use.
-    async fn mandated_key(&self, run: &mut Handling<'_>) -> Result<Option<KeyInfo>, Halt> {
-        let last = lock(&self.resolved).clone();
-        if let Some(last) = &last
-            && last.at.elapsed() < self.key_ttl
-        {
-            return Ok(Some(last.info.clone()));
-        }
-        let configured = self.key.configured();
-        match self
-            .paced(
-                run.deadline,
-                &mut *run.random,
-                Operation::DescribeKey,
-                || self.kms.describe_key(configured),
-            )
-            .await
-        {
-            Ok((info, _)) => {
-                if let Some(last) = &last
-                    && last.info.arn != info.arn
-                {
-                    tracing::warn!(key = configured, was = %last.info.arn, now = %info.arn, "the mandated key resolves to another key now");
-                }
-                *lock(&self.resolved) = Some(Resolved {
-                    info: info.clone(),
-                    at: Instant::now(),
-                });
-                Ok(Some(info))
-            }
-            Err(e)
-                if last.is_some()
-                    && !matches!(
-                        e,
-                        CallError::Failed {
-                            exhausted: false,
-                            ..
-                        }
-                    ) =>
-            {
-                let last = last.map(|l| l.info);
-                tracing::warn!(key = configured, error = %e, resolved = ?last.as_ref().map(|l| &l.arn), "cannot resolve the mandated key again; using the last resolution");
-                Ok(last)
-            }
-            Err(e) if e.aws().code() == KMS_NOT_FOUND && self.key.form().is_aws_managed_alias() => {
-                tracing::info!(
-                    key = configured,
-                    "AWS managed key not created yet; it is created on first use"
-                );
-                Ok(None)
-            }
-            Err(e) => Err(Halt::Failed {
-                code: e.aws().code().to_owned(),
-                reason: format!("cannot resolve the mandated key {configured}: {e}"),
-            }),
-        }
-    }
-
-    /// Whether a reported key is the configured mandated key by its form alone (no KMS).
-    fn provably_configured(&self, reported: &str, at: &Location) -> bool {
-        reported == self.key.configured()
-            || KeyForm::parse(reported)
-                .is_ok_and(|form| compare(&form, self.key.form(), at) == KeyMatch::Same)
-    }
-
-    /// Whether a key reported by a data stream is the mandated key: the configured form (or an
-    /// equal one), or the mandated key's own ARN or key id. Another alias that points at the
-    /// mandated key is not: any admin of the account can re-point it later, and no stream event
-    /// fires when that happens. So no KMS call is needed to decide.
-    fn is_mandated(&self, reported: &str, at: &Location, mandated: Option<&KeyInfo>) -> bool {
-        if self.provably_configured(reported, at) {
-            return true;
-        }
-        let resolved = mandated.and_then(|m| KeyForm::parse(&m.arn).ok());
-        match (KeyForm::parse(reported), resolved) {
-            (Ok(form @ (KeyForm::KeyId(_) | KeyForm::KeyArn { .. })), Some(arn)) => {
-                compare(&form, &arn, at) == KeyMatch::Same
-            }
-            _ => false,
-        }
-    }
-
-    /// For a resource that is not on the mandated key: `exempt` when it carries the exemption tag
-    /// (from the create call's own tags when the record has them, else listed), `noncompliant` in
-    /// report mode, `None` when the key is to be applied.
-    async fn exempt_or_reported<Fut>(
-        &self,
-        record_tags: Option<&Tags>,
-        run: &mut Handling<'_>,
-        was: &str,
-        list_operation: Operation,
-        list_tags: impl FnMut() -> Fut,
-    ) -> Result<Option<Verdict>, Halt>
-    where
-        Fut: Future<Output = Result<Tags, AwsError>>,
-    {
-        if run.exemption_checked {
-            return Ok(None);
-        }
-        run.exemption_checked = true;
-        if let Some(tag) = &self.exempt_tag {
-            let exempt = match record_tags {
-                Some(tags) if tag.matches(tags) => true,
-                _ => tag.matches(&self.read(run, list_operation, list_tags).await?),
-            };
-            if exempt {
-                return Ok(Some(Verdict(
-                    Outcome::Exempt,
-                    format!("{was}; exempt by tag {tag}"),
-                )));
-            }
-        }
-        if self.mode == Mode::Report {
-            return Ok(Some(Verdict(
-                Outcome::Noncompliant,
-                format!("{was}; report mode: the mandated key was not applied"),
-            )));
-        }
-        Ok(None)
     }
 }

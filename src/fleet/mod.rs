@@ -20,7 +20,7 @@ pub mod scope;
 
 use crate::aws::connector::{CannotAct, Connector};
 use crate::config::{Central, Config};
-use crate::enforce::Enforcer;
+use crate::enforce::{Enforcer, Rules};
 use crate::fleet::accounts::AllowedAccounts;
 use crate::model::event::{self, InvalidEvent, Parsed, Trigger};
 use crate::model::outcome::{Outcome, Report};
@@ -31,19 +31,16 @@ use cache::FifoCache;
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
-pub(crate) type EnforcerOf<C> =
-    Enforcer<<C as Connector>::Kinesis, <C as Connector>::Firehose, <C as Connector>::Kms>;
-
 /// The enforcers of every account and region the function acts in, built on first use.
 pub struct Fleet<C: Connector> {
     connector: C,
     config: Config,
     /// The enforcers kept between events, at most [`CACHED_PLACES`].
-    enforcers: Mutex<FifoCache<Location, Arc<EnforcerOf<C>>>>,
+    enforcers: Mutex<FifoCache<Location, Arc<Enforcer<C::Aws>>>>,
     /// The accounts other than its own the function may act in.
     accounts: AllowedAccounts,
-    /// The re-application ledger every place's enforcer counts its writes in.
-    ledger: Option<crate::aws::ledger::Ledger>,
+    /// What every place's enforcer reads from the configuration.
+    rules: Arc<Rules>,
     /// The mandated key as the cold-start check resolved it in the function's own region
     /// ([`crate::aws::kms::check_mandated_key_arn`]): the enforcer of the function's own place starts
     /// with it instead of resolving the key a second time.
@@ -51,8 +48,8 @@ pub struct Fleet<C: Connector> {
 }
 
 /// The most accounts and regions whose enforcer (SDK clients, rate limiter, resolved key) a
-/// container keeps between events. Each costs about 53 kB (measured with the release build), so
-/// this bounds them to about 14 MB of the function's 128 MB, whatever the organisation's size.
+/// container keeps between events: it bounds their memory within the function's 128 MB,
+/// whatever the organisation's size (docs/performance.md has the cost per place).
 pub const CACHED_PLACES: usize = 256;
 
 impl<C: Connector> Fleet<C> {
@@ -63,16 +60,9 @@ impl<C: Connector> Fleet<C> {
             config: config.clone(),
             enforcers: Mutex::new(FifoCache::new(CACHED_PLACES)),
             accounts: AllowedAccounts::new(config.central.as_ref()),
-            ledger: None,
+            rules: Arc::new(Rules::new(config)),
             home_key: None,
         }
-    }
-
-    /// The fleet with every place's writes counted in `ledger` (written with the function's own
-    /// credentials, whatever account the resource is in).
-    pub fn with_ledger(mut self, ledger: Option<crate::aws::ledger::Ledger>) -> Self {
-        self.ledger = ledger;
-        self
     }
 
     /// The fleet whose enforcer in the function's own account and `region` starts with `key`,
@@ -174,7 +164,7 @@ impl<C: Connector> Fleet<C> {
         keep: bool,
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
-    ) -> Result<Arc<EnforcerOf<C>>, CannotAct> {
+    ) -> Result<Arc<Enforcer<C::Aws>>, CannotAct> {
         // Only the function's own account and region use its own credentials (and the
         // permissions of its own stack); every other place goes through the member role, which
         // the member stack creates in every account, the function's own included.
@@ -203,25 +193,17 @@ impl<C: Connector> Fleet<C> {
         if let Some(enforcer) = lock(&self.enforcers).get(at) {
             return Ok(enforcer);
         }
-        let adapters = self.connector.connect(at, own).map_err(|e| CannotAct {
+        let aws = self.connector.connect(at, own).map_err(|e| CannotAct {
             code: e.code().to_owned(),
             reason: format!("no clients for {at}: {e}"),
         })?;
         let enforcer = Arc::new(
-            Enforcer::new(
-                adapters.kinesis,
-                adapters.firehose,
-                adapters.kms,
-                &self.config,
-            )
-            .with_key(key)
-            .with_resolution(
+            Enforcer::new(aws, self.rules.clone(), key).with_resolution(
                 self.home_key
                     .as_ref()
                     .filter(|(region, _)| own && *region == at.region)
                     .map(|(_, key)| key.clone()),
-            )
-            .with_ledger(self.ledger.clone()),
+            ),
         );
         if !keep {
             return Ok(enforcer);
@@ -262,7 +244,8 @@ impl<C: Connector> Fleet<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::connector::{Adapters, AdaptersOf, Organization};
+    use crate::aws::SdkAws;
+    use crate::aws::connector::Organization;
     use crate::aws::error::AwsError;
     use crate::fleet::accounts::ORGANIZATION_REFRESH;
     use std::time::Duration;
@@ -291,11 +274,9 @@ mod tests {
     );
 
     impl Connector for Denied {
-        type Kinesis = aws_sdk_kinesis::Client;
-        type Firehose = aws_sdk_firehose::Client;
-        type Kms = aws_sdk_kms::Client;
+        type Aws = SdkAws;
 
-        fn connect(&self, at: &Location, _: bool) -> Result<AdaptersOf<Self>, AwsError> {
+        fn connect(&self, at: &Location, _: bool) -> Result<SdkAws, AwsError> {
             Err(AwsError::new("Unexpected", format!("connect {at}")))
         }
 
@@ -527,20 +508,19 @@ mod tests {
     struct Open;
 
     impl Connector for Open {
-        type Kinesis = aws_sdk_kinesis::Client;
-        type Firehose = aws_sdk_firehose::Client;
-        type Kms = aws_sdk_kms::Client;
+        type Aws = SdkAws;
 
-        fn connect(&self, at: &Location, _: bool) -> Result<AdaptersOf<Self>, AwsError> {
+        fn connect(&self, at: &Location, _: bool) -> Result<SdkAws, AwsError> {
             let config = aws_config::SdkConfig::builder()
                 .behavior_version(aws_config::BehaviorVersion::latest())
                 .region(aws_config::Region::new(at.region.clone()))
                 .build();
-            Ok(Adapters {
-                kinesis: aws_sdk_kinesis::Client::new(&config),
-                firehose: aws_sdk_firehose::Client::new(&config),
-                kms: aws_sdk_kms::Client::new(&config),
-            })
+            Ok(SdkAws::new(
+                aws_sdk_kinesis::Client::new(&config),
+                aws_sdk_firehose::Client::new(&config),
+                aws_sdk_kms::Client::new(&config),
+                None,
+            ))
         }
 
         async fn assume(&self, _: &Location) -> Result<(), AwsError> {

@@ -15,10 +15,8 @@
 //! delivery streams (one Firehose call each 1.1 s); a single container at 900 s, about 15,000 and
 //! 3,800 (docs/operations.md, "How the work is split").
 
+use crate::aws::Aws;
 use crate::aws::connector::Connector;
-use crate::aws::firehose::FirehoseApi;
-use crate::aws::kinesis::KinesisApi;
-use crate::aws::kms::KmsApi;
 use crate::enforce::Enforcer;
 use crate::fleet::Fleet;
 use crate::model::event::Trigger;
@@ -235,8 +233,8 @@ pub fn verdict(report: &Report) -> &'static str {
 }
 
 /// Runs the enforcer's decision on every resource, `on_done` called after each one.
-pub async fn sweep<K: KinesisApi, F: FirehoseApi, M: KmsApi>(
-    enforcer: &Enforcer<K, F, M>,
+pub async fn sweep<A: Aws>(
+    enforcer: &Enforcer<A>,
     resources: Vec<Resource>,
     deadline: Instant,
     on_done: impl Fn(&Report),
@@ -307,7 +305,7 @@ impl ListError {
     }
 }
 
-impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
+impl<A: Aws> Enforcer<A> {
     /// Every Kinesis data stream and Firehose delivery stream (all source types) in the
     /// account and region `at`, each listing paged and paced under the rate limits.
     pub async fn list_resources(
@@ -321,7 +319,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
         loop {
             let page = self
                 .paced(deadline, &mut *random, Operation::ListStreams, || {
-                    self.kinesis().list_streams(cursor.clone())
+                    self.aws.list_streams(cursor.clone())
                 })
                 .await
                 .map_err(|e| ListError::new(Operation::ListStreams, e))?
@@ -339,7 +337,7 @@ impl<K: KinesisApi, F: FirehoseApi, M: KmsApi> Enforcer<K, F, M> {
                     deadline,
                     &mut *random,
                     Operation::ListDeliveryStreams,
-                    || self.firehose().list_delivery_streams(after.clone()),
+                    || self.aws.list_delivery_streams(after.clone()),
                 )
                 .await
                 .map_err(|e| ListError::new(Operation::ListDeliveryStreams, e))?

@@ -13,6 +13,7 @@ use aws_sdk_kinesis::types::StreamStatus;
 use aws_sdk_kms::operation::describe_key::DescribeKeyError;
 use aws_smithy_mocks::{Rule, mock};
 use std::time::Duration;
+use stream_encryption_enforcer::aws::SdkAws;
 use stream_encryption_enforcer::aws::kinesis::KinesisApi;
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::fleet::Fleet;
@@ -49,7 +50,7 @@ async fn handle(
     budget: Duration,
 ) -> Report {
     let firehose = firehose_client(&[]);
-    let enforcer = Fleet::new(OwnAccount::new(kinesis, firehose, kms), &config(policy));
+    let enforcer = Fleet::new(OwnAccount::sdk(kinesis, firehose, kms), &config(policy));
     let mut random = fastrand::Rng::with_seed(3);
     enforcer
         .handle(
@@ -268,7 +269,12 @@ async fn sdk_errors_are_classified_by_code_or_transport_name() {
         ),
     ];
     for (rule, expected) in cases {
-        let client = kinesis_client(&[&rule]);
+        let client = SdkAws::new(
+            kinesis_client(&[&rule]),
+            firehose_client(&[]),
+            kms_client(&[]),
+            None,
+        );
         let err = client.stream_summary(&stream).await.unwrap_err();
         assert_eq!(err.code(), expected, "{err}");
         assert!(!err.message().is_empty());
@@ -376,7 +382,7 @@ async fn an_event_outside_the_home_account_region_or_partition_is_refused_withou
     let kinesis = kinesis_client(&[&describe]);
     let kms = kms_client(&[&key]);
     let enforcer = Fleet::new(
-        OwnAccount::new(kinesis, firehose_client(&[]), kms),
+        OwnAccount::sdk(kinesis, firehose_client(&[]), kms),
         &config(None),
     );
     let mut random = fastrand::Rng::with_seed(5);
@@ -439,7 +445,7 @@ async fn at_the_handler_a_deadline_failure_is_an_error_and_no_wait_runs_past_it(
         .build();
     let key = key_rule();
     let enforcer = Fleet::new(
-        OwnAccount::new(
+        OwnAccount::sdk(
             kinesis_client(&[&describe, &start]),
             firehose_client(&[]),
             kms_client(&[&key]),
@@ -598,7 +604,7 @@ async fn firehose_encryption_being_turned_off_is_waited_out_with_reads_then_star
     );
     let key = key_rule();
     let fleet = Fleet::new(
-        OwnAccount::new(
+        OwnAccount::sdk(
             kinesis_client(&[]),
             firehose_client(&[&describe, &start]),
             kms_client(&[&key]),
@@ -770,7 +776,7 @@ async fn a_tools_change_between_reads_starts_the_settle_period_over() {
     })
     .unwrap();
     let fleet = Fleet::new(
-        OwnAccount::new(
+        OwnAccount::sdk(
             kinesis_client(&[&describe, &start]),
             firehose_client(&[]),
             kms_client(&[&key]),
@@ -872,7 +878,7 @@ async fn the_key_is_resolved_again_after_its_ttl_and_only_a_transient_failure_ke
     })
     .unwrap();
     let fleet = Fleet::new(
-        OwnAccount::new(
+        OwnAccount::sdk(
             kinesis_client(&[&describe]),
             firehose_client(&[]),
             kms_client(&[&key]),
@@ -962,7 +968,7 @@ async fn a_multi_region_key_is_applied_as_its_replica_in_the_streams_region() {
     })
     .unwrap();
     let fleet = Fleet::new(
-        OwnAccount::new(
+        OwnAccount::sdk(
             kinesis_client(&[&describe, &start]),
             firehose_client(&[]),
             kms_client(&[&key]),
@@ -1012,7 +1018,12 @@ async fn stream_tags_are_read_page_by_page_from_the_last_key_read() {
                 .build()
                 .unwrap()
         });
-    let client = kinesis_client(&[&first, &second]);
+    let client = SdkAws::new(
+        kinesis_client(&[&first, &second]),
+        firehose_client(&[]),
+        kms_client(&[]),
+        None,
+    );
     let stream = Resource::named(Service::Kinesis, fixture_home(), "orders").unwrap();
     let tags = client.stream_tags(&stream).await.unwrap();
     let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
@@ -1047,7 +1058,12 @@ async fn delivery_stream_tags_are_read_page_by_page_and_an_empty_page_that_says_
                 .build()
                 .unwrap()
         });
-    let client = firehose_client(&[&first, &empty]);
+    let client = SdkAws::new(
+        kinesis_client(&[]),
+        firehose_client(&[&first, &empty]),
+        kms_client(&[]),
+        None,
+    );
     let stream = Resource::named(Service::Firehose, fixture_home(), "clickstream").unwrap();
     let err = client.delivery_stream_tags(&stream).await.unwrap_err();
     assert_eq!(err.code(), "Enforcer.ResponseError", "{err}");

@@ -1,7 +1,8 @@
 //! The whole decision table, in milliseconds: every stream status, encryption, form of the
-//! mandated key, mode and exemption (on the resource, or in the create call's record), through the real event parsing and the real enforcer, on an
-//! in-memory model of Kinesis, Firehose and KMS (`Model`, behind the same traits the SDK
-//! adapters implement) with the clock paused.
+//! mandated key, mode and exemption (on the resource, or in the create call's record), and the
+//! flapping guard's count, through the real event parsing and the real enforcer, on an
+//! in-memory model of Kinesis, Firehose, KMS and the re-application ledger (`Model`, behind the
+//! same port the SDK adapters implement) with the clock paused.
 //!
 //! The model keeps AWS's rules that the decision depends on: a write on a stream that is not
 //! `ACTIVE` (or a delivery stream that is not, or whose encryption is changing) is refused with
@@ -15,6 +16,7 @@ use crate::support::own_account::OwnAccount;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use stream_encryption_enforcer::aws::Aws;
 use stream_encryption_enforcer::aws::error::AwsError;
 use stream_encryption_enforcer::aws::firehose::{
     DeliveryEncryption, DeliveryStatus, DeliverySummary, EncryptionStatus, FirehoseApi, FirehoseKey,
@@ -23,6 +25,7 @@ use stream_encryption_enforcer::aws::kinesis::{
     KinesisApi, ListCursor, StreamPage, StreamStatus, StreamSummary,
 };
 use stream_encryption_enforcer::aws::kms::KmsApi;
+use stream_encryption_enforcer::aws::ledger::{Application, LedgerApi};
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::fleet::Fleet;
 use stream_encryption_enforcer::model::exemption::Tags;
@@ -75,6 +78,10 @@ struct World {
     calls: BTreeMap<&'static str, u32>,
     /// Writes answered ResourceInUseException: the enforcer wrote on a resource not ready.
     refused_writes: u32,
+    /// The re-application ledger, by resource ARN (none: no `LEDGER_TABLE`).
+    ledger: Option<Vec<(String, Application)>>,
+    /// The ledger's Query is denied.
+    ledger_unreadable: bool,
 }
 
 #[derive(Clone, Default)]
@@ -296,6 +303,59 @@ impl KmsApi for Model {
     }
 }
 
+impl LedgerApi for Model {
+    fn counts(&self) -> bool {
+        self.world().ledger.is_some()
+    }
+
+    async fn recent(
+        &self,
+        resource: &str,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<Application>, AwsError> {
+        self.count("Query");
+        let world = self.world();
+        if world.ledger_unreadable {
+            return Err(AwsError::new(
+                "AccessDeniedException",
+                "not authorized to perform dynamodb:Query",
+            ));
+        }
+        let since = epoch_ms(now).saturating_sub(DAY_MS);
+        Ok(world
+            .ledger
+            .iter()
+            .flatten()
+            .filter(|(arn, a)| arn == resource && a.at_ms >= since)
+            .map(|(_, a)| a.clone())
+            .collect())
+    }
+
+    async fn record(
+        &self,
+        resource: &str,
+        now: std::time::SystemTime,
+        reverted_by: &str,
+    ) -> Result<(), AwsError> {
+        self.count("PutItem");
+        let application = Application {
+            at_ms: epoch_ms(now),
+            reverted_by: reverted_by.to_owned(),
+        };
+        if let Some(ledger) = self.world().ledger.as_mut() {
+            ledger.push((resource.to_owned(), application));
+        }
+        Ok(())
+    }
+}
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+fn epoch_ms(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 // ---- One case.
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -304,7 +364,7 @@ enum Mode {
     Report,
 }
 
-fn config(mandated: &str, mode: Mode) -> Config {
+fn config(mandated: &str, mode: Mode, flap_threshold: Option<u32>) -> Config {
     let mode = match mode {
         Mode::Enforce => "enforce",
         Mode::Report => "report",
@@ -313,6 +373,7 @@ fn config(mandated: &str, mode: Mode) -> Config {
         "MANDATED_KMS_KEY" => Some(mandated.to_owned()),
         "ENFORCEMENT_MODE" => Some(mode.to_owned()),
         "EXEMPT_TAG" => Some(EXEMPT.to_owned()),
+        "FLAP_THRESHOLD" => flap_threshold.map(|n| n.to_string()),
         _ => None,
     })
     .expect("configuration")
@@ -327,21 +388,12 @@ fn event(fixture: &str, name_field: &str, name: &str) -> serde_json::Value {
 }
 
 async fn run(model: &Model, mandated: &str, mode: Mode, event: serde_json::Value) -> Report {
-    run_with(model.clone(), model, mandated, mode, event).await
+    run_with(model.clone(), &config(mandated, mode, None), event).await
 }
 
-/// As [`run`], with `kinesis` answering the Kinesis calls instead of the model.
-async fn run_with<K: KinesisApi + Clone>(
-    kinesis: K,
-    model: &Model,
-    mandated: &str,
-    mode: Mode,
-    event: serde_json::Value,
-) -> Report {
-    let fleet = Fleet::new(
-        OwnAccount::new(kinesis, model.clone(), model.clone()),
-        &config(mandated, mode),
-    );
+/// As [`run`], with `aws` answering the calls and `config` as the configuration.
+async fn run_with<A: Aws + Clone>(aws: A, config: &Config, event: serde_json::Value) -> Report {
+    let fleet = Fleet::new(OwnAccount::new(aws), config);
     let home = Location::new(ACCOUNT, REGION).expect("home");
     fleet
         .handle(
@@ -857,27 +909,89 @@ async fn firehose_a_failed_creation_is_not_applicable_and_a_deleted_stream_gone(
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caught() {
-    // The confirm step is what makes `remediated` true: a Start that "takes" a key other than
-    // the mandated one must fail the event, not pass it.
-    #[derive(Clone, Default)]
-    struct Sabotaged(Model);
-    impl KinesisApi for Sabotaged {
-        async fn stream_summary(&self, stream: &Resource) -> Result<StreamSummary, AwsError> {
-            self.0.stream_summary(stream).await
-        }
-        async fn list_streams(&self, from: Option<ListCursor>) -> Result<StreamPage, AwsError> {
-            self.0.list_streams(from).await
-        }
-        async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
-            self.0.stream_tags(stream).await
-        }
-        async fn start_encryption(&self, stream: &Resource, _: &str) -> Result<(), AwsError> {
-            KinesisApi::start_encryption(&self.0, stream, &key_arn(OTHER_KEY_ID)).await
+/// How [`Twisted`] answers Kinesis's StartStreamEncryption instead of the model.
+#[derive(Clone)]
+enum Twist {
+    /// The Start "takes" another key than the one asked for.
+    OtherKey,
+    /// The first Start is refused with ResourceInUseException, as when someone else is
+    /// changing the stream at that moment; later ones reach the model.
+    BusyOnce(Arc<std::sync::atomic::AtomicBool>),
+}
+
+/// The model, with one twist in its StartStreamEncryption.
+#[derive(Clone)]
+struct Twisted(Model, Twist);
+
+impl KinesisApi for Twisted {
+    async fn stream_summary(&self, stream: &Resource) -> Result<StreamSummary, AwsError> {
+        self.0.stream_summary(stream).await
+    }
+    async fn list_streams(&self, from: Option<ListCursor>) -> Result<StreamPage, AwsError> {
+        self.0.list_streams(from).await
+    }
+    async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
+        self.0.stream_tags(stream).await
+    }
+    async fn start_encryption(&self, stream: &Resource, key: &str) -> Result<(), AwsError> {
+        match &self.1 {
+            Twist::OtherKey => {
+                KinesisApi::start_encryption(&self.0, stream, &key_arn(OTHER_KEY_ID)).await
+            }
+            Twist::BusyOnce(refused) => {
+                if !refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    self.0.count("StartStreamEncryption");
+                    return Err(in_use(&stream.name));
+                }
+                KinesisApi::start_encryption(&self.0, stream, key).await
+            }
         }
     }
-    let model = Model::default().with_keys();
+}
+impl FirehoseApi for Twisted {
+    async fn delivery_summary(&self, stream: &Resource) -> Result<DeliverySummary, AwsError> {
+        self.0.delivery_summary(stream).await
+    }
+    async fn list_delivery_streams(
+        &self,
+        after: Option<String>,
+    ) -> Result<(Vec<String>, bool), AwsError> {
+        self.0.list_delivery_streams(after).await
+    }
+    async fn delivery_stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
+        self.0.delivery_stream_tags(stream).await
+    }
+    async fn start_encryption(&self, stream: &Resource, key: &FirehoseKey) -> Result<(), AwsError> {
+        FirehoseApi::start_encryption(&self.0, stream, key).await
+    }
+}
+impl KmsApi for Twisted {
+    async fn describe_key(&self, key: &str) -> Result<KeyInfo, AwsError> {
+        self.0.describe_key(key).await
+    }
+}
+impl LedgerApi for Twisted {
+    fn counts(&self) -> bool {
+        self.0.counts()
+    }
+    async fn recent(
+        &self,
+        resource: &str,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<Application>, AwsError> {
+        self.0.recent(resource, now).await
+    }
+    async fn record(
+        &self,
+        resource: &str,
+        now: std::time::SystemTime,
+        by: &str,
+    ) -> Result<(), AwsError> {
+        self.0.record(resource, now, by).await
+    }
+}
+
+fn unencrypted_orders(model: &Model) {
     model.world().streams.insert(
         "orders".into(),
         Stream {
@@ -887,14 +1001,263 @@ async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caug
             tags: tags(false),
         },
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_table_can_fail_a_model_that_reports_another_key_after_start_is_caught() {
+    // The confirm step is what makes `remediated` true: a Start that "takes" a key other than
+    // the mandated one must fail the event, not pass it.
+    let model = Model::default().with_keys();
+    unencrypted_orders(&model);
     let report = run_with(
-        Sabotaged(model.clone()),
-        &model,
-        "alias/org-streams",
-        Mode::Enforce,
+        Twisted(model.clone(), Twist::OtherKey),
+        &config("alias/org-streams", Mode::Enforce, None),
         event("kinesis-create-stream", "streamName", "orders"),
     )
     .await;
     assert_eq!(report.outcome, Outcome::Failed);
     assert_eq!(report.error_code.as_deref(), Some("Enforcer.KeyMismatch"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_refused_as_in_use_is_retried_after_a_fresh_read_and_the_checks_are_not_repeated() {
+    // The exemption tag and the ledger are checked once per event, before its first write; a
+    // second write after ResourceInUseException reads the stream again but not them.
+    let model = Model::default().with_keys();
+    unencrypted_orders(&model);
+    model.world().ledger = Some(Vec::new());
+    let report = run_with(
+        Twisted(model.clone(), Twist::BusyOnce(Default::default())),
+        &config("alias/org-streams", Mode::Enforce, None),
+        event("kinesis-create-stream", "streamName", "orders"),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
+    assert_eq!(report.attempts, 2);
+    assert_eq!(model.calls("StartStreamEncryption"), 2);
+    assert_eq!(model.calls("ListTagsForStream"), 1);
+    assert_eq!(model.calls("Query"), 1);
+    assert_eq!(model.calls("PutItem"), 1);
+    // Read first, again after the refused write, then twice to confirm (UPDATING, ACTIVE).
+    assert_eq!(model.calls("DescribeStreamSummary"), 4);
+}
+
+// ---- The flapping guard.
+
+/// What the re-application ledger holds before the event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kept {
+    /// No `LEDGER_TABLE`: nothing is counted.
+    NoLedger,
+    /// Its Query is denied.
+    Unreadable,
+    /// This many applications to the resource in the last 24 hours (and others that do not
+    /// count: older ones, and another resource's).
+    Prior(u32),
+}
+
+/// Who left the resource off the key before, as the ledger records it.
+const EARLIER: &str = "Terraform (arn:aws:iam::123456789012:role/Other)";
+
+#[tokio::test(start_paused = true)]
+async fn flapping_every_service_threshold_count_mode_and_exemption() {
+    use std::time::SystemTime;
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    let hour = Duration::from_secs(3600);
+    for firehose in [false, true] {
+        for threshold in [None, Some(1), Some(3), Some(12), Some(13), Some(24)] {
+            // The oracle, from the README's configuration table: the default is 10, and a
+            // delivery stream's threshold is at most 12 (a revert cycle costs two of 25 calls).
+            let configured = threshold.unwrap_or(10);
+            let effective = if firehose {
+                configured.min(12)
+            } else {
+                configured
+            };
+            let mut kept = vec![Kept::NoLedger, Kept::Unreadable];
+            let mut priors = vec![0, effective - 1, effective, effective + 1, configured];
+            priors.sort();
+            priors.dedup();
+            kept.extend(priors.into_iter().map(Kept::Prior));
+            for kept in kept {
+                for compliant in [false, true] {
+                    for (mode, exempt) in [
+                        (Mode::Enforce, Exempt::No),
+                        (Mode::Enforce, Exempt::Listed),
+                        (Mode::Report, Exempt::No),
+                    ] {
+                        cases += 1;
+                        let model = Model::default().with_keys();
+                        let (name, fixture, field) = if firehose {
+                            (
+                                "clickstream",
+                                "firehose-create-delivery-stream",
+                                "deliveryStreamName",
+                            )
+                        } else {
+                            ("orders", "kinesis-create-stream", "streamName")
+                        };
+                        let arn = Resource::named(
+                            if firehose {
+                                stream_encryption_enforcer::model::resource::Service::Firehose
+                            } else {
+                                stream_encryption_enforcer::model::resource::Service::Kinesis
+                            },
+                            Location::new(ACCOUNT, REGION).expect("home"),
+                            name,
+                        )
+                        .expect("resource")
+                        .arn();
+                        {
+                            let mut world = model.world();
+                            if firehose {
+                                world.deliveries.insert(
+                                    name.into(),
+                                    Delivery {
+                                        status: DeliveryStatus::Active,
+                                        reads_to_ready: 1,
+                                        source_type: "DirectPut".into(),
+                                        encryption: if compliant {
+                                            Sse::EnabledMandated.encryption()
+                                        } else {
+                                            None
+                                        },
+                                        tags: exempt.listed(),
+                                    },
+                                );
+                            } else {
+                                world.streams.insert(
+                                    name.into(),
+                                    Stream {
+                                        status: StreamStatus::Active,
+                                        reads_to_ready: 0,
+                                        key: compliant.then(|| key_arn(KEY_ID)),
+                                        tags: exempt.listed(),
+                                    },
+                                );
+                            }
+                            let now = SystemTime::now();
+                            let at = |ago: Duration| Application {
+                                at_ms: epoch_ms(now - ago),
+                                reverted_by: EARLIER.into(),
+                            };
+                            world.ledger_unreadable = kept == Kept::Unreadable;
+                            if kept != Kept::NoLedger {
+                                let mut ledger = Vec::new();
+                                let prior = match kept {
+                                    Kept::Prior(n) => n,
+                                    _ => 0,
+                                };
+                                for i in 0..prior {
+                                    ledger.push((arn.clone(), at(hour * (i + 1) / 2)));
+                                }
+                                // Older than 24 hours, or another resource's: not counted.
+                                for _ in 0..3 {
+                                    ledger.push((arn.clone(), at(hour * 25)));
+                                    ledger.push((format!("{arn}-other"), at(hour)));
+                                }
+                                world.ledger = Some(ledger);
+                            }
+                        }
+                        let before = model.world().ledger.clone();
+                        let mut event = event(fixture, field, name);
+                        if firehose {
+                            event["detail"]["requestParameters"]["deliveryStreamType"] =
+                                "DirectPut".into();
+                        }
+                        let config = config("alias/org-streams", mode, threshold);
+                        let report = run_with(model.clone(), &config, event).await;
+
+                        let would_write =
+                            !compliant && !exempt.is_exempt() && mode == Mode::Enforce;
+                        let flapping =
+                            would_write && matches!(kept, Kept::Prior(n) if n >= effective);
+                        let want = if flapping {
+                            Outcome::Flapping
+                        } else {
+                            expected_when_present(compliant, exempt.is_exempt(), mode)
+                        };
+                        let wrote = want == Outcome::Remediated;
+                        let start = if firehose {
+                            "StartDeliveryStreamEncryption"
+                        } else {
+                            "StartStreamEncryption"
+                        };
+                        let mut wrong = Vec::new();
+                        if report.outcome != want {
+                            wrong.push(format!("outcome {} (want {want})", report.outcome));
+                        }
+                        let writes = model.calls(start);
+                        if writes != u32::from(wrote) || report.attempts != writes {
+                            wrong.push(format!(
+                                "{writes} Start calls, attempts {}",
+                                report.attempts
+                            ));
+                        }
+                        // The ledger is asked before the first write only, and only when one is
+                        // configured.
+                        let want_queries = u32::from(would_write && kept != Kept::NoLedger);
+                        if model.calls("Query") != want_queries {
+                            wrong.push(format!("{} ledger reads", model.calls("Query")));
+                        }
+                        let want_error = flapping.then_some("Enforcer.Flapping");
+                        if want != Outcome::Failed && report.error_code.as_deref() != want_error {
+                            wrong.push(format!("error code {:?}", report.error_code));
+                        }
+                        let reason = report.reason.clone().unwrap_or_default();
+                        if let (true, Kept::Prior(n)) = (flapping, kept)
+                            && !(reason.contains(&format!("applied {n} times"))
+                                && reason.contains(&format!("{EARLIER} x{n}")))
+                        {
+                            wrong.push(format!("reason {reason:?}"));
+                        }
+                        if kept == Kept::Unreadable
+                            && wrote
+                            && !reason.contains(
+                                "re-application ledger could not be read (AccessDeniedException",
+                            )
+                        {
+                            wrong.push(format!(
+                                "reason {reason:?} does not say the check was skipped"
+                            ));
+                        }
+                        // A write that took is recorded, with who left the resource off the key;
+                        // nothing else changes the ledger.
+                        let after = model.world().ledger.clone();
+                        let recorded = matches!(kept, Kept::Prior(_)) && wrote;
+                        match (&before, &after) {
+                            (Some(before), Some(after)) if recorded => {
+                                let added = &after[before.len()..];
+                                if after[..before.len()] != before[..]
+                                    || added.len() != 1
+                                    || added[0].0 != arn
+                                    || !added[0].1.reverted_by.contains("DataPlatformDeployer")
+                                {
+                                    wrong.push(format!("recorded {added:?}"));
+                                }
+                            }
+                            _ if kept != Kept::Unreadable && before != after => {
+                                wrong.push("the ledger changed".into());
+                            }
+                            _ => {}
+                        }
+                        if !wrong.is_empty() {
+                            failures.push(format!(
+                                "firehose {firehose}, threshold {threshold:?}, {kept:?}, compliant {compliant}, {mode:?}, exempt {exempt:?}: {}",
+                                wrong.join("; ")
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 426);
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use stream_encryption_enforcer::aws::SdkAws;
 use stream_encryption_enforcer::aws::clients::lambda_settings;
 use stream_encryption_enforcer::config::Config;
 use stream_encryption_enforcer::fleet::Fleet;
@@ -37,8 +38,7 @@ type Sdk = (
     aws_sdk_kms::Client,
 );
 type Handled = Result<Output, HandlerError>;
-type Soak =
-    Fleet<OwnAccount<aws_sdk_kinesis::Client, aws_sdk_firehose::Client, aws_sdk_kms::Client>>;
+type Soak = Fleet<OwnAccount<SdkAws>>;
 
 /// SDK clients configured as the Lambda's (`clients::lambda_settings`).
 async fn clients(kinesis_url: &str, moto_url: &str) -> Sdk {
@@ -81,7 +81,7 @@ fn enforcer(sdk: Sdk) -> Soak {
         _ => None,
     })
     .unwrap();
-    Fleet::new(OwnAccount::new(sdk.0, sdk.1, sdk.2), &config)
+    Fleet::new(OwnAccount::sdk(sdk.0, sdk.1, sdk.2), &config)
 }
 
 /// The most write calls one event may make under the policy: the first, plus every retry of

@@ -1,52 +1,33 @@
-//! A [`Connector`] for tests that hand the enforcer their own adapters.
+//! A [`Connector`] for tests that hand the enforcer their own port.
 
-use stream_encryption_enforcer::aws::connector::{Adapters, Connector, Organization};
+use stream_encryption_enforcer::aws::connector::{Connector, Organization};
 use stream_encryption_enforcer::aws::error::AwsError;
-use stream_encryption_enforcer::aws::firehose::FirehoseApi;
-use stream_encryption_enforcer::aws::kinesis::KinesisApi;
-use stream_encryption_enforcer::aws::kms::KmsApi;
+use stream_encryption_enforcer::aws::{Aws, SdkAws};
 use stream_encryption_enforcer::model::resource::Location;
 
-/// A connector with one set of adapters (mocked SDK clients, or fakes) for the function's own
-/// account, and no role: every other account and region is out of its reach.
-pub struct OwnAccount<K, F, M> {
-    kinesis: K,
-    firehose: F,
-    kms: M,
+/// A connector with one port (mocked SDK clients, or a fake) for the function's own account,
+/// and no role: every other account and region is out of its reach.
+pub struct OwnAccount<A> {
+    aws: A,
 }
 
-impl<K, F, M> OwnAccount<K, F, M> {
-    /// Always these adapters.
-    pub fn new(kinesis: K, firehose: F, kms: M) -> Self {
-        Self {
-            kinesis,
-            firehose,
-            kms,
-        }
+impl<A> OwnAccount<A> {
+    /// Always this port.
+    pub fn new(aws: A) -> Self {
+        Self { aws }
     }
 }
 
 const NO_ROLE: &str = "Enforcer.NoTargetRole";
 
-impl<K, F, M> Connector for OwnAccount<K, F, M>
-where
-    K: KinesisApi + Clone,
-    F: FirehoseApi + Clone,
-    M: KmsApi + Clone,
-{
-    type Kinesis = K;
-    type Firehose = F;
-    type Kms = M;
+impl<A: Aws + Clone> Connector for OwnAccount<A> {
+    type Aws = A;
 
-    fn connect(&self, _: &Location, own: bool) -> Result<Adapters<K, F, M>, AwsError> {
+    fn connect(&self, _: &Location, own: bool) -> Result<A, AwsError> {
         if !own {
             return Err(AwsError::new(NO_ROLE, "no role to reach another account"));
         }
-        Ok(Adapters {
-            kinesis: self.kinesis.clone(),
-            firehose: self.firehose.clone(),
-            kms: self.kms.clone(),
-        })
+        Ok(self.aws.clone())
     }
 
     async fn assume(&self, _: &Location) -> Result<(), AwsError> {
@@ -58,5 +39,16 @@ where
             NO_ROLE,
             "no organisation in single-account mode",
         ))
+    }
+}
+
+impl OwnAccount<SdkAws> {
+    /// Always a port over these SDK clients (mocked ones, or an emulator's), with no ledger.
+    pub fn sdk(
+        kinesis: aws_sdk_kinesis::Client,
+        firehose: aws_sdk_firehose::Client,
+        kms: aws_sdk_kms::Client,
+    ) -> Self {
+        Self::new(SdkAws::new(kinesis, firehose, kms, None))
     }
 }

@@ -1,0 +1,180 @@
+//! The checks before an event's first write (the exemption tag, report mode, the flapping
+//! ledger), decided once per event, and the ledger's record of a write that took.
+
+use super::{Enforcer, EventRun, Halt, Verdict};
+use crate::aws::Aws;
+use crate::aws::error::AwsError;
+use crate::config::Mode;
+use crate::model::exemption::Tags;
+use crate::model::outcome::Outcome;
+use crate::model::resource::{Resource, Service};
+use crate::policy::ratelimit::Operation;
+use std::future::Future;
+
+/// The highest flapping threshold for a Firehose delivery stream: each revert cycle costs two
+/// of its 25 Start and Stop calls per 24 hours.
+const FIREHOSE_FLAP_LIMIT: u32 = 12;
+
+/// What the checks before the first write decided.
+#[derive(Debug, Clone)]
+pub(super) enum Gate {
+    /// Write the key.
+    Write,
+    /// The resource carries the exemption tag (this one).
+    Exempt(String),
+    /// Report mode: no write.
+    Report,
+    /// The ledger holds the threshold's applications: no write, for this reason.
+    Flapping(String),
+}
+
+impl Gate {
+    /// How the event ends when the gate is closed (`was`: what the resource was, in words);
+    /// `None` when the key is to be written.
+    pub(super) fn end(self, was: &str) -> Option<Result<Verdict, Halt>> {
+        Some(match self {
+            Gate::Write => return None,
+            Gate::Exempt(tag) => Ok(Verdict(
+                Outcome::Exempt,
+                format!("{was}; exempt by tag {tag}"),
+            )),
+            Gate::Report => Ok(Verdict(
+                Outcome::Noncompliant,
+                format!("{was}; report mode: the mandated key was not applied"),
+            )),
+            Gate::Flapping(reason) => Err(Halt::Flapping { reason }),
+        })
+    }
+}
+
+impl<A: Aws> Enforcer<A> {
+    /// The event's gate: decided on its first call (the exemption tag, from the create call's
+    /// own tags when the record has them, else listed; then the mode; then the ledger), the
+    /// same answer after. Called only for a resource off the mandated key, so a compliant one
+    /// never has its tags listed.
+    pub(super) async fn gate<Fut>(
+        &self,
+        resource: &Resource,
+        record_tags: Option<&Tags>,
+        run: &mut EventRun<'_>,
+        list_operation: Operation,
+        list_tags: impl FnMut() -> Fut,
+    ) -> Result<Gate, Halt>
+    where
+        Fut: Future<Output = Result<Tags, AwsError>>,
+    {
+        if let Some(gate) = &run.gate {
+            return Ok(gate.clone());
+        }
+        let gate = self
+            .decide_gate(resource, record_tags, run, list_operation, list_tags)
+            .await?;
+        run.gate = Some(gate.clone());
+        Ok(gate)
+    }
+
+    async fn decide_gate<Fut>(
+        &self,
+        resource: &Resource,
+        record_tags: Option<&Tags>,
+        run: &mut EventRun<'_>,
+        list_operation: Operation,
+        list_tags: impl FnMut() -> Fut,
+    ) -> Result<Gate, Halt>
+    where
+        Fut: Future<Output = Result<Tags, AwsError>>,
+    {
+        if let Some(tag) = &self.rules.exempt_tag {
+            let exempt = match record_tags {
+                Some(tags) if tag.matches(tags) => true,
+                _ => tag.matches(&self.read(run, list_operation, list_tags).await?),
+            };
+            if exempt {
+                return Ok(Gate::Exempt(tag.to_string()));
+            }
+        }
+        if self.rules.mode == Mode::Report {
+            return Ok(Gate::Report);
+        }
+        Ok(match self.flapping(resource, run).await {
+            Some(reason) => Gate::Flapping(reason),
+            None => Gate::Write,
+        })
+    }
+
+    /// Why the write must not be made, when the ledger holds `flap_threshold` applications to
+    /// the resource in the last 24 hours: something keeps reverting it. A ledger that cannot
+    /// be read does not stop the write (AWS's own quota still bounds it); the failure is
+    /// logged and said in the report.
+    async fn flapping(&self, resource: &Resource, run: &mut EventRun<'_>) -> Option<String> {
+        if !self.aws.counts() {
+            return None;
+        }
+        let arn = resource.arn();
+        let now = std::time::SystemTime::now();
+        let recent = match self
+            .paced(
+                run.deadline,
+                &mut *run.random,
+                Operation::LedgerQuery,
+                || self.aws.recent(&arn, now),
+            )
+            .await
+        {
+            Ok((recent, _)) => recent,
+            Err(e) => {
+                tracing::warn!(error = %e, "the re-application ledger could not be read; the key is applied without the flapping check");
+                run.note = Some(format!(
+                    "the re-application ledger could not be read ({}), so the flapping check was skipped",
+                    e.aws()
+                ));
+                return None;
+            }
+        };
+        // Firehose counts Start and Stop together against its 25: a revert cycle costs two.
+        let threshold = match resource.service {
+            Service::Kinesis => self.rules.flap_threshold,
+            Service::Firehose => self.rules.flap_threshold.min(FIREHOSE_FLAP_LIMIT),
+        } as usize;
+        if recent.len() < threshold {
+            return None;
+        }
+        let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+        for application in &recent {
+            *by.entry(application.reverted_by.as_str()).or_default() += 1;
+        }
+        let mut by: Vec<(&str, usize)> = by.into_iter().collect();
+        by.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let list: Vec<String> = by.iter().map(|(who, n)| format!("{who} x{n}")).collect();
+        Some(format!(
+            "the mandated key was applied {} times in the last 24 hours (threshold {}), each \
+             time after the resource was left off it, now again by {}; left off the key by: \
+             {}. The enforcer stops before AWS's quota (25 per 24 hours) is spent: make that \
+             principal or tool declare the mandated key (its next run then puts it on), or \
+             replay the event once the 24 hours have passed or the resource's items are \
+             deleted from the ledger table",
+            recent.len(),
+            threshold,
+            run.reverted_by,
+            list.join(", ")
+        ))
+    }
+
+    /// Records a write that took in the ledger; a failure is logged, the outcome stands.
+    pub(super) async fn record_application(&self, resource: &Resource, run: &mut EventRun<'_>) {
+        if !self.aws.counts() {
+            return;
+        }
+        let arn = resource.arn();
+        let by = run.reverted_by.clone();
+        let now = std::time::SystemTime::now();
+        if let Err(e) = self
+            .paced(run.deadline, &mut *run.random, Operation::LedgerPut, || {
+                self.aws.record(&arn, now, &by)
+            })
+            .await
+        {
+            tracing::warn!(error = %e, resource = %arn, "the re-application could not be recorded in the ledger");
+        }
+    }
+}
