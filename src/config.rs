@@ -35,7 +35,7 @@ pub const ALLOWED_ACCOUNTS: &str = "ALLOWED_ACCOUNTS";
 pub const ALLOWED_REGIONS: &str = "ALLOWED_REGIONS";
 /// The variable naming the AWS Organizations organisation the member accounts belong to.
 pub const ORGANIZATION_ID: &str = "ORGANIZATION_ID";
-/// The variable listing the infrastructure-as-code tools to recognise ([`crate::model::caller`]).
+/// The variable listing the infrastructure-as-code tools to recognise (`model/caller.rs`).
 pub const IAC_TOOLS: &str = "IAC_TOOLS";
 /// The variable holding the settle period given to a tool's resource, in seconds.
 pub const IAC_SETTLE_SECONDS: &str = "IAC_SETTLE_SECONDS";

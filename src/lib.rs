@@ -9,36 +9,42 @@
 //! # Layout
 //!
 //! One folder per layer. `model` and `policy` make no call (they share only the error type of
-//! `aws`); `enforce` reaches AWS only through the ports of `aws`.
+//! `aws`); `enforce` reaches AWS only through the port of `aws`.
 //!
 //! - [`model`]: the domain's types, with no I/O: the [`event`](model::event) that names a
-//!   resource, the [`resource`](model::resource) and its place, [`key`](model::key) forms,
-//!   the [`caller`](model::caller) and its IaC tool, the [`exemption`](model::exemption) tag,
-//!   and the [`outcome`](model::outcome) and report of each event.
+//!   resource, the [`resource`](model::resource) and its place, [`key`](model::key) forms, the
+//!   caller and its IaC tool (`caller.rs`), the [`exemption`](model::exemption) tag, and the
+//!   [`outcome`](model::outcome) and report of each event.
 //! - [`policy`]: how calls are made: the [`retry`](policy::retry) policy (Amazon States
-//!   Language `Retry`) and the [`ratelimit`](policy::ratelimit) inside AWS's per-account limits.
+//!   Language `Retry`) and the rate limiter inside AWS's per-account limits (`ratelimit.rs`).
 //! - [`config`]: the environment variables, read once and validated.
-//! - [`aws`]: the narrow ports the enforcer needs ([`kinesis`](aws::kinesis),
-//!   [`firehose`](aws::firehose), [`kms`](aws::kms), the [`ledger`](aws::ledger)), their
-//!   adapters on the SDK clients ([`clients`](aws::clients), built with the SDK's retries off),
-//!   one [`error`](aws::error) type, and the [`connector`](aws::connector) that reaches a place.
-//! - [`enforce`]: the decision for one event: inspect, decide, apply, confirm.
-//! - [`fleet`]: one enforcer per account and region in a bounded cache, the
-//!   [`scope`](fleet::scope) the function may act in and the allowed
-//!   [`accounts`](fleet::accounts); it parses an event, refuses or reaches its place, enforces.
+//! - [`aws`]: the one port, [`Aws`](aws::Aws), bundling what the enforcer needs from
+//!   [`kinesis`](aws::kinesis), [`firehose`](aws::firehose), [`kms`](aws::kms) and the
+//!   [`ledger`](aws::ledger), with its SDK adapter [`SdkAws`](aws::SdkAws); the
+//!   [`clients`](aws::clients) (the SDK's retries off), one [`error`](aws::error) type, and the
+//!   [`connector`](aws::connector) that reaches an account and region.
+//! - `enforce`: the decision for one event: pure steps per service (`kinesis.rs`,
+//!   `firehose.rs`), one loop that waits, settles, gates, writes and confirms (`drive.rs`), the
+//!   gate of exemption, report mode and flapping (`gate.rs`), the mandated key's resolution
+//!   (`key_cache.rs`), and the report (`report.rs`).
+//! - [`fleet`]: one enforcer per account and region in a bounded cache, the places the function
+//!   may act in (`scope.rs`) and the allowed accounts (`accounts.rs`); it parses an event,
+//!   refuses or reaches its place, and enforces.
 //! - [`sweep`]: the inventory of a place, and every resource of many places through the decision.
 //! - [`lambda`]: the handler shared by the Lambda and `enforcer invoke`: deadline, errors as
-//!   `Diagnostic`s, one [`metrics`](lambda::metrics) line per outcome.
+//!   `Diagnostic`s, the function's own place, one metrics line per outcome.
 //! - [`App`]: start-up, once: configuration, clients, the mandated key's check, the fleet.
 //!
 //! The binaries are thin: `src/bin/bootstrap.rs` (the Lambda) and `src/bin/enforcer/` (the
 //! operator's CLI, behind the `cli` feature: one file per command, and `replay/`). The
 //! integration tests are one binary, `tests/it/`, whose `support/` is the harness.
 
+#![warn(unreachable_pub)]
+
 mod app;
 pub mod aws;
 pub mod config;
-pub mod enforce;
+mod enforce;
 pub mod fleet;
 pub mod lambda;
 pub mod model;

@@ -137,11 +137,6 @@ impl AssumedRole {
         }
     }
 
-    /// The role's ARN.
-    pub fn arn(&self) -> &str {
-        &self.arn
-    }
-
     /// The cached credentials, or new ones from sts:AssumeRole when there are none or they
     /// expire within [`RENEW_BEFORE_EXPIRY`].
     pub async fn credentials(
@@ -247,11 +242,6 @@ impl SdkConnector {
     pub fn with_ledger(mut self, ledger: Option<crate::aws::ledger::Ledger>) -> Self {
         self.ledger = ledger;
         self
-    }
-
-    /// The function's own clients.
-    pub fn own(&self) -> &AwsClients {
-        &self.own
     }
 
     fn role(

@@ -90,7 +90,8 @@ impl AwsError {
     }
 
     /// The error as if AWS had answered it with HTTP `status`.
-    pub fn with_status(mut self, status: u16) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
         self
     }

@@ -32,16 +32,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Error names the enforcer gives to failures it detects itself.
-pub mod codes {
+pub(crate) mod codes {
     /// The confirm step saw a key other than the mandated one, or no encryption, after Start.
-    pub const KEY_MISMATCH: &str = "Enforcer.KeyMismatch";
+    pub(crate) const KEY_MISMATCH: &str = "Enforcer.KeyMismatch";
     /// The invocation's deadline came: the resource was still changing, a call was unanswered,
     /// or the rate limiter's next turn was after it.
-    pub const DEADLINE: &str = crate::aws::error::DEADLINE_EXCEEDED;
+    pub(crate) const DEADLINE: &str = crate::aws::error::DEADLINE_EXCEEDED;
     /// Firehose reported `ENABLING_FAILED` without a failure type.
-    pub const ENABLING_FAILED: &str = "ENABLING_FAILED";
+    pub(crate) const ENABLING_FAILED: &str = "ENABLING_FAILED";
     /// The key was re-applied `FLAP_THRESHOLD` times in 24 hours; the enforcer stopped.
-    pub const FLAPPING: &str = "Enforcer.Flapping";
+    pub(crate) const FLAPPING: &str = "Enforcer.Flapping";
 }
 
 const NOT_FOUND: &str = "ResourceNotFoundException";

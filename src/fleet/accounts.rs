@@ -14,7 +14,7 @@ use tokio::time::Instant;
 /// How long the organisation's account list is used before it is read again: a new account is
 /// acted on at most this long after it joins (its events meanwhile are refused, kept by Lambda's
 /// retries and the on-failure queue, and the sweep catches its streams).
-pub const ORGANIZATION_REFRESH: Duration = Duration::from_secs(600);
+pub(super) const ORGANIZATION_REFRESH: Duration = Duration::from_secs(600);
 
 /// The accounts as last known, and when they were read.
 struct Known {

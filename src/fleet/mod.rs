@@ -7,16 +7,16 @@
 //! account until shortly before they expire, and are shared by every region of the account.
 //! Clients are built per account and region, once per container.
 //!
-//! Each account and region has its own [`Enforcer`], so its own rate limiter (the API limits are
+//! Each account and region has its own `Enforcer`, so its own rate limiter (the API limits are
 //! per account and region: one busy account never slows another) and its own resolution of the
 //! mandated key (an alias or key id names a key in the account and region of the stream, as it
 //! would for any caller there).
 //!
 //! An event from an account or region outside the allowed set is `refused` before any AWS call.
 
-pub mod accounts;
+mod accounts;
 mod cache;
-pub mod scope;
+mod scope;
 
 use crate::aws::connector::{CannotAct, Connector};
 use crate::config::{Central, Config};
@@ -74,7 +74,7 @@ impl<C: Connector> Fleet<C> {
 
     /// In central mode with `ORGANIZATION_ID` and no `ALLOWED_ACCOUNTS`: reads the
     /// organisation's ACTIVE accounts when they were never read or were read more than
-    /// [`ORGANIZATION_REFRESH`](crate::fleet::accounts::ORGANIZATION_REFRESH) ago. Otherwise
+    /// `ORGANIZATION_REFRESH` (10 minutes) ago. Otherwise
     /// nothing.
     pub async fn refresh_accounts(
         &self,

@@ -34,7 +34,7 @@ fn out_of_scope(at: &Location, home: Option<&Location>) -> Option<String> {
 /// Why a resource at `at` is not the function's to act on, or `None` when it is. `allowed`: the
 /// accounts other than its own it may act in, as last read (`None` before the organisation was
 /// read, or in single-account mode).
-pub fn refusal(
+pub(super) fn refusal(
     central: Option<&Central>,
     allowed: Option<&BTreeSet<String>>,
     at: &Location,

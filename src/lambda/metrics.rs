@@ -6,7 +6,7 @@ use serde_json::json;
 
 /// The EMF line for one report: metric `Events` (1) and `WriteCalls` (the write calls made), with
 /// dimensions `service` + `outcome` and `outcome` alone (what the template's alarm watches).
-pub fn emf_line(namespace: &str, report: &Report, timestamp_ms: u64) -> String {
+pub(super) fn emf_line(namespace: &str, report: &Report, timestamp_ms: u64) -> String {
     let service = report
         .service
         .map_or_else(|| "none".to_owned(), |s| s.to_string());
@@ -31,7 +31,7 @@ pub fn emf_line(namespace: &str, report: &Report, timestamp_ms: u64) -> String {
 }
 
 /// Milliseconds since the Unix epoch, as EMF wants its timestamp.
-pub fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

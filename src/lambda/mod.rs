@@ -3,7 +3,7 @@
 
 mod error;
 mod home;
-pub mod metrics;
+mod metrics;
 
 pub use error::HandlerError;
 pub use home::{Home, home_of};

@@ -14,13 +14,13 @@ use std::fmt;
 
 /// The tools recognised when `IAC_TOOLS` is not set, in the order they are tried: Pulumi,
 /// Crossplane and CDKTF embed the Terraform provider, so they come before it.
-pub const DEFAULT_TOOLS: &str = "Pulumi=pulumi,Crossplane=crossplane|upbound/provider-aws,\
+pub(crate) const DEFAULT_TOOLS: &str = "Pulumi=pulumi,Crossplane=crossplane|upbound/provider-aws,\
     Terraform=terraform-provider-aws/|Terraform/|cdktf,\
     CloudFormation=cloudformation.amazonaws.com";
 
 /// The key a Firehose definition declares when the mandated key is AWS managed: Firehose's own
 /// `AWS_OWNED_CMK` (it takes no AWS managed key ARN).
-pub const AWS_OWNED: &str = "AWS_OWNED_CMK";
+pub(crate) const AWS_OWNED: &str = "AWS_OWNED_CMK";
 
 /// The calls' identity as the record gives it: what the tool is recognised from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,7 +117,7 @@ impl fmt::Display for Tool {
 
 /// What the resource's definition in `tool` must declare so that the tool's next run keeps the
 /// mandated key instead of reverting it. `key` is the mandated key (its ARN once resolved).
-pub fn advice(tool: &str, firehose: bool, key: &str) -> String {
+pub(crate) fn advice(tool: &str, firehose: bool, key: &str) -> String {
     match (tool, firehose) {
         ("Terraform", false) => format!(
             "declare encryption_type = \"KMS\" and kms_key_id = \"{key}\" on the aws_kinesis_stream, \

@@ -172,13 +172,6 @@ impl Report {
         }
     }
 
-    /// The report as one line of JSON.
-    pub fn to_json(&self) -> String {
-        // Serialising this struct cannot fail: only strings, integers and unit enums.
-        serde_json::to_string(self)
-            .unwrap_or_else(|e| format!(r#"{{"outcome":"{}","reason":"{e}"}}"#, self.outcome))
-    }
-
     /// Logs the report as one structured line.
     pub fn log(&self) {
         let level_failed = self.outcome.is_failure() || self.outcome == Outcome::Refused;

@@ -105,14 +105,14 @@ impl Operation {
 /// `share / containers` each ([`crate::config::Config::container_share`]) never exceed `share`
 /// together. At `1 / rate`, each container's free first call could add one more per second.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     next_slot: [Mutex<Option<Instant>>; BUCKETS],
     scale: f64,
 }
 
 /// The share of each documented limit the enforcer uses: a call that leaves late (signing,
 /// scheduling) can share a second with the next at AWS, so the limit itself is too much.
-pub const DEFAULT_SHARE: f64 = 0.9;
+pub(crate) const DEFAULT_SHARE: f64 = 0.9;
 
 impl Default for RateLimiter {
     fn default() -> Self {
@@ -122,12 +122,12 @@ impl Default for RateLimiter {
 
 impl RateLimiter {
     /// The share of the documented limits this limiter paces at.
-    pub fn share(&self) -> f64 {
+    pub(crate) fn share(&self) -> f64 {
         self.scale
     }
 
     /// A limiter at `scale` times the documented limits ([`DEFAULT_SHARE`] by default).
-    pub fn new(scale: f64) -> Self {
+    pub(crate) fn new(scale: f64) -> Self {
         Self {
             next_slot: Default::default(),
             scale: if scale.is_finite() && scale > 0.0 {
@@ -141,7 +141,11 @@ impl RateLimiter {
     /// Waits for the operation's next slot. A slot after `deadline` is not taken (the calls
     /// queued behind keep theirs) and is refused at once as `Enforcer.DeadlineExceeded`, rather
     /// than waited for until the invocation has no time left to report.
-    pub async fn acquire(&self, operation: Operation, deadline: Instant) -> Result<(), AwsError> {
+    pub(crate) async fn acquire(
+        &self,
+        operation: Operation,
+        deadline: Instant,
+    ) -> Result<(), AwsError> {
         let bucket = operation.bucket();
         let interval = self.interval(bucket);
         let slot = {

@@ -287,7 +287,8 @@ impl RetryPolicy {
     }
 
     /// A policy that never retries.
-    pub fn never() -> Self {
+    #[cfg(test)]
+    pub(crate) fn never() -> Self {
         Self {
             retriers: Vec::new(),
         }
