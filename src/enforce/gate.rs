@@ -147,12 +147,8 @@ impl<A: Aws> Enforcer<A> {
         by.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         let list: Vec<String> = by.iter().map(|(who, n)| format!("{who} x{n}")).collect();
         Some(format!(
-            "the mandated key was applied {} times in the last 24 hours (threshold {}), each \
-             time after the resource was left off it, now again by {}; left off the key by: \
-             {}. The enforcer stops before AWS's quota (25 per 24 hours) is spent: make that \
-             principal or tool declare the mandated key (its next run then puts it on), or \
-             replay the event once the 24 hours have passed or the resource's items are \
-             deleted from the ledger table",
+            "the mandated key was applied {} times in 24 hours (threshold {}), now left off it \
+             again by {}; left off by: {}; see docs/errors.md#enforcerflapping",
             recent.len(),
             threshold,
             run.reverted_by,

@@ -81,25 +81,21 @@ fn iac_advice(
     format!("{tool} {did}: {}", advice(tool, firehose, declare))
 }
 
-/// What an operator can do about a used-up quota, or `None` for any other error.
+/// What a used-up quota is, in a sentence, with where the docs say what to do; `None` for any
+/// other error.
 pub(super) fn quota_advice(code: &str) -> Option<&'static str> {
     Some(match code {
         quota::KINESIS_KEY_CHANGES => {
             "Kinesis allows a new key on a stream 25 times in a rolling 24 hours, and they are \
-             used up: something keeps changing this stream's key (see CloudTrail for who). Stop \
-             that writer; the event stays in the failed-events queue, to be replayed once the \
-             window has passed"
+             used up; see docs/errors.md#enforcerkeychangequotaexceeded"
         }
         quota::FIREHOSE_ENCRYPTION_CALLS => {
-            "Firehose allows 25 StartDeliveryStreamEncryption and StopDeliveryStreamEncryption \
-             calls together per delivery stream per 24 hours, and they are used up: something \
-             keeps turning this stream's encryption off or onto another key. Stop that writer; \
-             the event stays in the failed-events queue, to be replayed after 24 hours"
+            "Firehose allows 25 Start and Stop encryption calls per delivery stream in 24 hours, \
+             and they are used up; see docs/errors.md#enforcerencryptioncallquotaexceeded"
         }
         quota::FIREHOSE_STREAMS_PER_KEY => {
-            "one customer managed key encrypts at most 500 Firehose delivery streams, and the \
-             mandated key has reached it: delete unused delivery streams on it, or ask AWS \
-             whether the limit can be raised; a retry cannot help"
+            "the mandated key already encrypts 500 Firehose delivery streams, its limit; see \
+             docs/errors.md#enforcerstreamsperkeyexceeded"
         }
         _ => return None,
     })

@@ -248,6 +248,8 @@ mod tests {
     use crate::aws::connector::Organization;
     use crate::aws::error::AwsError;
     use crate::fleet::accounts::ORGANIZATION_REFRESH;
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::time::Duration;
 
     const KEY: (&str, &str) = ("MANDATED_KMS_KEY", "alias/org-streams");
@@ -262,16 +264,30 @@ mod tests {
         .unwrap()
     }
 
-    /// A connector whose every AssumeRole is denied, counting them; it is never asked for
-    /// clients, since nothing may be called without the role. Its organisation is
-    /// o-a1b2c3d4e5 with 111111111111 and 222222222222; readings are counted in `.1`.
+    /// A connector whose every AssumeRole is denied; it is never asked for clients, since
+    /// nothing may be called without the role. Its organisation is o-a1b2c3d4e5 with
+    /// 111111111111 and 222222222222.
     #[derive(Default)]
-    struct Denied(
-        std::sync::atomic::AtomicUsize,
-        std::sync::atomic::AtomicUsize,
+    struct Denied {
+        assume_calls: AtomicUsize,
+        org_reads: AtomicUsize,
         /// Organizations answers AccessDenied.
-        std::sync::atomic::AtomicBool,
-    );
+        org_denied: AtomicBool,
+    }
+
+    impl Denied {
+        fn assume_calls(&self) -> usize {
+            self.assume_calls.load(SeqCst)
+        }
+
+        fn org_reads(&self) -> usize {
+            self.org_reads.load(SeqCst)
+        }
+
+        fn deny_org(&self) {
+            self.org_denied.store(true, SeqCst);
+        }
+    }
 
     impl Connector for Denied {
         type Aws = SdkAws;
@@ -281,13 +297,13 @@ mod tests {
         }
 
         async fn assume(&self, _: &Location) -> Result<(), AwsError> {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.assume_calls.fetch_add(1, SeqCst);
             Err(AwsError::new("AccessDenied", "not authorized to assume"))
         }
 
         async fn organization(&self) -> Result<Organization, AwsError> {
-            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            if self.2.load(std::sync::atomic::Ordering::SeqCst) {
+            self.org_reads.fetch_add(1, SeqCst);
+            if self.org_denied.load(SeqCst) {
                 return Err(AwsError::new(
                     "AccessDeniedException",
                     "not a delegated admin",
@@ -423,33 +439,30 @@ mod tests {
             "{reason}"
         );
         // AccessDenied is not retried by the default policy.
-        assert_eq!(
-            fleet
-                .connector()
-                .0
-                .load(std::sync::atomic::Ordering::SeqCst),
-            1
-        );
+        assert_eq!(fleet.connector().assume_calls(), 1);
+    }
+
+    const ORG_ONLY: [(&str, &str); 3] = [
+        ("TARGET_ROLE_NAME", "Member"),
+        ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+        ("ALLOWED_REGIONS", "us-east-1"),
+    ];
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(60)
     }
 
     #[tokio::test(start_paused = true)]
-    async fn without_allowed_accounts_the_organisation_is_read_and_reread_every_ten_minutes() {
+    async fn without_allowed_accounts_the_organisation_is_read_once_and_decides() {
         let home = at("123456789012", "us-east-1");
-        let vars = [
-            ("TARGET_ROLE_NAME", "Member"),
-            ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
-            ("ALLOWED_REGIONS", "us-east-1"),
-        ];
-        let fleet = Fleet::new(Denied::default(), &config(&vars));
+        let fleet = Fleet::new(Denied::default(), &config(&ORG_ONLY));
         let member = at("222222222222", "us-east-1");
         // Not read yet: nothing but the function's own account can be acted on.
         assert!(fleet.refusal(&member, Some(&home)).is_some());
-        let reads = |f: &Fleet<Denied>| f.connector().1.load(std::sync::atomic::Ordering::SeqCst);
-        let deadline = Instant::now() + Duration::from_secs(60);
         let mut random = fastrand::Rng::with_seed(1);
-        fleet.refresh_accounts(deadline, &mut random).await.unwrap();
-        fleet.refresh_accounts(deadline, &mut random).await.unwrap();
-        assert_eq!(reads(&fleet), 1);
+        fleet.refresh_accounts(soon(), &mut random).await.unwrap();
+        fleet.refresh_accounts(soon(), &mut random).await.unwrap();
+        assert_eq!(fleet.connector().org_reads(), 1);
         assert_eq!(fleet.refusal(&member, Some(&home)), None);
         let outsider = fleet
             .refusal(&at("333333333333", "us-east-1"), Some(&home))
@@ -459,33 +472,47 @@ mod tests {
             "{outsider}"
         );
         assert_eq!(fleet.sweep_locations(&home).len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_organisation_is_read_again_after_ten_minutes() {
+        let fleet = Fleet::new(Denied::default(), &config(&ORG_ONLY));
+        let mut random = fastrand::Rng::with_seed(1);
+        fleet.refresh_accounts(soon(), &mut random).await.unwrap();
         tokio::time::advance(ORGANIZATION_REFRESH).await;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        fleet.refresh_accounts(deadline, &mut random).await.unwrap();
-        assert_eq!(reads(&fleet), 2);
-        // A failed re-read keeps the list read before; a failed first read is an error.
-        fleet
-            .connector()
-            .2
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        fleet.refresh_accounts(soon(), &mut random).await.unwrap();
+        assert_eq!(fleet.connector().org_reads(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_reread_keeps_the_accounts_read_before() {
+        let home = at("123456789012", "us-east-1");
+        let member = at("222222222222", "us-east-1");
+        let fleet = Fleet::new(Denied::default(), &config(&ORG_ONLY));
+        let mut random = fastrand::Rng::with_seed(1);
+        fleet.refresh_accounts(soon(), &mut random).await.unwrap();
+        fleet.connector().deny_org();
         tokio::time::advance(ORGANIZATION_REFRESH).await;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        fleet.refresh_accounts(deadline, &mut random).await.unwrap();
-        assert_eq!(reads(&fleet), 3);
+        fleet.refresh_accounts(soon(), &mut random).await.unwrap();
+        assert_eq!(fleet.connector().org_reads(), 2);
         assert_eq!(fleet.refusal(&member, Some(&home)), None);
-        let failing = Fleet::new(Denied::default(), &config(&vars));
-        failing
-            .connector()
-            .2
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        let err = failing
-            .refresh_accounts(deadline, &mut random)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_first_read_is_an_error_with_its_code() {
+        let fleet = Fleet::new(Denied::default(), &config(&ORG_ONLY));
+        fleet.connector().deny_org();
+        let err = fleet
+            .refresh_accounts(soon(), &mut fastrand::Rng::with_seed(1))
             .await
             .unwrap_err();
         assert_eq!(err.code, "AccessDeniedException");
         assert!(err.reason.contains("delegated administrator"), "{err}");
+    }
 
-        // The function's account belongs to another organisation than the one configured.
+    #[tokio::test(start_paused = true)]
+    async fn another_organisation_than_the_configured_one_is_an_error() {
+        let home = at("123456789012", "us-east-1");
         let vars = [
             ("TARGET_ROLE_NAME", "Member"),
             ("ORGANIZATION_ID", "o-zzzzzzzzzz"),
@@ -493,15 +520,25 @@ mod tests {
         ];
         let fleet = Fleet::new(Denied::default(), &config(&vars));
         let err = fleet
-            .refresh_accounts(deadline, &mut random)
+            .refresh_accounts(soon(), &mut fastrand::Rng::with_seed(1))
             .await
             .unwrap_err();
         assert_eq!(err.code, "Enforcer.OrganizationMismatch");
-        assert!(fleet.refusal(&member, Some(&home)).is_some());
-        // ALLOWED_ACCOUNTS, when given, is the list: the organisation is not read.
+        assert!(
+            fleet
+                .refusal(&at("222222222222", "us-east-1"), Some(&home))
+                .is_some()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_allowed_accounts_the_organisation_is_not_read() {
         let fleet = central();
-        fleet.refresh_accounts(deadline, &mut random).await.unwrap();
-        assert_eq!(reads(&fleet), 0);
+        fleet
+            .refresh_accounts(soon(), &mut fastrand::Rng::with_seed(1))
+            .await
+            .unwrap();
+        assert_eq!(fleet.connector().org_reads(), 0);
     }
 
     /// A connector that reaches every place, with SDK clients that are never called.

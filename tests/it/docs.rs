@@ -125,6 +125,46 @@ fn every_relative_link_leads_to_a_file_and_a_heading_that_exist() {
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
+/// Every `docs/<file>.md#<anchor>` a reason in the code points an operator to.
+fn doc_links_in_code() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, found: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("docs/") {
+                rest = &rest[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_alphanumeric() || "/.-_#".contains(c)))
+                    .unwrap_or(rest.len());
+                if let Some((file, fragment)) = rest[..end].split_once(".md#") {
+                    found.push((format!("{file}.md"), fragment.to_owned()));
+                }
+                rest = &rest[end.max(1)..];
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut found);
+    found
+}
+
+#[test]
+fn every_docs_link_a_reason_gives_leads_to_a_heading() {
+    let links = doc_links_in_code();
+    assert!(links.len() >= 4, "only {links:?}: is the scan right?");
+    for (file, fragment) in links {
+        assert!(
+            anchors(&documents::read(&file)).contains(&fragment),
+            "{file} has no heading #{fragment}"
+        );
+    }
+}
+
 #[test]
 fn the_link_check_sees_a_broken_anchor_and_a_heading_in_code() {
     let text =
