@@ -360,13 +360,7 @@ mod tests {
                 .refusal(&at("111111111111", "us-east-1"), None)
                 .is_some()
         );
-        assert_eq!(
-            fleet
-                .connector()
-                .0
-                .load(std::sync::atomic::Ordering::SeqCst),
-            0
-        );
+        assert_eq!(fleet.connector().assume_calls(), 0);
 
         // Without central mode only the function's own account and region.
         let single = Fleet::new(Denied::default(), &config(&[]));
