@@ -8,8 +8,8 @@
 //!
 //! # Layout
 //!
-//! One folder per layer. `model` and `policy` make no call (they share only the error type of
-//! `aws`); `enforce` reaches AWS only through the port of `aws`.
+//! One folder per layer. `model` uses no other layer, `policy` only the error type of `aws`;
+//! `enforce` reaches AWS only through the port of `aws`.
 //!
 //! - [`model`]: the domain's types, with no I/O: the [`event`](model::event) that names a
 //!   resource, the [`resource`](model::resource) and its place, [`key`](model::key) forms, the

@@ -225,7 +225,7 @@ impl FirehoseApi for SdkAws {
     }
 
     async fn delivery_stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
-        crate::model::exemption::every_tag_page(|after| async move {
+        crate::aws::tags::every_tag_page(|after| async move {
             let page = self
                 .firehose
                 .list_tags_for_delivery_stream()

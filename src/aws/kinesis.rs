@@ -142,7 +142,7 @@ impl KinesisApi for SdkAws {
     }
 
     async fn stream_tags(&self, stream: &Resource) -> Result<Tags, AwsError> {
-        crate::model::exemption::every_tag_page(|after| async move {
+        crate::aws::tags::every_tag_page(|after| async move {
             let page = self
                 .kinesis
                 .list_tags_for_stream()
