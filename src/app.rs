@@ -69,8 +69,9 @@ impl App {
     pub fn fleet(self) -> Fleet<SdkConnector> {
         let region = self.clients.region().unwrap_or_default();
         let ledger = self.clients.ledger(self.config.ledger_table.as_deref());
-        let connector =
-            SdkConnector::new(self.clients, self.config.central.as_ref()).with_ledger(ledger);
+        let connector = SdkConnector::new(self.clients, self.config.central.as_ref())
+            .with_ledger(ledger)
+            .with_queue(self.config.sweep_queue_url.as_deref());
         Fleet::new(connector, &self.config).with_home_key(&region, self.home_key)
     }
 }

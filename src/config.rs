@@ -63,6 +63,15 @@ pub const KEY_CACHE_SECONDS: &str = "KEY_CACHE_SECONDS";
 pub const DEFAULT_KEY_CACHE_SECONDS: u64 = 300;
 /// The longest `KEY_CACHE_SECONDS`: a day.
 pub const MAX_KEY_CACHE_SECONDS: u64 = 86_400;
+/// The variable holding the URL of the sweep queue: with it, a scheduled sweep plans one message
+/// per account and region there instead of sweeping ([`crate::sweep::plan`]).
+pub const SWEEP_QUEUE_URL: &str = "SWEEP_QUEUE_URL";
+/// The variable holding the age, in seconds, past which a resource a sweep had to remediate
+/// counts as missed by the event path (`MissedByEvents`); 0 counts none.
+pub const MISSED_EVENT_SECONDS: &str = "MISSED_EVENT_SECONDS";
+/// `MISSED_EVENT_SECONDS` when it is not set: 15 minutes, far past the seconds an event takes
+/// to arrive and its retries.
+pub const DEFAULT_MISSED_EVENT_SECONDS: u64 = 900;
 /// The share of the per-account limits used when `RATE_SHARE` is not set.
 pub const DEFAULT_RATE_SHARE: f64 = crate::policy::ratelimit::DEFAULT_SHARE;
 /// The namespace used when `METRICS_NAMESPACE` is not set.
@@ -118,6 +127,11 @@ pub struct Config {
     /// How long a resolution of the mandated key is used (`KEY_CACHE_SECONDS`); zero resolves
     /// it for every event.
     pub key_ttl: std::time::Duration,
+    /// The sweep queue (`SWEEP_QUEUE_URL`); without it a scheduled sweep runs in one invocation.
+    pub sweep_queue_url: Option<String>,
+    /// How old a resource a sweep remediates must be to count as missed by the event path
+    /// (`MISSED_EVENT_SECONDS`); `None` counts none.
+    pub missed_after: Option<std::time::Duration>,
 }
 
 /// Central mode: one enforcer for many accounts and regions, through a role in each account.
@@ -262,6 +276,35 @@ fn charset(
             len.start(),
             len.end(),
             allowed.join(" ")
+        ),
+    })
+}
+
+/// Checks a queue URL variable: `https://` (or `http://`, which only a local endpoint serves),
+/// then a host, an account id and a queue name, as SQS's GetQueueUrl returns it.
+fn queue_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let parts: Vec<&str> = rest.map(|r| r.split('/').collect()).unwrap_or_default();
+    let valid = match parts.as_slice() {
+        [host, account, name] => {
+            !host.is_empty()
+                && crate::model::resource::validate_account(account).is_ok()
+                && (1..=80).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        }
+        _ => false,
+    };
+    if valid {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        var,
+        reason: format!(
+            "{url:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue name>)"
         ),
     })
 }
@@ -523,7 +566,20 @@ impl Config {
             DEFAULT_KEY_CACHE_SECONDS,
             seconds,
         )?;
+        let sweep_queue_url = set(SWEEP_QUEUE_URL);
+        if let Some(url) = &sweep_queue_url {
+            queue_url(SWEEP_QUEUE_URL, url)?;
+        }
+        let missed_after = bounded(
+            MISSED_EVENT_SECONDS,
+            set(MISSED_EVENT_SECONDS),
+            0..=31_536_000,
+            DEFAULT_MISSED_EVENT_SECONDS,
+            seconds,
+        )?;
         Ok(Self {
+            sweep_queue_url,
+            missed_after: (missed_after > 0).then(|| std::time::Duration::from_secs(missed_after)),
             key_ttl: std::time::Duration::from_secs(key_ttl),
             central,
             ledger_table,
@@ -634,6 +690,28 @@ mod tests {
     }
 
     #[test]
+    fn the_sweep_queue_and_the_missed_event_age_are_read() {
+        let plain = config(&[("MANDATED_KMS_KEY", "alias/org")]).unwrap();
+        assert_eq!(plain.sweep_queue_url, None);
+        assert_eq!(
+            plain.missed_after,
+            Some(std::time::Duration::from_secs(900))
+        );
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/enforcer-sweep";
+        let set = config(&[
+            ("MANDATED_KMS_KEY", "alias/org"),
+            ("SWEEP_QUEUE_URL", url),
+            ("MISSED_EVENT_SECONDS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(set.sweep_queue_url.as_deref(), Some(url));
+        assert_eq!(set.missed_after, None);
+        // A local endpoint's URL, as moto and ElasticMQ give it.
+        assert!(queue_url("V", "http://127.0.0.1:4566/123456789012/q.fifo").is_ok());
+        assert!(queue_url("V", "https://sqs.eu-west-1.amazonaws.com/123456789012/a/b").is_err());
+    }
+
+    #[test]
     fn a_name_outside_its_characters_names_them() {
         let err = charset("T", "a b", 3..=255, "_.-", "a table name").unwrap_err();
         assert_eq!(
@@ -646,7 +724,34 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 25] = [
+        let cases: [(&[(&str, &str)], &str); 28] = [
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    (
+                        "SWEEP_QUEUE_URL",
+                        "sqs.us-east-1.amazonaws.com/123456789012/q",
+                    ),
+                ],
+                "SWEEP_QUEUE_URL:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    (
+                        "SWEEP_QUEUE_URL",
+                        "https://sqs.us-east-1.amazonaws.com/12345/q",
+                    ),
+                ],
+                "SWEEP_QUEUE_URL:",
+            ),
+            (
+                &[
+                    ("MANDATED_KMS_KEY", "alias/org"),
+                    ("MISSED_EVENT_SECONDS", "-1"),
+                ],
+                "MISSED_EVENT_SECONDS:",
+            ),
             (
                 &[("MANDATED_KMS_KEY", "alias/org"), ("FLAP_THRESHOLD", "25")],
                 "FLAP_THRESHOLD:",

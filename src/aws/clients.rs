@@ -220,6 +220,8 @@ pub struct SdkConnector {
     /// The re-application ledger, with the own clients' credentials: every place's port
     /// counts in the one table.
     ledger: Option<crate::aws::ledger::Ledger>,
+    /// The sweep queue, with the function's own credentials.
+    queue: Option<crate::aws::queue::SweepQueue>,
 }
 
 impl SdkConnector {
@@ -233,7 +235,16 @@ impl SdkConnector {
             own,
             roles: std::sync::Mutex::new(std::collections::HashMap::new()),
             ledger: None,
+            queue: None,
         }
+    }
+
+    /// The connector that sends to the sweep queue at `url` (none: it cannot send).
+    pub fn with_queue(mut self, url: Option<&str>) -> Self {
+        self.queue = url.map(|url| {
+            crate::aws::queue::SweepQueue::new(aws_sdk_sqs::Client::new(&self.own.shared), url)
+        });
+        self
     }
 
     /// The connector whose every place's writes are counted in `ledger` (written with the
@@ -361,5 +372,18 @@ impl crate::aws::connector::Connector for SdkConnector {
         at: &crate::model::resource::Location,
     ) -> Result<(), crate::aws::error::AwsError> {
         self.role(at)?.credentials().await.map(drop)
+    }
+
+    async fn enqueue(
+        &self,
+        bodies: &[String],
+    ) -> Result<Vec<crate::aws::queue::Refused>, crate::aws::error::AwsError> {
+        match &self.queue {
+            Some(queue) => queue.send(bodies).await,
+            None => Err(crate::aws::error::AwsError::unsent(
+                crate::aws::connector::NO_SWEEP_QUEUE,
+                "SWEEP_QUEUE_URL is not set: there is no queue to send to",
+            )),
+        }
     }
 }

@@ -25,7 +25,26 @@ pub trait Connector: Send + Sync {
     /// (organizations:DescribeOrganization and ListAccounts, from the management account or a
     /// delegated administrator).
     fn organization(&self) -> impl Future<Output = Result<Organization, AwsError>> + Send;
+
+    /// Sends at most [`crate::aws::queue::BATCH`] messages to the sweep queue
+    /// (`SWEEP_QUEUE_URL`) with the function's own credentials: `Err` when none was taken, else
+    /// those SQS refused. Without a queue, an error.
+    fn enqueue(
+        &self,
+        bodies: &[String],
+    ) -> impl Future<Output = Result<Vec<crate::aws::queue::Refused>, AwsError>> + Send {
+        let _ = bodies;
+        async {
+            Err(AwsError::unsent(
+                NO_SWEEP_QUEUE,
+                "SWEEP_QUEUE_URL is not set: there is no queue to send to",
+            ))
+        }
+    }
 }
+
+/// The error code of an [`Connector::enqueue`] without a queue.
+pub const NO_SWEEP_QUEUE: &str = "Enforcer.NoSweepQueue";
 
 /// An organisation and its ACTIVE accounts.
 #[derive(Debug, Clone, PartialEq, Eq)]

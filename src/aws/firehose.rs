@@ -120,6 +120,8 @@ pub struct DeliverySummary {
     pub source_type: String,
     /// The encryption configuration, absent when never configured.
     pub encryption: Option<DeliveryEncryption>,
+    /// `CreateTimestamp`, in seconds since the Unix epoch.
+    pub created: Option<i64>,
 }
 
 impl DeliverySummary {
@@ -203,6 +205,7 @@ impl FirehoseApi for SdkAws {
             status,
             source_type: desc.delivery_stream_type().as_str().to_owned(),
             encryption,
+            created: desc.create_timestamp().map(|t| t.secs()),
         })
     }
 

@@ -43,6 +43,8 @@ pub struct StreamSummary {
     /// The `KeyId` when `EncryptionType` is KMS, in whatever form it was applied; `None` when
     /// the stream is not encrypted.
     pub key_id: Option<String>,
+    /// `StreamCreationTimestamp`, in seconds since the Unix epoch.
+    pub created: Option<i64>,
 }
 
 /// Stream names per ListStreams page (the API's default; its maximum is 10,000).
@@ -116,7 +118,14 @@ impl KinesisApi for SdkAws {
             Some(EncryptionType::Kms) => summary.key_id().map(str::to_owned),
             _ => None,
         };
-        Ok(StreamSummary { status, key_id })
+        // A required field; the SDK fills a missing one with 0 (its client-side error
+        // correction), which is not a time.
+        let created = Some(summary.stream_creation_timestamp().secs()).filter(|s| *s > 0);
+        Ok(StreamSummary {
+            status,
+            key_id,
+            created,
+        })
     }
 
     async fn list_streams(&self, from: Option<ListCursor>) -> Result<StreamPage, AwsError> {

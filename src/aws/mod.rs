@@ -9,6 +9,7 @@ pub mod firehose;
 pub mod kinesis;
 pub mod kms;
 pub mod ledger;
+pub mod queue;
 mod tags;
 
 use crate::aws::firehose::FirehoseApi;

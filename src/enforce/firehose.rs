@@ -72,6 +72,7 @@ impl Procedure for Firehose {
                 Some(FirehoseKey::CustomerManaged(arn)) => Some(arn.clone()),
                 _ => None,
             }),
+            created: summary.created,
         }
     }
 
@@ -222,6 +223,7 @@ mod tests {
                 }),
                 failure: None,
             }),
+            created: None,
         }
     }
 

@@ -93,6 +93,7 @@ impl Procedure for Kinesis {
             }
             .to_owned(),
             key: summary.key_id.clone(),
+            created: summary.created,
         }
     }
 
@@ -210,6 +211,7 @@ mod tests {
         StreamSummary {
             status,
             key_id: key.map(str::to_owned),
+            created: None,
         }
     }
 

@@ -23,6 +23,9 @@ pub enum HandlerError {
     /// The organisation's accounts, which a sweep covers, could not be read.
     #[error("sweep: {0}")]
     Accounts(CannotAct),
+    /// A planned sweep's messages could not all be sent to the sweep queue.
+    #[error("sweep plan: {0}")]
+    PlanNotSent(crate::sweep::plan::PlanNotSent),
     /// A sweep left resources failed or unreached.
     #[error("{}", sweep_message(.0))]
     SweepIncomplete(Box<SweepSummary>),
@@ -93,6 +96,7 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::Failed(_) => "RemediationFailed",
             HandlerError::Refused(_) => "EventRefused",
             HandlerError::Accounts(_) => "AccountsUnreadable",
+            HandlerError::PlanNotSent(_) => "SweepPlanNotSent",
             HandlerError::SweepIncomplete(_) => "SweepIncomplete",
         };
         Diagnostic {

@@ -1,8 +1,81 @@
 //! CloudWatch metrics as embedded metric format (EMF) log lines: one line per outcome, which
 //! CloudWatch turns into the `Events` and `WriteCalls` metrics without any API call.
 
+use crate::lambda::Seen;
 use crate::model::outcome::Report;
+use crate::sweep::plan::PartEnd;
 use serde_json::json;
+
+/// The EMF line for what an invocation saw, if it is counted.
+pub(super) fn line(namespace: &str, seen: Seen<'_>, timestamp_ms: u64) -> Option<String> {
+    Some(match seen {
+        Seen::Report(report) => emf_line(namespace, report, timestamp_ms),
+        Seen::Missed(report) => counts(
+            namespace,
+            timestamp_ms,
+            &[("MissedByEvents", 1)],
+            Some(
+                report
+                    .service
+                    .map_or_else(|| "none".to_owned(), |s| s.to_string()),
+            ),
+        ),
+        Seen::Planned(places) => counts(
+            namespace,
+            timestamp_ms,
+            &[("PlacesPlanned", places as u64)],
+            None,
+        ),
+        Seen::Part(part) => {
+            let one = |end: &str| u64::from(part.end.as_str() == end);
+            counts(
+                namespace,
+                timestamp_ms,
+                &[
+                    ("PlacesSwept", one(PartEnd::Swept.as_str())),
+                    ("PlacesContinued", one("continued")),
+                    ("PlacesFailed", one("failed")),
+                    ("SweptResources", part.summary.reports.len() as u64),
+                ],
+                None,
+            )
+        }
+    })
+}
+
+/// An EMF line of counts without dimensions (and, with `service`, also by service).
+fn counts(
+    namespace: &str,
+    timestamp_ms: u64,
+    metrics: &[(&str, u64)],
+    service: Option<String>,
+) -> String {
+    let dimensions = if service.is_some() {
+        json!([[], ["service"]])
+    } else {
+        json!([[]])
+    };
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": dimensions,
+                "Metrics": metrics
+                    .iter()
+                    .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+                    .collect::<Vec<_>>()
+            }]
+        }
+    });
+    for (name, value) in metrics {
+        line[*name] = json!(value);
+    }
+    if let Some(service) = service {
+        line["service"] = json!(service);
+    }
+    line.to_string()
+}
 
 /// The EMF line for one report: metric `Events` (1) and `WriteCalls` (the write calls made), with
 /// dimensions `service` + `outcome` and `outcome` alone (what the template's alarm watches).

@@ -4,17 +4,20 @@
 mod error;
 mod home;
 mod metrics;
+pub mod sqs;
 
 pub use error::HandlerError;
 pub use home::{Home, home_of};
 
 use crate::aws::connector::Connector;
 use crate::fleet::Fleet;
-use crate::lambda::metrics::{emf_line, now_ms};
+use crate::lambda::metrics::now_ms;
 use crate::model::event::{self, InvalidEvent};
 use crate::model::outcome::{Outcome, Report};
 use crate::model::resource::Location;
 use crate::sweep::SweepAnswer;
+use crate::sweep::plan::{PartEnd, PartResult, PlaceMessage, missed_by_events, sweep_id_of};
+use futures_util::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use std::time::{Duration, SystemTime};
@@ -31,6 +34,37 @@ pub enum Output {
     Event(Report),
     /// The answer of a scheduled sweep: counts, and what is not compliant, capped.
     Sweep(SweepAnswer),
+    /// The answer of a scheduled sweep planned on the sweep queue.
+    Plan(PlanAnswer),
+    /// The answer to a batch of the sweep queue: the messages to keep.
+    Batch(sqs::BatchResponse),
+}
+
+/// What a planned sweep answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanAnswer {
+    /// The sweep's id, which every place's result carries.
+    pub sweep_id: String,
+    /// The place messages sent.
+    pub places: usize,
+    /// Why the organisation's accounts could not be read, when they could not: the plan then
+    /// holds the function's own account and the accounts last read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accounts_unread: Option<String>,
+}
+
+/// What an invocation shows its observer (the Lambda writes metrics from it).
+#[derive(Debug, Clone, Copy)]
+pub enum Seen<'a> {
+    /// A resource's report, from an event or a sweep.
+    Report(&'a Report),
+    /// A resource a sweep remediated that its event should have
+    /// ([`crate::sweep::plan::missed_by_events`]).
+    Missed(&'a Report),
+    /// A sweep's plan was sent: this many places.
+    Planned(usize),
+    /// One place message's result.
+    Part(&'a PartResult),
 }
 
 /// The longest a Lambda invocation can run.
@@ -59,35 +93,84 @@ pub fn deadline_from(at: SystemTime) -> Instant {
     Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN)
 }
 
-/// Runs one invocation: a scheduled event sweeps every account and region the function serves
-/// (its own; in central mode also the allowed ones), any other event is handled on its own and
-/// refused unless its resource is one the function may act on. Every report is logged and
-/// passed to `on_report`; `failed`, `refused`, an incomplete sweep and an unusable event become
-/// errors.
+/// Runs one invocation:
+/// - a scheduled event sweeps every account and region the function serves (its own; in
+///   central mode also the allowed ones), or with `SWEEP_QUEUE_URL` plans that sweep: one
+///   message per place on the queue;
+/// - an SQS batch sweeps each message's place and answers the messages that failed;
+/// - any other event is handled on its own and refused unless its resource is one the function
+///   may act on.
+///
+/// Every report is logged and shown to `observe`; `failed`, `refused`, an incomplete sweep, a
+/// plan not sent and an unusable event become errors.
 pub async fn run_event<C: Connector>(
     fleet: &Fleet<C>,
     event: serde_json::Value,
     deadline: Instant,
     home: Option<&Location>,
-    on_report: impl Fn(&Report) + Sync,
+    observe: impl Fn(Seen<'_>) + Sync,
 ) -> Result<Output, HandlerError> {
     let mut random = fastrand::Rng::new();
+    let needs_home = |what: &str| {
+        home.ok_or_else(|| {
+            InvalidEvent::Inconsistent(format!("{what} needs the function's account and region"))
+        })
+    };
+    let swept = |report: &Report| {
+        report.log();
+        observe(Seen::Report(report));
+        if let Some(after) = fleet.config().missed_after
+            && missed_by_events(report, metrics::now_ms() as i64 / 1000, after)
+        {
+            tracing::warn!(
+                resource = report.resource.as_deref().unwrap_or("-"),
+                created = report
+                    .found
+                    .as_ref()
+                    .and_then(|f| f.created)
+                    .unwrap_or_default(),
+                "missed by events: the sweep remediated a resource whose own event should have; \
+                 check the trail, the rules and the forwarding of its account and region \
+                 (docs/operations.md#missed-by-events)"
+            );
+            observe(Seen::Missed(report));
+        }
+    };
+    if sqs::is_sqs(&event) {
+        let home = needs_home("a sweep queue message")?;
+        let records = sqs::records(&event)
+            .map_err(|e| InvalidEvent::Inconsistent(format!("an SQS batch: {e}")))?;
+        return Ok(Output::Batch(
+            Box::pin(run_batch(fleet, records, home, deadline, &swept, &observe)).await,
+        ));
+    }
     if event::is_scheduled(&event) {
-        let home = home.ok_or_else(|| {
-            InvalidEvent::Inconsistent(
-                "a scheduled sweep needs the function's account and region".into(),
-            )
-        })?;
-        fleet
-            .refresh_accounts(deadline, &mut random)
-            .await
-            .map_err(HandlerError::Accounts)?;
+        let home = needs_home("a scheduled sweep")?;
+        let accounts = fleet.refresh_accounts(deadline, &mut random).await;
+        if fleet.config().sweep_queue_url.is_some() {
+            // An organisation that cannot be read does not stop the sweep of what is known: the
+            // function's own account, and the accounts last read.
+            let accounts_unread = accounts.err().map(|why| {
+                tracing::error!(error = %why, "cannot read the organisation's accounts; planning the accounts known");
+                why.to_string()
+            });
+            let sweep_id = sweep_id_of(&event);
+            let locations = fleet.sweep_locations(home);
+            let places = fleet
+                .send_plan(&sweep_id, &locations, deadline, &mut random)
+                .await
+                .map_err(HandlerError::PlanNotSent)?;
+            tracing::info!(sweep_id = %sweep_id, places, "sweep planned");
+            observe(Seen::Planned(places));
+            return Ok(Output::Plan(PlanAnswer {
+                sweep_id,
+                places,
+                accounts_unread,
+            }));
+        }
+        accounts.map_err(HandlerError::Accounts)?;
         let locations = fleet.sweep_locations(home);
-        let summary = Box::pin(fleet.sweep(home, locations, deadline, |report| {
-            report.log();
-            on_report(report);
-        }))
-        .await;
+        let summary = Box::pin(fleet.sweep(home, locations, deadline, swept)).await;
         summary.log();
         if !summary.is_complete() {
             return Err(HandlerError::SweepIncomplete(Box::new(summary)));
@@ -97,7 +180,7 @@ pub async fn run_event<C: Connector>(
     // Boxed: the enforcement future is deep, and the runtime nests it further.
     let report = Box::pin(fleet.handle(event, home, deadline, &mut random)).await?;
     report.log();
-    on_report(&report);
+    observe(Seen::Report(&report));
     match report.outcome {
         Outcome::Failed | Outcome::Flapping => {
             return Err(HandlerError::Failed(Box::new(report)));
@@ -106,6 +189,42 @@ pub async fn run_event<C: Connector>(
         _ => {}
     }
     Ok(Output::Event(report))
+}
+
+/// The sweep queue's batch: each message's place swept, [`crate::sweep::LOCATIONS_IN_FLIGHT`]
+/// at a time; the answer names the messages that are not done.
+async fn run_batch<C: Connector>(
+    fleet: &Fleet<C>,
+    records: Vec<sqs::Record>,
+    home: &Location,
+    deadline: Instant,
+    swept: &(impl Fn(&Report) + Sync),
+    observe: &(impl Fn(Seen<'_>) + Sync),
+) -> sqs::BatchResponse {
+    let failed: Vec<Option<String>> = stream::iter(records)
+        .map(|record| async move {
+            let (message, at) = match PlaceMessage::parse(&record.body) {
+                Ok(read) => read,
+                Err(reason) => {
+                    tracing::error!(message_id = %record.message_id, error = %reason, "not a sweep place message; kept for the dead-letter queue");
+                    return Some(record.message_id);
+                }
+            };
+            let part = Box::pin(fleet.sweep_part(&message, &at, home, deadline, swept)).await;
+            part.log();
+            observe(Seen::Part(&part));
+            matches!(part.end, PartEnd::Failed(_)).then_some(record.message_id)
+        })
+        .buffer_unordered(crate::sweep::LOCATIONS_IN_FLIGHT)
+        .collect()
+        .await;
+    sqs::BatchResponse {
+        batch_item_failures: failed
+            .into_iter()
+            .flatten()
+            .map(|item_identifier| sqs::ItemFailure { item_identifier })
+            .collect(),
+    }
 }
 
 /// The Lambda handler: runs the invocation, writing one metrics line (EMF) per outcome.
@@ -117,7 +236,11 @@ pub async fn lambda_handler<C: Connector>(
 ) -> Result<Output, HandlerError> {
     let deadline = deadline_from(event.context.deadline());
     let home = home.of(&event.context.invoked_function_arn).await;
-    let metrics = |report: &Report| println!("{}", emf_line(metrics_namespace, report, now_ms()));
+    let metrics = |seen: Seen<'_>| {
+        if let Some(line) = metrics::line(metrics_namespace, seen, now_ms()) {
+            println!("{line}");
+        }
+    };
     let result = run_event(fleet, event.payload, deadline, home.as_ref(), metrics).await;
     // A `failed` or `refused` report is already logged as its outcome line.
     if let Some(err) = result

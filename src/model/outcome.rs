@@ -76,6 +76,9 @@ pub struct InitialState {
     /// The key the resource reported, as it reported it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// When the resource was created, in seconds since the Unix epoch, as it reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
 }
 
 /// The report of one event: what the Lambda logs and returns and `enforcer invoke` prints.

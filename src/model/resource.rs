@@ -1,11 +1,11 @@
 //! The resources the enforcer acts on, and validation of every name, id and ARN that comes from
 //! an event before it goes into an ARN or an AWS call.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Which service a resource belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Service {
     /// A Kinesis data stream.

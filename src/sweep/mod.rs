@@ -15,6 +15,8 @@
 //! delivery streams (one Firehose call each 1.1 s); a single container at 900 s, about 15,000 and
 //! 3,800 (docs/operations.md, "How the work is split").
 
+pub mod plan;
+
 use crate::aws::Aws;
 use crate::aws::connector::Connector;
 use crate::enforce::Enforcer;
@@ -232,7 +234,8 @@ pub fn verdict(report: &Report) -> &'static str {
     }
 }
 
-/// Runs the enforcer's decision on every resource, `on_done` called after each one.
+/// Runs the enforcer's decision on every resource, in a random order, `on_done` called after
+/// each one.
 pub async fn sweep<A: Aws>(
     enforcer: &Enforcer<A>,
     resources: Vec<Resource>,
@@ -241,10 +244,23 @@ pub async fn sweep<A: Aws>(
 ) -> SweepSummary {
     let mut resources = resources;
     fastrand::Rng::new().shuffle(&mut resources);
-    let results: Vec<Result<Report, String>> = stream::iter(resources)
+    Box::pin(sweep_listed(enforcer, resources, deadline, on_done))
+        .await
+        .0
+}
+
+/// Runs the enforcer's decision on every resource, started in the order given, `on_done` called
+/// after each one; also returns the resources not reached before the deadline.
+pub(crate) async fn sweep_listed<A: Aws>(
+    enforcer: &Enforcer<A>,
+    resources: Vec<Resource>,
+    deadline: Instant,
+    on_done: impl Fn(&Report),
+) -> (SweepSummary, Vec<Resource>) {
+    let results: Vec<Result<Report, Resource>> = stream::iter(resources)
         .map(|resource| async move {
             if Instant::now() + RESERVE > deadline {
-                return Err(resource.arn());
+                return Err(resource);
             }
             let trigger = Trigger {
                 event_id: None,
@@ -270,18 +286,22 @@ pub async fn sweep<A: Aws>(
         unreached: Vec::new(),
         unlisted: Vec::new(),
     };
+    let mut unreached = Vec::new();
     for result in results {
         match result {
             Ok(report) => {
                 *summary.counts.entry(report.outcome.as_str()).or_default() += 1;
                 summary.reports.push(report);
             }
-            Err(arn) => summary.unreached.push(arn),
+            Err(resource) => {
+                summary.unreached.push(resource.arn());
+                unreached.push(resource);
+            }
         }
     }
     summary.reports.sort_by(|a, b| a.resource.cmp(&b.resource));
     summary.unreached.sort();
-    summary
+    (summary, unreached)
 }
 
 // ---- The inventory: every resource of an account and region.

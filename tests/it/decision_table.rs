@@ -167,6 +167,7 @@ impl KinesisApi for Model {
         Ok(StreamSummary {
             status: s.status.clone(),
             key_id: s.key.clone(),
+            created: None,
         })
     }
 
@@ -237,6 +238,7 @@ impl FirehoseApi for Model {
             status: d.status.clone(),
             source_type: d.source_type.clone(),
             encryption: d.encryption.clone(),
+            created: None,
         })
     }
 

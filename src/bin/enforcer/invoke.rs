@@ -28,7 +28,9 @@ pub async fn invoke(app: App, path: &PathBuf, timeout: u64) -> ExitCode {
     let deadline = Instant::now() + Duration::from_secs(timeout);
     // A resource is checked against the account and region the credentials act in; an event
     // that is unusable or needs no action costs no call, not even sts:GetCallerIdentity.
-    let acts = is_scheduled(&value) || matches!(parse(value.clone()), Ok(Parsed::Trigger(_)));
+    let acts = is_scheduled(&value)
+        || stream_encryption_enforcer::lambda::sqs::is_sqs(&value)
+        || matches!(parse(value.clone()), Ok(Parsed::Trigger(_)));
     let home = if acts {
         match app.home().await {
             Ok(home) => Some(home),
@@ -46,6 +48,22 @@ pub async fn invoke(app: App, path: &PathBuf, timeout: u64) -> ExitCode {
         Ok(Output::Sweep(summary)) => {
             print_json(&summary);
             ExitCode::SUCCESS
+        }
+        Ok(Output::Plan(plan)) => {
+            print_json(&plan);
+            ExitCode::SUCCESS
+        }
+        Ok(Output::Batch(answer)) => {
+            print_json(&answer);
+            if answer.batch_item_failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+        Err(HandlerError::PlanNotSent(e)) => {
+            eprintln!("enforcer: sweep plan: {e}");
+            ExitCode::from(EXIT_FAILED)
         }
         Err(HandlerError::Failed(report)) => {
             print_json(report.as_ref());

@@ -7,6 +7,7 @@ use std::time::Duration;
 use stream_encryption_enforcer::aws::error::AwsError;
 use stream_encryption_enforcer::lambda::{HandlerError, Output};
 use stream_encryption_enforcer::model::event::MAX_EVENT_BYTES;
+use stream_encryption_enforcer::sweep::plan::PlaceMessage;
 
 /// SQS returns at most ten messages per ReceiveMessage.
 pub const BATCH: usize = 10;
@@ -59,6 +60,9 @@ pub enum Source {
     OnFailure,
     /// A bare event, as a dead-letter queue holds it.
     Event,
+    /// A sweep place message, as the sweep queue's dead-letter queue holds it: it is handed to
+    /// the handler as a batch of one.
+    Place,
 }
 
 /// The event a message holds, or why it holds none.
@@ -68,6 +72,15 @@ pub fn unwrap_message(body: &str) -> Result<(Source, serde_json::Value), String>
     }
     let value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    if PlaceMessage::claims(body) {
+        PlaceMessage::parse(body)?;
+        let batch = serde_json::json!({"Records": [{
+            "messageId": "replayed-place-message",
+            "eventSource": "aws:sqs",
+            "body": body,
+        }]});
+        return Ok((Source::Place, batch));
+    }
     let serde_json::Value::Object(mut object) = value else {
         return Err("not a JSON object".into());
     };
@@ -191,14 +204,27 @@ fn judge(answer: &Result<Output, HandlerError>) -> (String, Option<String>, Opti
             None,
             !report.outcome.is_failure(),
         ),
-        Ok(Output::Sweep(_)) => ("sweep".into(), None, None, true),
+        Ok(Output::Sweep(_) | Output::Plan(_)) => ("sweep".into(), None, None, true),
+        Ok(Output::Batch(answer)) if answer.batch_item_failures.is_empty() => {
+            ("sweep_place".into(), None, None, true)
+        }
+        Ok(Output::Batch(_)) => (
+            "sweep_place_failed".into(),
+            None,
+            Some("the place was not swept whole; its reason is in the log".into()),
+            false,
+        ),
         Err(HandlerError::Failed(report) | HandlerError::Refused(report)) => (
             report.outcome.as_str().to_owned(),
             report.resource.clone(),
             Some(answer_reason(answer)),
             false,
         ),
-        Err(HandlerError::SweepIncomplete(_) | HandlerError::Accounts(_)) => (
+        Err(
+            HandlerError::SweepIncomplete(_)
+            | HandlerError::Accounts(_)
+            | HandlerError::PlanNotSent(_),
+        ) => (
             "sweep_incomplete".into(),
             None,
             Some(answer_reason(answer)),
