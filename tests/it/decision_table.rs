@@ -1263,3 +1263,70 @@ async fn flapping_every_service_threshold_count_mode_and_exemption() {
         failures.join("\n")
     );
 }
+
+/// A place larger than one invocation continues across messages: each part sweeps what its time
+/// allows, in a fixed order, and sends a follow-up that starts at the first resource it did not
+/// reach; handed those messages, the parts together put every stream on the key, each started
+/// exactly once.
+#[tokio::test(start_paused = true)]
+async fn a_place_larger_than_one_invocation_continues_across_messages() {
+    use stream_encryption_enforcer::sweep::plan::{PartEnd, PlaceMessage};
+    const STREAMS: usize = 300;
+    let model = Model::default().with_keys();
+    for i in 0..STREAMS {
+        model.world().streams.insert(
+            format!("s{i:03}"),
+            Stream {
+                status: StreamStatus::Active,
+                reads_to_ready: 0,
+                key: None,
+                tags: tags(false),
+            },
+        );
+    }
+    let fleet = Fleet::new(
+        OwnAccount::new(model.clone()),
+        &config("alias/org-streams", Mode::Enforce, None),
+    );
+    let home = Location::new(ACCOUNT, REGION).expect("home");
+    // An invocation of 60 s: resources start during the first 25 s (30 s are kept to finish
+    // one, 5 s to send the follow-up).
+    let invocation = Duration::from_secs(60);
+    let mut message = PlaceMessage::first("sweep-test", &home);
+    let mut parts = Vec::new();
+    loop {
+        let deadline = Instant::now() + invocation;
+        let part = fleet
+            .sweep_part(&message, &home, &home, deadline, |_| {})
+            .await;
+        assert!(Instant::now() <= deadline, "part {} overran", message.part);
+        let sent = fleet.connector().take_sent();
+        parts.push((part.summary.reports.len(), part.end.clone()));
+        match &part.end {
+            PartEnd::Continued(from) => {
+                assert_eq!(sent.len(), 1, "one follow-up");
+                let (next, _) = PlaceMessage::parse(&sent[0]).expect("a place message");
+                assert_eq!(next.from.as_ref(), Some(from));
+                assert_eq!(next.part, message.part + 1);
+                message = next;
+            }
+            PartEnd::Swept => {
+                assert!(sent.is_empty());
+                break;
+            }
+            PartEnd::Failed(why) => panic!("part {} failed: {why}", message.part),
+        }
+        assert!(parts.len() < 50, "no end: {parts:?}");
+    }
+    assert!(parts.len() >= 3, "the place fits one invocation: {parts:?}");
+    let encrypted = model
+        .world()
+        .streams
+        .values()
+        .filter(|s| s.key.is_some())
+        .count();
+    assert_eq!(encrypted, STREAMS, "parts: {parts:?}");
+    // Each stream started once: a part begins where the last one stopped.
+    assert_eq!(model.calls("StartStreamEncryption") as usize, STREAMS);
+    eprintln!("{STREAMS} streams in {} parts: {parts:?}", parts.len());
+}

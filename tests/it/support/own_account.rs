@@ -6,15 +6,25 @@ use stream_encryption_enforcer::aws::{Aws, SdkAws};
 use stream_encryption_enforcer::model::resource::Location;
 
 /// A connector with one port (mocked SDK clients, or a fake) for the function's own account,
-/// and no role: every other account and region is out of its reach.
+/// and no role: every other account and region is out of its reach. Its sweep queue keeps
+/// what is sent to it.
 pub struct OwnAccount<A> {
     aws: A,
+    queue: std::sync::Mutex<Vec<String>>,
 }
 
 impl<A> OwnAccount<A> {
     /// Always this port.
     pub fn new(aws: A) -> Self {
-        Self { aws }
+        Self {
+            aws,
+            queue: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The messages sent to the sweep queue since the last call, oldest first.
+    pub fn take_sent(&self) -> Vec<String> {
+        std::mem::take(&mut *self.queue.lock().unwrap())
     }
 }
 
@@ -32,6 +42,14 @@ impl<A: Aws + Clone> Connector for OwnAccount<A> {
 
     async fn assume(&self, _: &Location) -> Result<(), AwsError> {
         Err(AwsError::new(NO_ROLE, "no role to reach another account"))
+    }
+
+    async fn enqueue(
+        &self,
+        bodies: &[String],
+    ) -> Result<Vec<stream_encryption_enforcer::aws::queue::Refused>, AwsError> {
+        self.queue.lock().unwrap().extend(bodies.iter().cloned());
+        Ok(Vec::new())
     }
 
     async fn organization(&self) -> Result<Organization, AwsError> {
