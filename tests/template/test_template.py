@@ -323,6 +323,60 @@ class Schedule(unittest.TestCase):
         self.assertEqual(template()["Parameters"]["SweepSchedule"]["Default"], "rate(1 day)")
         self.assertIn("Arn", sweep["Properties"]["DeadLetterConfig"])
 
+    def test_the_sweep_queue_is_consumed_place_by_place_with_failures_kept(self):
+        doc = template()
+        resources = doc["Resources"]
+        function = resources["EnforcerFunction"]["Properties"]
+        # The function plans onto the queue...
+        self.assertEqual(function["Environment"]["Variables"]["SWEEP_QUEUE_URL"], {"Ref": "SweepQueue"})
+        # ...and consumes it, answering the messages that failed, at a bounded concurrency.
+        source = function["Events"]["SweepQueue"]
+        self.assertEqual(source["Type"], "SQS")
+        props = source["Properties"]
+        self.assertEqual(props["Queue"], {"GetAtt": "SweepQueue.Arn"})
+        self.assertEqual(props["FunctionResponseTypes"], ["ReportBatchItemFailures"])
+        self.assertEqual(props["ScalingConfig"], {"MaximumConcurrency": {"Ref": "SweepConcurrency"}})
+        self.assertLessEqual(props["BatchSize"], 10)
+        concurrency = doc["Parameters"]["SweepConcurrency"]
+        self.assertEqual((concurrency["MinValue"], concurrency["MaxValue"]), (2, 1000))
+        self.assertLess(int(concurrency["Default"]), int(doc["Parameters"]["ReservedConcurrency"]["Default"]))
+        # Visibility at least 6 times the longest function timeout (AWS's advice for a queue a
+        # function consumes), whatever FunctionTimeout is set to.
+        queue = resources["SweepQueue"]["Properties"]
+        longest = doc["Parameters"]["FunctionTimeout"]["MaxValue"]
+        self.assertGreaterEqual(queue["VisibilityTimeout"], 6 * longest)
+        self.assertLessEqual(queue["VisibilityTimeout"], 43200)
+        # A place that keeps failing moves to the dead-letter queue, which an alarm watches.
+        redrive = queue["RedrivePolicy"]
+        self.assertEqual(redrive["deadLetterTargetArn"], {"GetAtt": "SweepDeadLetterQueue.Arn"})
+        self.assertEqual(redrive["maxReceiveCount"], {"Ref": "SweepMaxReceiveCount"})
+        self.assertGreaterEqual(doc["Parameters"]["SweepMaxReceiveCount"]["Default"], 5)
+        dlq_alarm = resources["SweepDeadLetterAlarm"]["Properties"]
+        self.assertEqual(dlq_alarm["Dimensions"][0]["Value"], {"GetAtt": "SweepDeadLetterQueue.QueueName"})
+        for queue_name in ("SweepQueue", "SweepDeadLetterQueue"):
+            self.assertTrue(resources[queue_name]["Properties"]["SqsManagedSseEnabled"])
+        # Coverage and missed events alarm apart from event failures, on the metrics the code emits.
+        metrics = (ROOT / "src" / "lambda" / "metrics.rs").read_text()
+        for alarm, metric in (("PlacesFailedAlarm", "PlacesFailed"), ("MissedByEventsAlarm", "MissedByEvents")):
+            props = resources[alarm]["Properties"]
+            self.assertEqual((props["Namespace"], props["MetricName"]), ({"Ref": "MetricsNamespace"}, metric))
+            self.assertIn(f'"{metric}"', metrics)
+        # The function's SQS permissions name the sweep queue's ARN alone.
+        sqs = [s for s in role_statements() if any(a.startswith("sqs:") for a in as_list(s["Action"]))]
+        by_resource = {json.dumps(s["Resource"], sort_keys=True): set(as_list(s["Action"])) for s in sqs}
+        self.assertEqual(
+            by_resource,
+            {
+                json.dumps({"GetAtt": "FailedEventsQueue.Arn"}): {"sqs:SendMessage"},
+                json.dumps({"GetAtt": "SweepQueue.Arn"}): {
+                    "sqs:SendMessage",
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                },
+            },
+        )
+
 
 # The SDK client each receiver in src/ names, where the receiver is not `self` of an adapter file.
 RECEIVERS = {
@@ -334,7 +388,11 @@ RECEIVERS = {
     "kms": "kms",
 }
 # Files whose receivers name another client than RECEIVERS says.
-FILE_RECEIVERS = {"sqs.rs": {"client": "sqs"}}
+FILE_RECEIVERS = {"sqs.rs": {"client": "sqs"}, "queue.rs": {"client": "sqs"}}
+# Operations IAM authorizes as another action: "the permissions for a batch action are those of
+# the single action" (SQS Developer Guide, "Amazon SQS API permissions: Actions and resource
+# reference").
+IAM_ACTION = {"sqs:SendMessageBatch": "sqs:SendMessage"}
 # The service of `self.<operation>()` in the adapter files, where `self` is the SDK client.
 ADAPTER_FILES = {"kinesis.rs": "kinesis", "firehose.rs": "firehose", "kms.rs": "kms"}
 # Code only the operator's CLI runs (src/bin/enforcer/, `enforcer replay`'s SQS calls): its calls
@@ -389,7 +447,8 @@ def code_operations(operator=False):
                 service = ADAPTER_FILES.get(path.name) if name == "self" else receivers.get(name)
                 if service is None:
                     raise AssertionError(f"{path}: .send() on {name}.{operation}(): which service?")
-                found.add(f"{service}:" + "".join(part.capitalize() for part in operation.split("_")))
+                name = f"{service}:" + "".join(part.capitalize() for part in operation.split("_"))
+                found.add(IAM_ACTION.get(name, name))
     return found
 
 
@@ -434,6 +493,7 @@ class IamPolicy(unittest.TestCase):
                 "sts:GetCallerIdentity",
                 "organizations:DescribeOrganization",
                 "organizations:ListAccounts",
+                "sqs:SendMessage",
             },
         )
 
@@ -444,12 +504,22 @@ class IamPolicy(unittest.TestCase):
         )
         policy = template()["Resources"]["ReplayOperatorPolicy"]
         self.assertEqual(policy["Type"], "AWS::IAM::ManagedPolicy")
-        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        statement, enqueue = policy["Properties"]["PolicyDocument"]["Statement"]
         self.assertEqual(statement["Effect"], "Allow")
         self.assertEqual(set(statement["Action"]), code_operations(operator=True))
         self.assertEqual(
             statement["Resource"],
-            [{"GetAtt": "FailedEventsQueue.Arn"}, {"GetAtt": "EventsDeadLetterQueue.Arn"}],
+            [
+                {"GetAtt": "FailedEventsQueue.Arn"},
+                {"GetAtt": "EventsDeadLetterQueue.Arn"},
+                {"GetAtt": "SweepDeadLetterQueue.Arn"},
+            ],
+        )
+        # `enforcer sweep --enqueue` (and a replayed place's follow-up) send to the sweep queue
+        # through the library's queue adapter, and only there.
+        self.assertEqual(
+            (enqueue["Effect"], enqueue["Action"], enqueue["Resource"]),
+            ("Allow", "sqs:SendMessage", {"GetAtt": "SweepQueue.Arn"}),
         )
 
     # What the role allows beyond the calls in the code, each for a reason the README gives (its "What the stack creates"):
@@ -458,6 +528,9 @@ class IamPolicy(unittest.TestCase):
         "kms:GenerateDataKey": "Kinesis checks the mandated key with the caller's identity",
         "kms:CreateGrant": "Firehose creates its grant on the key with the caller's credentials",
         "sqs:SendMessage": "Lambda delivers failed events to the on-failure queue as the function",
+        "sqs:ReceiveMessage": "the sweep queue's event source mapping polls as the function",
+        "sqs:DeleteMessage": "the sweep queue's event source mapping deletes what succeeded",
+        "sqs:GetQueueAttributes": "the sweep queue's event source mapping reads the queue",
         "logs:CreateLogStream": "Lambda writes the function's logs as the function",
         "logs:PutLogEvents": "Lambda writes the function's logs as the function",
     }
@@ -507,6 +580,8 @@ class IamPolicy(unittest.TestCase):
         "sts:GetCallerIdentity",
         "organizations:ListAccounts",
         "organizations:DescribeOrganization",
+        # The sweep queue is the central stack's own.
+        "sqs:SendMessage",
     }
 
     def test_the_member_role_allows_exactly_the_calls_of_the_code(self):
