@@ -678,3 +678,266 @@ async fn a_key_of_another_region_is_never_applied_and_each_region_can_have_its_o
     assert_eq!(results[0].body["key"], json!(west_key));
     assert_eq!(west.stream_key("orders").await, Some(west_key));
 }
+
+/// The members of the fan-out test: six accounts, the last two without a member role the
+/// function may assume (their member stack is not deployed yet).
+const FANOUT_MEMBERS: [&str; 6] = [
+    MEMBER_A,
+    MEMBER_B,
+    "444444444444",
+    "555555555555",
+    "666666666666",
+    "777777777777",
+];
+const NOT_DEPLOYED: [&str; 2] = ["666666666666", "777777777777"];
+
+/// What Lambda's SQS event source mapping does, on moto's SQS: receives up to `batch` messages,
+/// hands them to the function as one SQS event, deletes the ones the answer does not name, and
+/// makes the named ones visible again (as their visibility timeout running out would).
+async fn deliver(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    api: &RuntimeApi,
+    id: &str,
+    pushed: &mut usize,
+    batch: i32,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(batch)
+        .visibility_timeout(600)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    let messages = received.messages();
+    assert!(!messages.is_empty(), "{id}: the queue is empty");
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:{REGION}:{ACCOUNT}:enforcer-sweep"),
+                "awsRegion": REGION,
+            })
+        })
+        .collect();
+    api.push(id, json!({ "Records": records }), Duration::from_secs(120));
+    *pushed += 1;
+    let results = api.results(*pushed, Duration::from_secs(180)).await;
+    let result = results.iter().find(|r| r.request_id == id).unwrap();
+    assert_eq!(result.kind, "response", "{result:?}");
+    let failed: Vec<String> = result.body["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{id}: not a batch answer: {result:?}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect();
+    let mut bodies = Vec::new();
+    for m in messages {
+        let id = m.message_id().unwrap().to_owned();
+        bodies.push((id.clone(), m.body().unwrap().to_owned()));
+        let change = if failed.contains(&id) {
+            sqs.change_message_visibility()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .visibility_timeout(0)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| format!("{e:?}"))
+        } else {
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| format!("{e:?}"))
+        };
+        change.expect("settle the message");
+    }
+    (failed, bodies)
+}
+
+/// The organisation-scale sweep on SQS: the scheduled event plans one message per account and
+/// region into moto's SQS; the messages, handed back as SQS events, sweep every reachable place
+/// and name exactly the unreachable ones, which succeed once their role can be assumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_sweep_fans_out_per_place_and_keeps_exactly_the_places_that_failed() {
+    let org = Org::start().await;
+    let mut places = Vec::new();
+    for account in std::iter::once(ACCOUNT).chain(FANOUT_MEMBERS) {
+        for region in REGIONS {
+            let member = org.member(account, region).await;
+            let key = member.key().await;
+            for name in ["orders", "clicks"] {
+                create_stream_on(&member.kinesis, name).await;
+            }
+            places.push((account, region, key));
+        }
+    }
+    let home_sqs = aws_sdk_sqs::Client::new(&sdk_config_in(&org.moto_url, ACCOUNT, REGION).await);
+    let queue = home_sqs
+        .create_queue()
+        .queue_name("enforcer-sweep")
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("url");
+    // The member stack is not deployed in two accounts: their role cannot be assumed.
+    for account in NOT_DEPLOYED {
+        org.proxy.inject_for(
+            "AssumeRole",
+            account,
+            1000,
+            Fault::Raw {
+                status: 403,
+                body: "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>\
+                       <Message>User is not authorized to perform: sts:AssumeRole</Message></Error>\
+                       <RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+                    .into(),
+            },
+        );
+    }
+    let mut env = org.env(&FANOUT_MEMBERS.join(","));
+    // The queue URL as the function would be given it, on the proxy's endpoint.
+    let queue_path = queue
+        .split_once("://")
+        .unwrap()
+        .1
+        .split_once('/')
+        .unwrap()
+        .1;
+    env.push((
+        "SWEEP_QUEUE_URL".into(),
+        format!("{}/{queue_path}", org.proxy.url),
+    ));
+    // Every stream here was created seconds ago: count any the sweep remediates as missed.
+    env.push(("MISSED_EVENT_SECONDS".into(), "1".into()));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let api = RuntimeApi::start().await;
+    let lambda = start_bootstrap(&api, &env);
+    let scheduled: serde_json::Value =
+        serde_json::from_str(include_str!("../../events/scheduled-sweep.json")).unwrap();
+    api.push("plan", scheduled.clone(), Duration::from_secs(60));
+    let mut pushed = 1;
+    let results = api.results(pushed, Duration::from_secs(60)).await;
+    let plan = &results[0];
+    assert_eq!(plan.kind, "response", "{plan:?}");
+    assert_eq!(
+        plan.body,
+        json!({"sweep_id": scheduled["id"], "places": 14}),
+        "{plan:?}"
+    );
+    // The plan is in the queue, one message per account and region, the function's own included.
+    let attributes = home_sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("GetQueueAttributes");
+    assert_eq!(
+        attributes.attributes().unwrap()
+            [&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages],
+        "14"
+    );
+
+    // The event source mapping's batches (10 messages at most), until the queue is worked
+    // through once.
+    let mut failed = Vec::new();
+    let mut planned = Vec::new();
+    for batch in ["batch-1", "batch-2"] {
+        let (f, bodies) = deliver(&home_sqs, &queue, &api, batch, &mut pushed, 10).await;
+        failed.extend(f);
+        planned.extend(bodies);
+    }
+    assert_eq!(planned.len(), 14);
+    let place_of = |id: &str| -> (String, String) {
+        let body = &planned.iter().find(|(i, _)| i == id).unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["sweep_id"], scheduled["id"]);
+        (
+            v["account"].as_str().unwrap().to_owned(),
+            v["region"].as_str().unwrap().to_owned(),
+        )
+    };
+    let mut failed_places: Vec<(String, String)> = failed.iter().map(|id| place_of(id)).collect();
+    failed_places.sort();
+    let mut want: Vec<(String, String)> = NOT_DEPLOYED
+        .iter()
+        .flat_map(|a| REGIONS.map(|r| (a.to_string(), r.to_string())))
+        .collect();
+    want.sort();
+    assert_eq!(
+        failed_places, want,
+        "exactly the unreachable places are kept"
+    );
+
+    // Every reachable place is on its own key; the unreachable ones are untouched.
+    for (account, region, key) in &places {
+        let member = org.member(account, region).await;
+        for name in ["orders", "clicks"] {
+            let found = member.stream_key(name).await;
+            if NOT_DEPLOYED.contains(account) {
+                assert_eq!(found, None, "{account} {region} {name}");
+            } else {
+                assert_eq!(
+                    found.as_deref(),
+                    Some(key.as_str()),
+                    "{account} {region} {name}"
+                );
+            }
+        }
+    }
+
+    // The member stacks are deployed: the four messages, handed again as they are, succeed.
+    org.proxy.clear_faults();
+    let (again, bodies) = deliver(&home_sqs, &queue, &api, "retry", &mut pushed, 10).await;
+    assert_eq!(bodies.len(), 4, "{bodies:?}");
+    assert!(again.is_empty(), "{again:?}");
+    for (account, region, key) in places.iter().filter(|(a, _, _)| NOT_DEPLOYED.contains(a)) {
+        let member = org.member(account, region).await;
+        for name in ["orders", "clicks"] {
+            assert_eq!(
+                member.stream_key(name).await.as_deref(),
+                Some(key.as_str()),
+                "{account} {region} {name}"
+            );
+        }
+    }
+    let logs = lambda.stop_and_read_stdout();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let metric = |name: &str| -> u64 { lines.iter().filter_map(|l| l[name].as_u64()).sum() };
+    assert_eq!(metric("PlacesPlanned"), 14);
+    assert_eq!(metric("PlacesFailed"), 4);
+    assert_eq!(metric("PlacesSwept"), 14);
+    // Every stream was remediated by the sweep, long (here: a second) after its creation.
+    assert_eq!(metric("MissedByEvents"), 28);
+    let parts: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == json!("sweep place"))
+        .collect();
+    assert_eq!(parts.len(), 18, "{parts:?}");
+    for part in parts {
+        assert_eq!(part["sweep_id"], scheduled["id"], "{part}");
+        if part["result"] == json!("failed") {
+            let reason = part["reason"].as_str().unwrap();
+            assert!(
+                reason.contains("AccessDenied") && reason.contains(ROLE),
+                "{reason}"
+            );
+        }
+    }
+}
