@@ -44,6 +44,13 @@ impl App {
         self
     }
 
+    /// The app that sends sweeps to the queue at `url` instead of `SWEEP_QUEUE_URL`'s.
+    pub fn with_sweep_queue(mut self, url: &str) -> Result<Self, String> {
+        crate::config::queue_url("--queue", url).map_err(|e| e.to_string())?;
+        self.config.sweep_queue_url = Some(url.to_owned());
+        Ok(self)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config

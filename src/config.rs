@@ -282,7 +282,7 @@ fn charset(
 
 /// Checks a queue URL variable: `https://` (or `http://`, which only a local endpoint serves),
 /// then a host, an account id and a queue name, as SQS's GetQueueUrl returns it.
-fn queue_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
+pub(crate) fn queue_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));

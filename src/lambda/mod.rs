@@ -281,6 +281,142 @@ pub fn init_tracing(level: tracing::Level, json: bool, to_stderr: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::SdkAws;
+    use crate::aws::connector::Organization;
+    use crate::aws::error::AwsError;
+    use crate::config::Config;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    /// A connector whose organisation read can fail and whose sweep queue keeps what is sent.
+    #[derive(Default)]
+    struct Planner {
+        org_down: AtomicBool,
+        sent: Mutex<Vec<String>>,
+    }
+
+    impl Connector for Planner {
+        type Aws = SdkAws;
+
+        fn connect(&self, at: &Location, _: bool) -> Result<SdkAws, AwsError> {
+            Err(AwsError::new("Unexpected", format!("connect {at}")))
+        }
+
+        async fn assume(&self, _: &Location) -> Result<(), AwsError> {
+            Ok(())
+        }
+
+        async fn organization(&self) -> Result<Organization, AwsError> {
+            if self.org_down.load(SeqCst) {
+                return Err(AwsError::new(
+                    "ServiceException",
+                    "AWS Organizations can't complete your request",
+                ));
+            }
+            Ok(Organization {
+                id: "o-a1b2c3d4e5".into(),
+                accounts: ["111111111111", "222222222222", "123456789012"]
+                    .map(String::from)
+                    .into(),
+            })
+        }
+
+        async fn enqueue(
+            &self,
+            bodies: &[String],
+        ) -> Result<Vec<crate::aws::queue::Refused>, AwsError> {
+            self.sent.lock().unwrap().extend(bodies.iter().cloned());
+            Ok(Vec::new())
+        }
+    }
+
+    fn planner() -> Fleet<Planner> {
+        let vars = [
+            ("MANDATED_KMS_KEY", "alias/org-streams"),
+            ("TARGET_ROLE_NAME", "Member"),
+            ("ORGANIZATION_ID", "o-a1b2c3d4e5"),
+            ("ALLOWED_REGIONS", "us-east-1,eu-west-1"),
+            (
+                "SWEEP_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/123456789012/sweep",
+            ),
+        ];
+        let config = Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
+        Fleet::new(Planner::default(), &config)
+    }
+
+    fn places_sent(fleet: &Fleet<Planner>) -> Vec<String> {
+        let mut places: Vec<String> = std::mem::take(&mut *fleet.connector().sent.lock().unwrap())
+            .iter()
+            .map(|body| {
+                let (m, _) = PlaceMessage::parse(body).unwrap();
+                format!("{}/{}", m.account, m.region)
+            })
+            .collect();
+        places.sort();
+        places
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_organisation_that_cannot_be_read_still_plans_what_is_known() {
+        let home = Location::new("123456789012", "us-east-1").unwrap();
+        let scheduled: serde_json::Value =
+            serde_json::from_str(include_str!("../../events/scheduled-sweep.json")).unwrap();
+        let run = |fleet| {
+            let event = scheduled.clone();
+            let home = home.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                run_event(fleet, event, deadline, Some(&home), |_| {}).await
+            }
+        };
+        // Never read (a cold container) and Organizations down: the function's own account.
+        let cold = planner();
+        cold.connector().org_down.store(true, SeqCst);
+        let Ok(Output::Plan(plan)) = run(&cold).await else {
+            panic!("not a plan")
+        };
+        assert_eq!(plan.places, 2);
+        assert!(
+            plan.accounts_unread
+                .as_deref()
+                .is_some_and(|why| why.contains("ServiceException")),
+            "{plan:?}"
+        );
+        assert_eq!(
+            places_sent(&cold),
+            ["123456789012/eu-west-1", "123456789012/us-east-1"]
+        );
+        // Read once, then down at the next read: the accounts last read.
+        let warm = planner();
+        let Ok(Output::Plan(first)) = run(&warm).await else {
+            panic!("not a plan")
+        };
+        assert_eq!((first.places, first.accounts_unread), (6, None));
+        assert_eq!(places_sent(&warm).len(), 6);
+        warm.connector().org_down.store(true, SeqCst);
+        tokio::time::advance(Duration::from_secs(601)).await;
+        let Ok(Output::Plan(again)) = run(&warm).await else {
+            panic!("not a plan")
+        };
+        assert_eq!(again.places, 6);
+        assert_eq!(
+            places_sent(&warm),
+            [
+                "111111111111/eu-west-1",
+                "111111111111/us-east-1",
+                "123456789012/eu-west-1",
+                "123456789012/us-east-1",
+                "222222222222/eu-west-1",
+                "222222222222/us-east-1",
+            ]
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_deadline_keeps_a_margin_and_a_placeholder_means_the_longest_timeout() {

@@ -31,11 +31,14 @@ const ON_BEHALF: [&str; 4] = [
 
 /// One run of the event and sweep paths on new resources named after `run`: a CREATING stream,
 /// an ACTIVE unencrypted one, a delivery stream, each by its CloudTrail event, then the
-/// scheduled sweep. Returns the results and the calls the proxies denied, by operation.
+/// scheduled sweep, which plans onto the sweep queue (`queue`), and the plan's message handed
+/// back as the queue's SQS event. Returns the results and the calls the proxies denied, by
+/// operation.
 async fn run(
     emu: &Emulators,
     env: &[(String, String)],
     run: &str,
+    queue: &str,
 ) -> (Vec<RuntimeResult>, BTreeSet<String>) {
     let creating = format!("{run}-orders");
     let active = format!("{run}-audit");
@@ -63,13 +66,44 @@ async fn run(
         Duration::from_secs(120),
     );
     let lambda = start_bootstrap(&api, env);
-    let results = api.results(4, Duration::from_secs(180)).await;
+    let mut results = api.results(4, Duration::from_secs(180)).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(&emu.moto_url));
+    let planned = sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    if let [message] = planned.messages() {
+        api.push(
+            "place",
+            json!({"Records": [{
+                "messageId": message.message_id(),
+                "body": message.body(),
+                "eventSource": "aws:sqs",
+            }]}),
+            Duration::from_secs(120),
+        );
+        results = api.results(5, Duration::from_secs(180)).await;
+        sqs.delete_message()
+            .queue_url(queue)
+            .receipt_handle(message.receipt_handle().unwrap())
+            .send()
+            .await
+            .expect("DeleteMessage");
+    }
     drop(lambda);
     let mut denied = emu.kinesis_proxy.injected();
     denied.extend(emu.moto_proxy.injected());
     let denied = denied
         .into_keys()
         .filter_map(|k| k.strip_suffix(": AccessDenied").map(str::to_owned))
+        // IAM authorizes SQS's batch operations as the single ones.
+        .map(|op| match op.as_str() {
+            "SendMessageBatch" => "SendMessage".to_owned(),
+            _ => op,
+        })
         .collect();
     emu.kinesis_proxy.reset_counts();
     emu.moto_proxy.reset_counts();
@@ -82,6 +116,15 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
     let key_arn = emu.create_key(ALIAS).await;
     create_ledger_table(&emu.moto_url, TABLE).await;
     let table_arn = format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}");
+    let queue = aws_sdk_sqs::Client::new(&sdk_config(&emu.moto_url))
+        .create_queue()
+        .queue_name("enforcer-sweep")
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("url");
+    let queue_arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:enforcer-sweep");
     let statements = role_policy(
         "template.yaml",
         "EnforcerRole",
@@ -90,6 +133,7 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
             ("AWS::Region", REGION),
             ("MandatedKmsKeyArn", &key_arn),
             ("ReapplicationLedger", &table_arn),
+            ("SweepQueue", &queue_arn),
             // One account and region: the central-mode policy is not there.
             ("Condition:IsCentral", "false"),
         ],
@@ -115,14 +159,32 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
+    env.push((
+        "SWEEP_QUEUE_URL".into(),
+        format!("{}/{ACCOUNT}/enforcer-sweep", emu.moto_proxy.url),
+    ));
+    env.push(("AWS_ENDPOINT_URL_SQS".into(), emu.moto_proxy.url.clone()));
+    // A run failed when an invocation answered an error or kept a sweep queue message.
+    let failed = |results: &[RuntimeResult]| {
+        results.iter().any(|r| {
+            r.kind == "error"
+                || r.body["batchItemFailures"]
+                    .as_array()
+                    .is_some_and(|kept| !kept.is_empty())
+        })
+    };
 
     // The whole policy: every call allowed, every event and the sweep succeed.
     hold(statements.clone());
-    let (results, denied) = run(&emu, &env, "full").await;
+    let (results, denied) = run(&emu, &env, "full", &queue).await;
     assert!(denied.is_empty(), "denied: {denied:?}");
-    for result in &results {
-        assert_eq!(result.kind, "response", "{result:?}");
-    }
+    assert_eq!(
+        results.len(),
+        5,
+        "the plan's message was swept: {results:?}"
+    );
+    assert!(!failed(&results), "{results:?}");
+    assert_eq!(results[3].body["places"], json!(1), "{results:?}");
     let outcomes: Vec<&serde_json::Value> =
         results[..3].iter().map(|r| &r.body["outcome"]).collect();
     assert_eq!(outcomes, [&json!("remediated"); 3], "{results:?}");
@@ -140,7 +202,8 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
             "EncryptStreamsWithMandatedKey",
             "InspectAndEncryptDeliveryStreams",
             "ResolveMandatedKey",
-            "ReapplicationLedger"
+            "ReapplicationLedger",
+            "SweepQueue"
         ]
     );
     for (i, missing) in needed.iter().enumerate() {
@@ -151,7 +214,7 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
                 .cloned()
                 .collect(),
         );
-        let (results, denied) = run(&emu, &env, &format!("without-{i}")).await;
+        let (results, denied) = run(&emu, &env, &format!("without-{i}"), &queue).await;
         let actions: BTreeSet<String> = missing
             .action
             .iter()
@@ -177,7 +240,7 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
             );
         } else {
             assert!(
-                results.iter().any(|r| r.kind == "error"),
+                failed(&results),
                 "without {}, every invocation still succeeded: {results:?}",
                 missing.sid
             );

@@ -915,6 +915,69 @@ async fn a_planned_sweep_fans_out_per_place_and_keeps_exactly_the_places_that_fa
         }
     }
     let logs = lambda.stop_and_read_stdout();
+
+    // An operator's sweep goes through the same queue, inside the function's pacing.
+    let enqueued = enforcer(
+        &env,
+        &[
+            "sweep",
+            "--enqueue",
+            "--accounts",
+            MEMBER_A,
+            "--regions",
+            "eu-west-1",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(enqueued.code, Some(0), "{enqueued:?}");
+    assert_eq!(enqueued.report["places"], json!(1), "{enqueued:?}");
+    let sent = home_sqs
+        .receive_message()
+        .queue_url(&queue)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    let [message] = sent.messages() else {
+        panic!("{sent:?}")
+    };
+    let body: serde_json::Value = serde_json::from_str(message.body().unwrap()).unwrap();
+    assert_eq!(
+        (&body["account"], &body["region"], &body["sweep_id"]),
+        (
+            &json!(MEMBER_A),
+            &json!("eu-west-1"),
+            &enqueued.report["sweep_id"]
+        )
+    );
+    // A place message from the sweep dead-letter queue: `enforcer replay` sweeps its place and
+    // deletes it.
+    let dead = home_sqs
+        .create_queue()
+        .queue_name("enforcer-sweep-dlq")
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("url");
+    home_sqs
+        .send_message()
+        .queue_url(&dead)
+        .message_body(message.body().unwrap())
+        .send()
+        .await
+        .expect("SendMessage");
+    let dead_path = dead.split_once("://").unwrap().1.split_once('/').unwrap().1;
+    let dead_url = format!("{}/{dead_path}", org.proxy.url);
+    let replayed = enforcer(&env, &["replay", "--queue", &dead_url, "--output", "json"]).await;
+    assert_eq!(replayed.code, Some(0), "{replayed:?}");
+    assert_eq!(
+        replayed.report["messages"][0]["outcome"],
+        json!("sweep_place"),
+        "{replayed:?}"
+    );
+
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

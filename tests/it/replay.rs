@@ -164,7 +164,7 @@ async fn replay_deletes_what_succeeds_keeps_what_fails_and_a_retried_message_goe
     ];
     let function = role_policy("template.yaml", "EnforcerRole", &values);
     let replay_policy = role_policy("template.yaml", "ReplayOperatorPolicy", &values);
-    assert_eq!(replay_policy.len(), 1, "{replay_policy:?}");
+    assert_eq!(replay_policy.len(), 2, "{replay_policy:?}");
     let keys = key_names(&key_arn, ALIAS);
     let hold = |statements: Vec<PolicyStatement>| {
         for proxy in [&emu.kinesis_proxy, &emu.moto_proxy] {

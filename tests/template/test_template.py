@@ -389,9 +389,9 @@ RECEIVERS = {
 }
 # Files whose receivers name another client than RECEIVERS says.
 FILE_RECEIVERS = {"sqs.rs": {"client": "sqs"}, "queue.rs": {"client": "sqs"}}
-# Operations IAM authorizes as another action: "the permissions for a batch action are those of
-# the single action" (SQS Developer Guide, "Amazon SQS API permissions: Actions and resource
-# reference").
+# Operations IAM authorizes as another action: "setting permissions for SendMessage ... sets
+# permissions for the corresponding batch versions of the actions"
+# (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
 IAM_ACTION = {"sqs:SendMessageBatch": "sqs:SendMessage"}
 # The service of `self.<operation>()` in the adapter files, where `self` is the SDK client.
 ADAPTER_FILES = {"kinesis.rs": "kinesis", "firehose.rs": "firehose", "kms.rs": "kms"}

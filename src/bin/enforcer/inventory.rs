@@ -12,6 +12,7 @@ use stream_encryption_enforcer::aws::connector::Connector;
 use stream_encryption_enforcer::fleet::Fleet;
 use stream_encryption_enforcer::model::outcome::Outcome;
 use stream_encryption_enforcer::model::resource::Location;
+use stream_encryption_enforcer::sweep::plan::new_sweep_id;
 use stream_encryption_enforcer::sweep::{SweepSummary, verdict};
 use tokio::time::Instant;
 
@@ -62,6 +63,56 @@ pub async fn inventory(app: App, output: Format, audit: bool, scope: &Scope) -> 
         ExitCode::from(EXIT_NOT_COMPLIANT)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `sweep --enqueue`: one message per account and region of `scope` on the sweep queue.
+pub async fn enqueue(app: App, output: Format, scope: &Scope) -> ExitCode {
+    if app.config().sweep_queue_url.is_none() {
+        return unusable(
+            "sweep --enqueue needs the sweep queue: give --queue (the stack's SweepQueueUrl \
+             output) or set SWEEP_QUEUE_URL"
+                .to_owned(),
+        );
+    }
+    let home = match app.home().await {
+        Ok(home) => home,
+        Err(e) => return unusable(e),
+    };
+    let fleet = app.fleet();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut random = fastrand::Rng::new();
+    if let Err(e) = fleet.refresh_accounts(deadline, &mut random).await {
+        eprintln!("enforcer: {e}");
+        return ExitCode::from(EXIT_FAILED);
+    }
+    let locations = match locations(&fleet, &home, scope) {
+        Ok(locations) => locations,
+        Err(e) => return unusable(e),
+    };
+    let sweep_id = new_sweep_id("operator");
+    match fleet
+        .send_plan(&sweep_id, &locations, deadline, &mut random)
+        .await
+    {
+        Ok(places) => {
+            match output {
+                Format::Json => print_json(&serde_json::json!({
+                    "sweep_id": sweep_id,
+                    "places": places,
+                })),
+                Format::Table => println!(
+                    "sweep {sweep_id}: {places} account(s) and region(s) sent to the sweep \
+                     queue; each one's result is the function's log line \"sweep place\" \
+                     with this sweep_id"
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("enforcer: sweep {sweep_id}: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
     }
 }
 

@@ -53,11 +53,19 @@ enum Command {
     /// Audits, then puts every stream that is not compliant on the mandated key, with the same
     /// retry policy and rate limits as the Lambda. Exit code 0 when all ended compliant, 1 when
     /// any failed, 3 with `--dry-run` (or `ENFORCEMENT_MODE=report`, which makes the sweep a dry
-    /// run) when any would be changed.
+    /// run) when any would be changed. With `--enqueue`, sends one message per account and
+    /// region to the sweep queue instead, for the function to sweep inside its own pacing: exit
+    /// code 0 when all were sent, 1 when not.
     Sweep {
         /// Decide and report, change nothing (outcome `noncompliant`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "enqueue")]
         dry_run: bool,
+        /// Hand the places to the function's sweep queue instead of sweeping here.
+        #[arg(long)]
+        enqueue: bool,
+        /// The sweep queue's URL (the stack's SweepQueueUrl output; default SWEEP_QUEUE_URL).
+        #[arg(long, value_name = "URL", requires = "enqueue")]
+        queue: Option<String>,
         /// `table` for people, `json` for machines.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
@@ -119,9 +127,26 @@ async fn main() -> ExitCode {
             inventory::inventory(app.with_mode(Mode::Report), output, true, &scope).await
         }
         Command::Sweep {
+            enqueue: true,
+            queue,
+            output,
+            scope,
+            ..
+        } => {
+            let app = match queue {
+                Some(url) => match app.with_sweep_queue(&url) {
+                    Ok(app) => app,
+                    Err(e) => return unusable(e),
+                },
+                None => app,
+            };
+            inventory::enqueue(app, output, &scope).await
+        }
+        Command::Sweep {
             dry_run,
             output,
             scope,
+            ..
         } => {
             let mode = if dry_run_in_report_mode(app.config(), dry_run, "the sweep changes nothing")
             {

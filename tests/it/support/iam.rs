@@ -146,6 +146,12 @@ impl IamPolicy {
         } else {
             resources
         };
+        // IAM has no batch actions of SQS: SendMessage's permission is SendMessageBatch's
+        // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
+        let operation = match (prefix, operation) {
+            ("sqs", batch) if batch.ends_with("Batch") => batch.trim_end_matches("Batch"),
+            _ => operation,
+        };
         Some((format!("{prefix}:{operation}"), resources))
     }
 

@@ -896,6 +896,22 @@ mod tests {
             unwrap_message(&on_failure(bare.clone()).to_string()),
             Ok((Source::OnFailure, bare))
         );
+        // A sweep place message (the sweep dead-letter queue's) is handed over as a batch of one.
+        let place = PlaceMessage::first(
+            "sweep-1",
+            &stream_encryption_enforcer::model::resource::Location::new(
+                "111111111111",
+                "eu-west-1",
+            )
+            .unwrap(),
+        )
+        .body();
+        let (source, batch) = unwrap_message(&place).unwrap();
+        assert_eq!(source, Source::Place);
+        assert_eq!(batch["Records"][0]["body"], serde_json::json!(place));
+        assert_eq!(batch["Records"][0]["eventSource"], "aws:sqs");
+        let broken = place.replace("\"part\":1", "\"part\":0");
+        assert!(unwrap_message(&broken).unwrap_err().contains("part is 0"));
         for (body, why) in [
             ("[1]", "not a JSON object"),
             ("\"text\"", "not a JSON object"),
