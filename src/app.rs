@@ -3,6 +3,7 @@
 
 use crate::aws::clients::{AwsClients, SdkConnector};
 use crate::aws::kms::check_mandated_key_arn;
+use crate::aws::queue::QueueKind;
 use crate::config::{Config, Mode};
 use crate::fleet::Fleet;
 use crate::lambda::Home;
@@ -51,6 +52,13 @@ impl App {
         Ok(self)
     }
 
+    /// The app that handles every event itself, never routing it to the events queue
+    /// (`enforcer invoke` and `enforcer replay` run the event they are given).
+    pub fn handling_here(mut self) -> Self {
+        self.config.events_queue_url = None;
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -78,7 +86,12 @@ impl App {
         let ledger = self.clients.ledger(self.config.ledger_table.as_deref());
         let connector = SdkConnector::new(self.clients, self.config.central.as_ref())
             .with_ledger(ledger)
-            .with_queue(self.config.sweep_queue_url.as_deref());
+            .with_queue(QueueKind::Sweep, self.config.sweep_queue_url.as_deref())
+            .with_queue(QueueKind::Events, self.config.events_queue_url.as_deref())
+            .with_queue(
+                QueueKind::Failed,
+                self.config.failed_events_queue_url.as_deref(),
+            );
         Fleet::new(connector, &self.config).with_home_key(&region, self.home_key)
     }
 }

@@ -66,6 +66,16 @@ pub const MAX_KEY_CACHE_SECONDS: u64 = 86_400;
 /// The variable holding the URL of the sweep queue: with it, a scheduled sweep plans one message
 /// per account and region there instead of sweeping ([`crate::sweep::plan`]).
 pub const SWEEP_QUEUE_URL: &str = "SWEEP_QUEUE_URL";
+/// The variable holding the URL of the events queue (a FIFO queue): with it, an event from
+/// EventBridge is not handled where it arrives but routed there, in its account and region's
+/// message group, and handled when the queue hands it back.
+pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
+/// The variable holding the URL of the failed-events queue: an event from the events queue that
+/// fails is kept there as Lambda's on-failure destination would keep it.
+pub const FAILED_EVENTS_QUEUE_URL: &str = "FAILED_EVENTS_QUEUE_URL";
+/// The variable holding how many invocations can act in one account and region at once
+/// (`PLACE_CONCURRENCY`): each paces its calls there at `RATE_SHARE` divided by it.
+pub const PLACE_CONCURRENCY: &str = "PLACE_CONCURRENCY";
 /// The variable holding the age, in seconds, past which a resource a sweep had to remediate
 /// counts as missed by the event path (`MissedByEvents`); 0 counts none.
 pub const MISSED_EVENT_SECONDS: &str = "MISSED_EVENT_SECONDS";
@@ -132,6 +142,13 @@ pub struct Config {
     /// How old a resource a sweep remediates must be to count as missed by the event path
     /// (`MISSED_EVENT_SECONDS`); `None` counts none.
     pub missed_after: Option<std::time::Duration>,
+    /// The events queue (`EVENTS_QUEUE_URL`); without it an event is handled where it arrives.
+    pub events_queue_url: Option<String>,
+    /// The failed-events queue (`FAILED_EVENTS_QUEUE_URL`).
+    pub failed_events_queue_url: Option<String>,
+    /// How many invocations can act in one account and region at once (`PLACE_CONCURRENCY`):
+    /// when set, each paces itself at `rate_share` divided by it, whatever `containers` is.
+    pub place_concurrency: Option<u32>,
 }
 
 /// Central mode: one enforcer for many accounts and regions, through a role in each account.
@@ -570,6 +587,33 @@ impl Config {
         if let Some(url) = &sweep_queue_url {
             queue_url(SWEEP_QUEUE_URL, url)?;
         }
+        let events_queue_url = set(EVENTS_QUEUE_URL);
+        if let Some(url) = &events_queue_url {
+            queue_url(EVENTS_QUEUE_URL, url)?;
+            if !url.ends_with(".fifo") {
+                return Err(ConfigError::Invalid {
+                    var: EVENTS_QUEUE_URL,
+                    reason: format!(
+                        "{url:?} is not a FIFO queue (its name ends in .fifo): only a FIFO queue \
+                         hands out one account and region's events one batch at a time"
+                    ),
+                });
+            }
+        }
+        let failed_events_queue_url = set(FAILED_EVENTS_QUEUE_URL);
+        if let Some(url) = &failed_events_queue_url {
+            queue_url(FAILED_EVENTS_QUEUE_URL, url)?;
+        }
+        let place_concurrency = match set(PLACE_CONCURRENCY) {
+            None => None,
+            given => Some(bounded(
+                PLACE_CONCURRENCY,
+                given,
+                1..=1000u32,
+                1,
+                "a whole number",
+            )?),
+        };
         let missed_after = bounded(
             MISSED_EVENT_SECONDS,
             set(MISSED_EVENT_SECONDS),
@@ -578,6 +622,9 @@ impl Config {
             seconds,
         )?;
         Ok(Self {
+            events_queue_url,
+            failed_events_queue_url,
+            place_concurrency,
             sweep_queue_url,
             missed_after: (missed_after > 0).then(|| std::time::Duration::from_secs(missed_after)),
             key_ttl: std::time::Duration::from_secs(key_ttl),
@@ -613,8 +660,11 @@ impl Config {
     }
 
     /// The share of the per-account limits one container paces itself at.
+    /// `PLACE_CONCURRENCY` when set (at most that many invocations act in one place at once),
+    /// else `RESERVED_CONCURRENCY` (at most that many at all).
     pub fn container_share(&self) -> f64 {
-        self.rate_share / f64::from(self.containers.unwrap_or(1))
+        let at_once = self.place_concurrency.or(self.containers).unwrap_or(1);
+        self.rate_share / f64::from(at_once)
     }
 }
 

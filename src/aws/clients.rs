@@ -220,8 +220,8 @@ pub struct SdkConnector {
     /// The re-application ledger, with the own clients' credentials: every place's port
     /// counts in the one table.
     ledger: Option<crate::aws::ledger::Ledger>,
-    /// The sweep queue, with the function's own credentials.
-    queue: Option<crate::aws::queue::SweepQueue>,
+    /// The product's queues, with the function's own credentials.
+    queues: std::collections::HashMap<crate::aws::queue::QueueKind, crate::aws::queue::Queue>,
 }
 
 impl SdkConnector {
@@ -235,15 +235,17 @@ impl SdkConnector {
             own,
             roles: std::sync::Mutex::new(std::collections::HashMap::new()),
             ledger: None,
-            queue: None,
+            queues: std::collections::HashMap::new(),
         }
     }
 
-    /// The connector that sends to the sweep queue at `url` (none: it cannot send).
-    pub fn with_queue(mut self, url: Option<&str>) -> Self {
-        self.queue = url.map(|url| {
-            crate::aws::queue::SweepQueue::new(aws_sdk_sqs::Client::new(&self.own.shared), url)
-        });
+    /// The connector that sends to `queue` at `url` (none: it cannot send there).
+    pub fn with_queue(mut self, queue: crate::aws::queue::QueueKind, url: Option<&str>) -> Self {
+        if let Some(url) = url {
+            let client = aws_sdk_sqs::Client::new(&self.own.shared);
+            self.queues
+                .insert(queue, crate::aws::queue::Queue::new(client, url));
+        }
         self
     }
 
@@ -376,14 +378,12 @@ impl crate::aws::connector::Connector for SdkConnector {
 
     async fn enqueue(
         &self,
-        bodies: &[String],
+        queue: crate::aws::queue::QueueKind,
+        messages: &[crate::aws::queue::Outgoing],
     ) -> Result<Vec<crate::aws::queue::Refused>, crate::aws::error::AwsError> {
-        match &self.queue {
-            Some(queue) => queue.send(bodies).await,
-            None => Err(crate::aws::error::AwsError::unsent(
-                crate::aws::connector::NO_SWEEP_QUEUE,
-                "SWEEP_QUEUE_URL is not set: there is no queue to send to",
-            )),
+        match self.queues.get(&queue) {
+            Some(to) => to.send(messages).await,
+            None => Err(crate::aws::connector::no_queue(queue)),
         }
     }
 }

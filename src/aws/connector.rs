@@ -3,6 +3,7 @@
 
 use crate::aws::Aws;
 use crate::aws::error::AwsError;
+use crate::aws::queue::{Outgoing, QueueKind};
 use crate::model::resource::Location;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -26,25 +27,32 @@ pub trait Connector: Send + Sync {
     /// delegated administrator).
     fn organization(&self) -> impl Future<Output = Result<Organization, AwsError>> + Send;
 
-    /// Sends at most [`crate::aws::queue::BATCH`] messages to the sweep queue
-    /// (`SWEEP_QUEUE_URL`) with the function's own credentials: `Err` when none was taken, else
-    /// those SQS refused. Without a queue, an error.
+    /// Sends at most [`crate::aws::queue::BATCH`] messages to one of the product's queues with
+    /// the function's own credentials: `Err` when none was taken, else those SQS refused.
+    /// Without that queue configured, an error.
     fn enqueue(
         &self,
-        bodies: &[String],
+        queue: QueueKind,
+        messages: &[Outgoing],
     ) -> impl Future<Output = Result<Vec<crate::aws::queue::Refused>, AwsError>> + Send {
-        let _ = bodies;
-        async {
-            Err(AwsError::unsent(
-                NO_SWEEP_QUEUE,
-                "SWEEP_QUEUE_URL is not set: there is no queue to send to",
-            ))
-        }
+        let _ = messages;
+        async move { Err(no_queue(queue)) }
     }
 }
 
-/// The error code of an [`Connector::enqueue`] without a queue.
-pub const NO_SWEEP_QUEUE: &str = "Enforcer.NoSweepQueue";
+/// The error code of an [`Connector::enqueue`] to a queue that is not configured.
+pub const NO_QUEUE: &str = "Enforcer.NoQueue";
+
+/// The error of an [`Connector::enqueue`] to a queue that is not configured.
+pub fn no_queue(queue: QueueKind) -> AwsError {
+    AwsError::unsent(
+        NO_QUEUE,
+        format!(
+            "{} is not set: there is no queue to send to",
+            queue.variable()
+        ),
+    )
+}
 
 /// An organisation and its ACTIVE accounts.
 #[derive(Debug, Clone, PartialEq, Eq)]

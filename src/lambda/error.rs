@@ -23,6 +23,9 @@ pub enum HandlerError {
     /// The organisation's accounts, which a sweep covers, could not be read.
     #[error("sweep: {0}")]
     Accounts(CannotAct),
+    /// An event could not be routed to the events queue.
+    #[error("not routed to the events queue: {0}")]
+    NotRouted(String),
     /// A planned sweep's messages could not all be sent to the sweep queue.
     #[error("sweep plan: {0}")]
     PlanNotSent(crate::sweep::plan::PlanNotSent),
@@ -86,9 +89,10 @@ impl std::fmt::Debug for HandlerError {
     }
 }
 
-impl From<HandlerError> for Diagnostic {
-    fn from(err: HandlerError) -> Self {
-        let error_type = match &err {
+impl HandlerError {
+    /// The name Lambda is told (`errorType`).
+    pub fn error_type(&self) -> &'static str {
+        match self {
             HandlerError::InvalidEvent(_) => "InvalidEvent",
             HandlerError::Failed(report) if report.outcome == Outcome::Flapping => {
                 "ResourceFlapping"
@@ -97,10 +101,16 @@ impl From<HandlerError> for Diagnostic {
             HandlerError::Refused(_) => "EventRefused",
             HandlerError::Accounts(_) => "AccountsUnreadable",
             HandlerError::PlanNotSent(_) => "SweepPlanNotSent",
+            HandlerError::NotRouted(_) => "EventNotRouted",
             HandlerError::SweepIncomplete(_) => "SweepIncomplete",
-        };
+        }
+    }
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(err: HandlerError) -> Self {
         Diagnostic {
-            error_type: error_type.to_owned(),
+            error_type: err.error_type().to_owned(),
             error_message: err.to_string(),
         }
     }

@@ -2,6 +2,7 @@
 //! into a returned report or an error.
 
 mod error;
+pub mod events;
 mod home;
 mod metrics;
 pub mod sqs;
@@ -36,8 +37,10 @@ pub enum Output {
     Sweep(SweepAnswer),
     /// The answer of a scheduled sweep planned on the sweep queue.
     Plan(PlanAnswer),
-    /// The answer to a batch of the sweep queue: the messages to keep.
+    /// The answer to a batch of the sweep or events queue: the messages to keep.
     Batch(sqs::BatchResponse),
+    /// An event routed to its place's message group on the events queue.
+    Routed(events::Routed),
 }
 
 /// What a planned sweep answers.
@@ -97,9 +100,12 @@ pub fn deadline_from(at: SystemTime) -> Instant {
 /// - a scheduled event sweeps every account and region the function serves (its own; in
 ///   central mode also the allowed ones), or with `SWEEP_QUEUE_URL` plans that sweep: one
 ///   message per place on the queue;
-/// - an SQS batch sweeps each message's place and answers the messages that failed;
-/// - any other event is handled on its own and refused unless its resource is one the function
-///   may act on.
+/// - an SQS batch sweeps each place message's place and handles each event message, and answers
+///   the messages to keep;
+/// - with `EVENTS_QUEUE_URL`, any other event is routed to its account and region's message
+///   group there ([`events`]);
+/// - else it is handled on its own and refused unless its resource is one the function may act
+///   on.
 ///
 /// Every report is logged and shown to `observe`; `failed`, `refused`, an incomplete sweep, a
 /// plan not sent and an unusable event become errors.
@@ -177,6 +183,9 @@ pub async fn run_event<C: Connector>(
         }
         return Ok(Output::Sweep(summary.answer()));
     }
+    if fleet.config().events_queue_url.is_some() {
+        return events::route(fleet, event, deadline).await;
+    }
     // Boxed: the enforcement future is deep, and the runtime nests it further.
     let report = Box::pin(fleet.handle(event, home, deadline, &mut random)).await?;
     report.log();
@@ -191,8 +200,9 @@ pub async fn run_event<C: Connector>(
     Ok(Output::Event(report))
 }
 
-/// The sweep queue's batch: each message's place swept, [`crate::sweep::LOCATIONS_IN_FLIGHT`]
-/// at a time; the answer names the messages that are not done.
+/// A batch of the sweep queue or the events queue: each place message's place swept, each event
+/// handled, [`crate::sweep::LOCATIONS_IN_FLIGHT`] messages at a time; the answer names the
+/// messages that are not done.
 async fn run_batch<C: Connector>(
     fleet: &Fleet<C>,
     records: Vec<sqs::Record>,
@@ -203,6 +213,21 @@ async fn run_batch<C: Connector>(
 ) -> sqs::BatchResponse {
     let failed: Vec<Option<String>> = stream::iter(records)
         .map(|record| async move {
+            if !PlaceMessage::claims(&record.body) {
+                let kept = Box::pin(events::handle_queued(
+                    fleet,
+                    &record.message_id,
+                    &record.body,
+                    home,
+                    deadline,
+                    observe,
+                ))
+                .await;
+                return kept.map(|why| {
+                    tracing::error!(message_id = %record.message_id, error = %why, "event kept on the queue");
+                    record.message_id
+                });
+            }
             let (message, at) = match PlaceMessage::parse(&record.body) {
                 Ok(read) => read,
                 Err(reason) => {
@@ -288,11 +313,14 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
-    /// A connector whose organisation read can fail and whose sweep queue keeps what is sent.
+    /// A connector whose organisation read can fail, whose queues keep what is sent to them
+    /// (the failed-events queue refuses it when `failed_queue_down`), and which reaches no place
+    /// (every event it is asked to enforce fails).
     #[derive(Default)]
     struct Planner {
         org_down: AtomicBool,
-        sent: Mutex<Vec<String>>,
+        failed_queue_down: AtomicBool,
+        sent: Mutex<Vec<(crate::aws::queue::QueueKind, crate::aws::queue::Outgoing)>>,
     }
 
     impl Connector for Planner {
@@ -323,14 +351,26 @@ mod tests {
 
         async fn enqueue(
             &self,
-            bodies: &[String],
+            queue: crate::aws::queue::QueueKind,
+            messages: &[crate::aws::queue::Outgoing],
         ) -> Result<Vec<crate::aws::queue::Refused>, AwsError> {
-            self.sent.lock().unwrap().extend(bodies.iter().cloned());
+            if queue == crate::aws::queue::QueueKind::Failed && self.failed_queue_down.load(SeqCst)
+            {
+                return Err(AwsError::new("AccessDenied", "not authorized"));
+            }
+            self.sent
+                .lock()
+                .unwrap()
+                .extend(messages.iter().map(|m| (queue, m.clone())));
             Ok(Vec::new())
         }
     }
 
     fn planner() -> Fleet<Planner> {
+        planner_with(&[])
+    }
+
+    fn planner_with(more: &[(&str, &str)]) -> Fleet<Planner> {
         let vars = [
             ("MANDATED_KMS_KEY", "alias/org-streams"),
             ("TARGET_ROLE_NAME", "Member"),
@@ -343,6 +383,7 @@ mod tests {
         ];
         let config = Config::from_lookup(|name| {
             vars.iter()
+                .chain(more)
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         })
@@ -353,8 +394,9 @@ mod tests {
     fn places_sent(fleet: &Fleet<Planner>) -> Vec<String> {
         let mut places: Vec<String> = std::mem::take(&mut *fleet.connector().sent.lock().unwrap())
             .iter()
-            .map(|body| {
-                let (m, _) = PlaceMessage::parse(body).unwrap();
+            .map(|(queue, message)| {
+                assert_eq!(*queue, crate::aws::queue::QueueKind::Sweep);
+                let (m, _) = PlaceMessage::parse(&message.body).unwrap();
                 format!("{}/{}", m.account, m.region)
             })
             .collect();
@@ -438,5 +480,127 @@ mod tests {
             deadline_from(placeholder) - now,
             MAX_LAMBDA_TIMEOUT - DEADLINE_MARGIN
         );
+    }
+
+    const QUEUED: [(&str, &str); 2] = [
+        (
+            "EVENTS_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo",
+        ),
+        (
+            "FAILED_EVENTS_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/failed",
+        ),
+    ];
+
+    fn fixture(name: &str) -> serde_json::Value {
+        let path = format!("{}/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn taken(
+        fleet: &Fleet<Planner>,
+    ) -> Vec<(crate::aws::queue::QueueKind, crate::aws::queue::Outgoing)> {
+        std::mem::take(&mut *fleet.connector().sent.lock().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_is_routed_to_its_places_group_deduplicated_by_its_id() {
+        let fleet = planner_with(&QUEUED);
+        let home = Location::new("123456789012", "us-east-1").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut event = fixture("kinesis-create-stream");
+        event["detail"]["recipientAccountId"] = "111111111111".into();
+        event["detail"]["awsRegion"] = "eu-west-1".into();
+        event["region"] = "eu-west-1".into();
+        let id = event["id"].as_str().unwrap().to_owned();
+        let Ok(Output::Routed(routed)) =
+            run_event(&fleet, event.clone(), deadline, Some(&home), |_| {}).await
+        else {
+            panic!("not routed")
+        };
+        assert_eq!(routed.group, "111111111111:eu-west-1");
+        let sent = taken(&fleet);
+        assert_eq!(sent.len(), 1);
+        let (queue, message) = &sent[0];
+        assert_eq!(*queue, crate::aws::queue::QueueKind::Events);
+        assert_eq!(message.group.as_deref(), Some("111111111111:eu-west-1"));
+        assert_eq!(message.dedup.as_deref(), Some(id.as_str()));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&message.body).unwrap(),
+            event
+        );
+        // An event that needs no action is answered at once, and one that cannot be used is an
+        // error, as if it were handled here: neither is sent.
+        let mut failed_call = fixture("kinesis-create-stream");
+        failed_call["detail"]["errorCode"] = "AccessDenied".into();
+        let Ok(Output::Event(report)) =
+            run_event(&fleet, failed_call, deadline, Some(&home), |_| {}).await
+        else {
+            panic!("not answered")
+        };
+        assert_eq!(report.outcome, Outcome::Ignored);
+        let unusable = serde_json::json!({"source": "aws.kinesis", "detail-type": "x"});
+        assert!(matches!(
+            run_event(&fleet, unusable, deadline, Some(&home), |_| {}).await,
+            Err(HandlerError::InvalidEvent(_))
+        ));
+        assert!(taken(&fleet).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_that_fails_from_the_queue_is_kept_in_the_failed_events_queue_not_the_group() {
+        let fleet = planner_with(&QUEUED);
+        let home = Location::new("123456789012", "us-east-1").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let event = fixture("kinesis-create-stream");
+        let batch = serde_json::json!({"Records": [
+            {"messageId": "m-1", "body": event.to_string(), "eventSource": "aws:sqs"},
+            {"messageId": "m-2", "body": "not json", "eventSource": "aws:sqs"}
+        ]});
+        // The connector reaches no place: the event fails, the body is no event; both are kept
+        // as Lambda's on-failure records, and the batch keeps neither.
+        let Ok(Output::Batch(answer)) =
+            run_event(&fleet, batch.clone(), deadline, Some(&home), |_| {}).await
+        else {
+            panic!("not a batch answer")
+        };
+        assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+        let mut records: Vec<serde_json::Value> = taken(&fleet)
+            .into_iter()
+            .map(|(queue, message)| {
+                assert_eq!(queue, crate::aws::queue::QueueKind::Failed);
+                assert_eq!(message.group, None);
+                serde_json::from_str(&message.body).unwrap()
+            })
+            .collect();
+        records.sort_by_key(|r| r["requestContext"]["requestId"].to_string());
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0]["requestPayload"], event);
+        assert_eq!(
+            records[0]["responsePayload"]["errorType"],
+            "RemediationFailed"
+        );
+        assert_eq!(records[1]["responsePayload"]["errorType"], "InvalidEvent");
+        assert!(
+            records[0]["requestContext"]["functionArn"]
+                .as_str()
+                .unwrap()
+                .starts_with("arn:aws:lambda:us-east-1:123456789012:function:")
+        );
+        // When the failed-events queue cannot take them, the messages stay on the events queue.
+        fleet.connector().failed_queue_down.store(true, SeqCst);
+        let Ok(Output::Batch(answer)) =
+            run_event(&fleet, batch, deadline, Some(&home), |_| {}).await
+        else {
+            panic!("not a batch answer")
+        };
+        let kept: Vec<&str> = answer
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(kept.len(), 2);
+        assert!(kept.contains(&"m-1") && kept.contains(&"m-2"));
     }
 }

@@ -79,6 +79,14 @@ impl Location {
     }
 }
 
+impl Location {
+    /// The place as an SQS FIFO message group, `<account>:<region>`: one place's messages are
+    /// handed out one batch at a time, whatever the other places' backlog.
+    pub fn group(&self) -> String {
+        format!("{}:{}", self.account, self.region)
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -15,6 +15,7 @@
 //! the same place from the same resource.
 
 use crate::aws::connector::Connector;
+use crate::aws::queue::{Outgoing, QueueKind};
 use crate::fleet::Fleet;
 use crate::model::outcome::{Outcome, Report};
 use crate::model::resource::{Location, Resource, Service};
@@ -269,16 +270,17 @@ pub struct PlanNotSent {
 }
 
 impl<C: Connector> Fleet<C> {
-    /// Sends `bodies` to the sweep queue, [`crate::aws::queue::BATCH`] a call, a message SQS
-    /// refused sent again under the retry policy. Returns how many were sent, or why not all.
+    /// Sends `messages` to `queue`, [`crate::aws::queue::BATCH`] a call, a message SQS refused
+    /// sent again under the retry policy. Returns how many were sent, or why not all.
     pub async fn send_to_queue(
         &self,
-        bodies: &[String],
+        queue: QueueKind,
+        messages: &[Outgoing],
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
     ) -> Result<usize, PlanNotSent> {
         let mut sent = 0;
-        for chunk in bodies.chunks(crate::aws::queue::BATCH) {
+        for chunk in messages.chunks(crate::aws::queue::BATCH) {
             let pending = Mutex::new(chunk.to_vec());
             let result = retry::run(
                 &self.config().retry_policy,
@@ -287,7 +289,7 @@ impl<C: Connector> Fleet<C> {
                 "sqs:SendMessageBatch",
                 || async {
                     let batch = lock(&pending).clone();
-                    let refused = self.connector().enqueue(&batch).await?;
+                    let refused = self.connector().enqueue(queue, &batch).await?;
                     let Some(first) = refused.first() else {
                         lock(&pending).clear();
                         return Ok(());
@@ -309,7 +311,7 @@ impl<C: Connector> Fleet<C> {
             if let Err(e) = result {
                 return Err(PlanNotSent {
                     sent,
-                    planned: bodies.len(),
+                    planned: messages.len(),
                     reason: e.to_string(),
                 });
             }
@@ -325,11 +327,12 @@ impl<C: Connector> Fleet<C> {
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
     ) -> Result<usize, PlanNotSent> {
-        let bodies: Vec<String> = locations
+        let messages: Vec<Outgoing> = locations
             .iter()
-            .map(|at| PlaceMessage::first(sweep_id, at).body())
+            .map(|at| Outgoing::grouped(PlaceMessage::first(sweep_id, at).body(), at.group()))
             .collect();
-        self.send_to_queue(&bodies, deadline, random).await
+        self.send_to_queue(QueueKind::Sweep, &messages, deadline, random)
+            .await
     }
 
     /// Sweeps one message's place from its start resource, until `deadline` less
@@ -385,8 +388,11 @@ impl<C: Connector> Fleet<C> {
             reasons.push(format!("{failures} resource(s) failed"));
         }
         if let Some(next) = &next {
-            let body = message.next(next.clone()).body();
-            if let Err(e) = self.send_to_queue(&[body], deadline, &mut random).await {
+            let follow_up = Outgoing::grouped(message.next(next.clone()).body(), at.group());
+            if let Err(e) = self
+                .send_to_queue(QueueKind::Sweep, &[follow_up], deadline, &mut random)
+                .await
+            {
                 reasons.push(format!(
                     "{} resource(s) not reached, and the follow-up message was not sent: {}",
                     unreached.len(),

@@ -239,7 +239,9 @@ async fn prepare(emu: &Emulators, items: &[Item], mandated: &str, foreign: &str)
 fn result_name(result: &Result<Output, HandlerError>) -> String {
     match result {
         Ok(Output::Event(report)) => report.outcome.to_string(),
-        Ok(Output::Sweep(_) | Output::Plan(_) | Output::Batch(_)) => "sweep".into(),
+        Ok(Output::Sweep(_) | Output::Plan(_) | Output::Batch(_) | Output::Routed(_)) => {
+            "sweep".into()
+        }
         Err(HandlerError::Failed(_)) => "failed (error)".into(),
         Err(HandlerError::Refused(_)) => "refused (error)".into(),
         Err(HandlerError::InvalidEvent(_)) => "invalid event (error)".into(),

@@ -65,6 +65,15 @@ pub async fn invoke(app: App, path: &PathBuf, timeout: u64) -> ExitCode {
             eprintln!("enforcer: sweep plan: {e}");
             ExitCode::from(EXIT_FAILED)
         }
+        // `invoke` handles every event itself: routing is the function's.
+        Ok(Output::Routed(routed)) => {
+            print_json(&routed);
+            ExitCode::SUCCESS
+        }
+        Err(HandlerError::NotRouted(e)) => {
+            eprintln!("enforcer: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
         Err(HandlerError::Failed(report)) => {
             print_json(report.as_ref());
             ExitCode::from(EXIT_FAILED)

@@ -122,7 +122,9 @@ async fn main() -> ExitCode {
         Err(reason) => return unusable(format!("invalid configuration: {reason}")),
     };
     match cli.command {
-        Command::Invoke { event, timeout } => invoke::invoke(app, &event, timeout).await,
+        Command::Invoke { event, timeout } => {
+            invoke::invoke(app.handling_here(), &event, timeout).await
+        }
         Command::Audit { output, scope } => {
             inventory::inventory(app.with_mode(Mode::Report), output, true, &scope).await
         }
@@ -174,7 +176,7 @@ async fn main() -> ExitCode {
                 // sweep, within it too; the margin covers the calls around them.
                 visibility: Duration::from_secs(2 * timeout + 60),
             };
-            replay::replay_queue(app, &queue, options, timeout, output).await
+            replay::replay_queue(app.handling_here(), &queue, options, timeout, output).await
         }
     }
 }

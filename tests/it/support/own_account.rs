@@ -46,9 +46,13 @@ impl<A: Aws + Clone> Connector for OwnAccount<A> {
 
     async fn enqueue(
         &self,
-        bodies: &[String],
+        _: stream_encryption_enforcer::aws::queue::QueueKind,
+        messages: &[stream_encryption_enforcer::aws::queue::Outgoing],
     ) -> Result<Vec<stream_encryption_enforcer::aws::queue::Refused>, AwsError> {
-        self.queue.lock().unwrap().extend(bodies.iter().cloned());
+        self.queue
+            .lock()
+            .unwrap()
+            .extend(messages.iter().map(|m| m.body.clone()));
         Ok(Vec::new())
     }
 

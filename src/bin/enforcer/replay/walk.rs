@@ -205,6 +205,7 @@ fn judge(answer: &Result<Output, HandlerError>) -> (String, Option<String>, Opti
             !report.outcome.is_failure(),
         ),
         Ok(Output::Sweep(_) | Output::Plan(_)) => ("sweep".into(), None, None, true),
+        Ok(Output::Routed(_)) => ("routed".into(), None, None, true),
         Ok(Output::Batch(answer)) if answer.batch_item_failures.is_empty() => {
             ("sweep_place".into(), None, None, true)
         }
@@ -223,7 +224,8 @@ fn judge(answer: &Result<Output, HandlerError>) -> (String, Option<String>, Opti
         Err(
             HandlerError::SweepIncomplete(_)
             | HandlerError::Accounts(_)
-            | HandlerError::PlanNotSent(_),
+            | HandlerError::PlanNotSent(_)
+            | HandlerError::NotRouted(_),
         ) => (
             "sweep_incomplete".into(),
             None,
