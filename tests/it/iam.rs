@@ -25,20 +25,114 @@ const TABLE: &str = "enforcer-ledger";
 const ON_BEHALF: [&str; 4] = [
     "KinesisUsesMandatedKey",
     "FirehoseGrantOnMandatedKey",
+    // Lambda's delivery; the binary sends there too, but only an event that fails does, and this
+    // run's events succeed (the unit tests show the record it sends).
     "OnFailureDestination",
     "OwnLogGroup",
 ];
 
+/// The product's three queues in moto, as the stack creates them: the events queue (FIFO), the
+/// sweep queue and the failed-events queue. Each is a URL the test reads directly.
+struct Queues {
+    events: String,
+    sweep: String,
+    failed: String,
+}
+
+impl Queues {
+    async fn create(emu: &Emulators) -> Self {
+        let sqs = aws_sdk_sqs::Client::new(&sdk_config(&emu.moto_url));
+        let create = |name: &'static str| {
+            let sqs = sqs.clone();
+            async move {
+                let mut request = sqs.create_queue().queue_name(name);
+                if name.ends_with(".fifo") {
+                    request = request
+                        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+                }
+                request
+                    .send()
+                    .await
+                    .expect("CreateQueue")
+                    .queue_url
+                    .expect("url")
+            }
+        };
+        Self {
+            events: create("enforcer-events.fifo").await,
+            sweep: create("enforcer-sweep").await,
+            failed: create("enforcer-failed").await,
+        }
+    }
+
+    /// The ARN of the queue named `name` in this account and region.
+    fn arn(name: &str) -> String {
+        format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")
+    }
+
+    /// The function's variables for the queues, on the proxy `endpoint`.
+    fn env(endpoint: &str) -> Vec<(String, String)> {
+        [
+            ("EVENTS_QUEUE_URL", "enforcer-events.fifo"),
+            ("SWEEP_QUEUE_URL", "enforcer-sweep"),
+            ("FAILED_EVENTS_QUEUE_URL", "enforcer-failed"),
+        ]
+        .into_iter()
+        .map(|(var, name)| (var.to_owned(), format!("{endpoint}/{ACCOUNT}/{name}")))
+        .chain([("AWS_ENDPOINT_URL_SQS".to_owned(), endpoint.to_owned())])
+        .collect()
+    }
+}
+
+/// Hands every message of `queue` to the function as one SQS event (as the event source mapping
+/// would) and deletes them; the function's answer, if there was a message.
+async fn deliver_all(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    api: &RuntimeApi,
+    id: &str,
+    results: &mut Vec<RuntimeResult>,
+) {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    let messages = received.messages();
+    if messages.is_empty() {
+        return;
+    }
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| json!({"messageId": m.message_id(), "body": m.body(), "eventSource": "aws:sqs"}))
+        .collect();
+    api.push(id, json!({ "Records": records }), Duration::from_secs(120));
+    *results = api
+        .results(results.len() + 1, Duration::from_secs(180))
+        .await;
+    for m in messages {
+        sqs.delete_message()
+            .queue_url(queue)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .expect("DeleteMessage");
+    }
+}
+
 /// One run of the event and sweep paths on new resources named after `run`: a CREATING stream,
-/// an ACTIVE unencrypted one, a delivery stream, each by its CloudTrail event, then the
-/// scheduled sweep, which plans onto the sweep queue (`queue`), and the plan's message handed
-/// back as the queue's SQS event. Returns the results and the calls the proxies denied, by
+/// an ACTIVE unencrypted one, a delivery stream, each by its CloudTrail event (routed to the
+/// events queue, then handed back from it), then the scheduled sweep (planned onto the sweep
+/// queue, its message handed back). Returns the results, each failure the function kept in the
+/// failed-events queue as a result of kind `error`, and the calls the proxies denied, by
 /// operation.
 async fn run(
     emu: &Emulators,
     env: &[(String, String)],
     run: &str,
-    queue: &str,
+    queues: &Queues,
 ) -> (Vec<RuntimeResult>, BTreeSet<String>) {
     let creating = format!("{run}-orders");
     let active = format!("{run}-audit");
@@ -49,15 +143,27 @@ async fn run(
     emu.create_delivery_stream(&delivery, None).await;
     let minute = Duration::from_secs(60);
     let api = RuntimeApi::start().await;
+    // Each event its own id, as EventBridge gives them: the events queue takes one copy per id.
+    let with_id = |mut event: serde_json::Value, id: &str| {
+        event["id"] = json!(format!("{run}-{id}"));
+        event
+    };
     api.push(
         "creating",
-        event("kinesis-create-stream", &creating),
+        with_id(event("kinesis-create-stream", &creating), "creating"),
         minute,
     );
-    api.push("active", event("kinesis-create-stream", &active), minute);
+    api.push(
+        "active",
+        with_id(event("kinesis-create-stream", &active), "active"),
+        minute,
+    );
     api.push(
         "delivery",
-        event("firehose-create-delivery-stream", &delivery),
+        with_id(
+            event("firehose-create-delivery-stream", &delivery),
+            "delivery",
+        ),
         minute,
     );
     api.push(
@@ -68,32 +174,40 @@ async fn run(
     let lambda = start_bootstrap(&api, env);
     let mut results = api.results(4, Duration::from_secs(180)).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk_config(&emu.moto_url));
-    let planned = sqs
-        .receive_message()
-        .queue_url(queue)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .expect("ReceiveMessage");
-    if let [message] = planned.messages() {
-        api.push(
-            "place",
-            json!({"Records": [{
-                "messageId": message.message_id(),
-                "body": message.body(),
-                "eventSource": "aws:sqs",
-            }]}),
-            Duration::from_secs(120),
-        );
-        results = api.results(5, Duration::from_secs(180)).await;
-        sqs.delete_message()
-            .queue_url(queue)
-            .receipt_handle(message.receipt_handle().unwrap())
+    deliver_all(&sqs, &queues.events, &api, "events", &mut results).await;
+    deliver_all(&sqs, &queues.sweep, &api, "place", &mut results).await;
+    loop {
+        let kept = sqs
+            .receive_message()
+            .queue_url(&queues.failed)
+            .max_number_of_messages(10)
             .send()
             .await
-            .expect("DeleteMessage");
+            .expect("ReceiveMessage");
+        if kept.messages().is_empty() {
+            break;
+        }
+        for m in kept.messages() {
+            results.push(RuntimeResult {
+                request_id: "failed-events-queue".into(),
+                kind: "error".into(),
+                body: serde_json::from_str(m.body().unwrap()).unwrap(),
+            });
+            sqs.delete_message()
+                .queue_url(&queues.failed)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .expect("DeleteMessage");
+        }
     }
-    drop(lambda);
+    // The outcome lines of the events handled from the queue (and of the sweep).
+    let logs = lambda.stop_and_read_stdout();
+    results.extend(outcome_lines(&logs).into_iter().map(|line| RuntimeResult {
+        request_id: "log".into(),
+        kind: "outcome".into(),
+        body: line,
+    }));
     let mut denied = emu.kinesis_proxy.injected();
     denied.extend(emu.moto_proxy.injected());
     let denied = denied
@@ -116,15 +230,7 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
     let key_arn = emu.create_key(ALIAS).await;
     create_ledger_table(&emu.moto_url, TABLE).await;
     let table_arn = format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}");
-    let queue = aws_sdk_sqs::Client::new(&sdk_config(&emu.moto_url))
-        .create_queue()
-        .queue_name("enforcer-sweep")
-        .send()
-        .await
-        .expect("CreateQueue")
-        .queue_url
-        .expect("url");
-    let queue_arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:enforcer-sweep");
+    let queues = Queues::create(&emu).await;
     let statements = role_policy(
         "template.yaml",
         "EnforcerRole",
@@ -133,7 +239,9 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
             ("AWS::Region", REGION),
             ("MandatedKmsKeyArn", &key_arn),
             ("ReapplicationLedger", &table_arn),
-            ("SweepQueue", &queue_arn),
+            ("SweepQueue", &Queues::arn("enforcer-sweep")),
+            ("EventsQueue", &Queues::arn("enforcer-events.fifo")),
+            ("FailedEventsQueue", &Queues::arn("enforcer-failed")),
             // One account and region: the central-mode policy is not there.
             ("Condition:IsCentral", "false"),
         ],
@@ -159,11 +267,7 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
-    env.push((
-        "SWEEP_QUEUE_URL".into(),
-        format!("{}/{ACCOUNT}/enforcer-sweep", emu.moto_proxy.url),
-    ));
-    env.push(("AWS_ENDPOINT_URL_SQS".into(), emu.moto_proxy.url.clone()));
+    env.extend(Queues::env(&emu.moto_proxy.url));
     // A run failed when an invocation answered an error or kept a sweep queue message.
     let failed = |results: &[RuntimeResult]| {
         results.iter().any(|r| {
@@ -176,18 +280,34 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
 
     // The whole policy: every call allowed, every event and the sweep succeed.
     hold(statements.clone());
-    let (results, denied) = run(&emu, &env, "full", &queue).await;
+    let (results, denied) = run(&emu, &env, "full", &queues).await;
     assert!(denied.is_empty(), "denied: {denied:?}");
-    assert_eq!(
-        results.len(),
-        5,
-        "the plan's message was swept: {results:?}"
-    );
+    // Three events routed, the sweep planned, the events and the place handed back.
+    let answers: Vec<&RuntimeResult> = results.iter().filter(|r| r.kind != "outcome").collect();
+    assert_eq!(answers.len(), 6, "{results:?}");
+    let handled: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|r| r.kind == "outcome" && r.body["event_name"] != json!("Sweep"))
+        .map(|r| &r.body["outcome"])
+        .collect();
+    assert_eq!(handled, [&json!("remediated"); 3], "{results:?}");
     assert!(!failed(&results), "{results:?}");
+    let routed: Vec<&serde_json::Value> = results[..3].iter().map(|r| &r.body["group"]).collect();
+    assert_eq!(
+        routed,
+        [&json!(format!("{ACCOUNT}:{REGION}")); 3],
+        "{results:?}"
+    );
     assert_eq!(results[3].body["places"], json!(1), "{results:?}");
-    let outcomes: Vec<&serde_json::Value> =
-        results[..3].iter().map(|r| &r.body["outcome"]).collect();
-    assert_eq!(outcomes, [&json!("remediated"); 3], "{results:?}");
+    for name in ["full-orders", "full-audit"] {
+        assert_eq!(emu.stream(name).await.key_id(), Some(ALIAS), "{name}");
+    }
+    let clicks = emu.delivery_encryption("full-clicks").await;
+    assert_eq!(
+        clicks.as_ref().and_then(|e| e.key_arn()),
+        Some(key_arn.as_str()),
+        "{clicks:?}"
+    );
 
     // Each statement the binary needs, removed in turn: the run fails, denied for its action.
     let needed: Vec<&PolicyStatement> = statements
@@ -203,6 +323,7 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
             "InspectAndEncryptDeliveryStreams",
             "ResolveMandatedKey",
             "ReapplicationLedger",
+            "EventsQueue",
             "SweepQueue"
         ]
     );
@@ -214,7 +335,7 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
                 .cloned()
                 .collect(),
         );
-        let (results, denied) = run(&emu, &env, &format!("without-{i}"), &queue).await;
+        let (results, denied) = run(&emu, &env, &format!("without-{i}"), &queues).await;
         let actions: BTreeSet<String> = missing
             .action
             .iter()

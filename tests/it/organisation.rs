@@ -1004,3 +1004,233 @@ async fn a_planned_sweep_fans_out_per_place_and_keeps_exactly_the_places_that_fa
         }
     }
 }
+
+/// Events at organisation scale on moto's SQS: each event is routed to its account and region's
+/// message group on a FIFO queue (a copy of an event is taken once), SQS hands out no more of a
+/// group while a batch of it is in flight, and the events handed back are enforced in their own
+/// place; one that is refused is kept in the failed-events queue, not handed back to its group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_routed_to_their_places_group_and_handled_from_the_queue() {
+    let org = Org::start().await;
+    let places = [
+        (ACCOUNT, REGION),
+        (MEMBER_A, REGION),
+        (MEMBER_B, "eu-west-1"),
+    ];
+    let mut keys = Vec::new();
+    for (account, region) in places {
+        let member = org.member(account, region).await;
+        keys.push(member.key().await);
+        for name in ["orders", "clicks"] {
+            create_stream_on(&member.kinesis, name).await;
+        }
+    }
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config_in(&org.moto_url, ACCOUNT, REGION).await);
+    let create = |name: &'static str| {
+        let sqs = sqs.clone();
+        async move {
+            let mut request = sqs.create_queue().queue_name(name);
+            if name.ends_with(".fifo") {
+                request =
+                    request.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+            }
+            let url = request
+                .send()
+                .await
+                .expect("CreateQueue")
+                .queue_url
+                .expect("url");
+            let path = url
+                .split_once("://")
+                .unwrap()
+                .1
+                .split_once('/')
+                .unwrap()
+                .1
+                .to_owned();
+            (url, path)
+        }
+    };
+    let (events_queue, events_path) = create("enforcer-events.fifo").await;
+    let (failed_queue, failed_path) = create("enforcer-failed").await;
+    let mut env = org.env(&format!("{MEMBER_A},{MEMBER_B}"));
+    env.extend([
+        (
+            "EVENTS_QUEUE_URL".to_owned(),
+            format!("{}/{events_path}", org.proxy.url),
+        ),
+        (
+            "FAILED_EVENTS_QUEUE_URL".to_owned(),
+            format!("{}/{failed_path}", org.proxy.url),
+        ),
+        ("PLACE_CONCURRENCY".to_owned(), "2".to_owned()),
+    ]);
+    let api = RuntimeApi::start().await;
+    let lambda = start_bootstrap(&api, &env);
+    let mut pushed = 0;
+    for (account, region) in places {
+        for name in ["orders", "clicks"] {
+            api.push(
+                &format!("{account}_{region}_{name}"),
+                event_at("kinesis-create-stream", name, account, region),
+                Duration::from_secs(60),
+            );
+            pushed += 1;
+        }
+    }
+    // EventBridge delivers at least once: a second copy of an event, with its id.
+    api.push(
+        "copy",
+        event_at("kinesis-create-stream", "orders", MEMBER_A, REGION),
+        Duration::from_secs(60),
+    );
+    // And an event from an account the function does not serve.
+    api.push(
+        "outsider",
+        event_at("kinesis-create-stream", "orders", OUTSIDER, REGION),
+        Duration::from_secs(60),
+    );
+    pushed += 2;
+    let results = api.results(pushed, Duration::from_secs(60)).await;
+    for result in &results {
+        assert_eq!(result.kind, "response", "{result:?}");
+        let want = match result.request_id.as_str() {
+            "copy" => format!("{MEMBER_A}:{REGION}"),
+            "outsider" => format!("{OUTSIDER}:{REGION}"),
+            id => {
+                let mut parts = id.split('_');
+                format!("{}:{}", parts.next().unwrap(), parts.next().unwrap())
+            }
+        };
+        assert_eq!(result.body["group"], json!(want), "{result:?}");
+    }
+    // Seven distinct events in four groups; the copy was taken once.
+    let count = sqs
+        .get_queue_attributes()
+        .queue_url(&events_queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("GetQueueAttributes");
+    assert_eq!(
+        count.attributes().unwrap()
+            [&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages],
+        "7"
+    );
+    // One message at a time: while a group's message is in flight, no receive returns another
+    // of that group (the rule the design rests on, as moto's SQS engine keeps it).
+    let receive = |max: i32| {
+        let sqs = sqs.clone();
+        let queue = events_queue.clone();
+        async move {
+            sqs.receive_message()
+                .queue_url(&queue)
+                .max_number_of_messages(max)
+                .visibility_timeout(600)
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                )
+                .send()
+                .await
+                .expect("ReceiveMessage")
+                .messages
+                .unwrap_or_default()
+        }
+    };
+    let group_of = |m: &aws_sdk_sqs::types::Message| {
+        m.attributes().unwrap()[&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId]
+            .clone()
+    };
+    let mut first = Vec::new();
+    loop {
+        let got = receive(1).await;
+        let Some(m) = got.into_iter().next() else {
+            break;
+        };
+        assert!(
+            !first.iter().any(|f| group_of(f) == group_of(&m)),
+            "a second message of {} while one is in flight",
+            group_of(&m)
+        );
+        first.push(m);
+    }
+    assert_eq!(first.len(), 4, "one per group: {first:?}");
+    // The event source mapping's part: a batch handed to the function, the messages it does not
+    // name deleted; then the groups' next messages.
+    let mut pushed_batches = 0;
+    let mut batch = first;
+    while !batch.is_empty() {
+        let records: Vec<serde_json::Value> = batch
+            .iter()
+            .map(|m| json!({"messageId": m.message_id(), "body": m.body(), "eventSource": "aws:sqs"}))
+            .collect();
+        pushed_batches += 1;
+        api.push(
+            &format!("batch-{pushed_batches}"),
+            json!({ "Records": records }),
+            Duration::from_secs(120),
+        );
+        pushed += 1;
+        let results = api.results(pushed, Duration::from_secs(120)).await;
+        let answer = &results.last().unwrap().body;
+        assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+        for m in &batch {
+            sqs.delete_message()
+                .queue_url(&events_queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .expect("DeleteMessage");
+        }
+        batch = receive(10).await;
+        assert!(pushed_batches <= 2, "more batches than two");
+    }
+    assert_eq!(pushed_batches, 2);
+    // Every place's streams on its own key.
+    for ((account, region), key) in places.iter().zip(&keys) {
+        let member = org.member(account, region).await;
+        for name in ["orders", "clicks"] {
+            assert_eq!(
+                member.stream_key(name).await.as_deref(),
+                Some(key.as_str()),
+                "{account} {region} {name}"
+            );
+        }
+    }
+    // The outsider's event is refused, and kept in the failed-events queue as Lambda's on-failure
+    // record (what `enforcer replay` reads), not handed back to its group.
+    let kept = sqs
+        .receive_message()
+        .queue_url(&failed_queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    let [record] = kept.messages() else {
+        panic!("{kept:?}")
+    };
+    let record: serde_json::Value = serde_json::from_str(record.body().unwrap()).unwrap();
+    assert_eq!(
+        record["responsePayload"]["errorType"],
+        json!("EventRefused"),
+        "{record}"
+    );
+    assert_eq!(
+        record["requestPayload"]["detail"]["recipientAccountId"],
+        json!(OUTSIDER)
+    );
+    let logs = lambda.stop_and_read_stdout();
+    let outcomes: Vec<serde_json::Value> = outcome_lines(&logs)
+        .into_iter()
+        .map(|l| l["outcome"].clone())
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == json!("remediated"))
+            .count(),
+        6,
+        "{outcomes:?}"
+    );
+    assert!(logs.contains("kept in the failed-events queue"), "{logs}");
+}

@@ -339,7 +339,9 @@ class Schedule(unittest.TestCase):
         self.assertLessEqual(props["BatchSize"], 10)
         concurrency = doc["Parameters"]["SweepConcurrency"]
         self.assertEqual((concurrency["MinValue"], concurrency["MaxValue"]), (2, 1000))
-        self.assertLess(int(concurrency["Default"]), int(doc["Parameters"]["ReservedConcurrency"]["Default"]))
+        # One invocation per place at a time (a FIFO message group per account and region).
+        self.assertTrue(resources["SweepQueue"]["Properties"]["FifoQueue"])
+        self.assertTrue(resources["SweepDeadLetterQueue"]["Properties"]["FifoQueue"])
         # Visibility at least 6 times the longest function timeout (AWS's advice for a queue a
         # function consumes), whatever FunctionTimeout is set to.
         queue = resources["SweepQueue"]["Properties"]
@@ -374,8 +376,46 @@ class Schedule(unittest.TestCase):
                     "sqs:DeleteMessage",
                     "sqs:GetQueueAttributes",
                 },
+                json.dumps({"GetAtt": "EventsQueue.Arn"}): {
+                    "sqs:SendMessage",
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                },
             },
         )
+
+    def test_events_are_routed_to_a_fifo_queue_and_handled_one_batch_per_place(self):
+        doc = template()
+        resources = doc["Resources"]
+        function = resources["EnforcerFunction"]["Properties"]
+        variables = function["Environment"]["Variables"]
+        self.assertEqual(variables["EVENTS_QUEUE_URL"], {"Ref": "EventsQueue"})
+        self.assertEqual(variables["FAILED_EVENTS_QUEUE_URL"], {"Ref": "FailedEventsQueue"})
+        # One events invocation and one sweep invocation per place at a time: each paces at half.
+        self.assertEqual(variables["PLACE_CONCURRENCY"], "2")
+        queue = resources["EventsQueue"]["Properties"]
+        self.assertTrue(queue["FifoQueue"])
+        self.assertEqual(queue["FifoThroughputLimit"], "perMessageGroupId")
+        self.assertGreaterEqual(queue["VisibilityTimeout"], 6 * doc["Parameters"]["FunctionTimeout"]["MaxValue"])
+        self.assertEqual(queue["RedrivePolicy"]["deadLetterTargetArn"], {"GetAtt": "EventsQueueDeadLetterQueue.Arn"})
+        self.assertTrue(resources["EventsQueueDeadLetterQueue"]["Properties"]["FifoQueue"])
+        source = function["Events"]["EventsQueue"]
+        self.assertEqual(source["Type"], "SQS")
+        self.assertEqual(source["Properties"]["FunctionResponseTypes"], ["ReportBatchItemFailures"])
+        self.assertEqual(source["Properties"]["ScalingConfig"], {"MaximumConcurrency": {"Ref": "EventConcurrency"}})
+        # A FIFO queue's batch is at most 10 messages, and takes no batching window.
+        self.assertLessEqual(source["Properties"]["BatchSize"], 10)
+        self.assertNotIn("MaximumBatchingWindowInSeconds", source["Properties"])
+        # No reserved concurrency by default: it is not what keeps the limits, and a reservation
+        # below the event sources' maximum concurrency would throttle them.
+        self.assertEqual(doc["Parameters"]["ReservedConcurrency"]["Default"], "")
+        # The rules still target the function, which routes.
+        for rule in ("KinesisCalls", "FirehoseCalls"):
+            self.assertEqual(function["Events"][rule]["Type"], "EventBridgeRule")
+        backlog = resources["EventsBacklogAlarm"]["Properties"]
+        self.assertEqual(backlog["MetricName"], "ApproximateAgeOfOldestMessage")
+        self.assertEqual(backlog["Dimensions"][0]["Value"], {"GetAtt": "EventsQueue.QueueName"})
 
 
 # The SDK client each receiver in src/ names, where the receiver is not `self` of an adapter file.
@@ -513,6 +553,7 @@ class IamPolicy(unittest.TestCase):
                 {"GetAtt": "FailedEventsQueue.Arn"},
                 {"GetAtt": "EventsDeadLetterQueue.Arn"},
                 {"GetAtt": "SweepDeadLetterQueue.Arn"},
+                {"GetAtt": "EventsQueueDeadLetterQueue.Arn"},
             ],
         )
         # `enforcer sweep --enqueue` (and a replayed place's follow-up) send to the sweep queue
