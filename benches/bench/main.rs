@@ -1,11 +1,12 @@
-//! The benchmark suite behind `make bench` (docs/performance.md). Not part of the test command:
+//! The benchmark suite behind `scripts/bench` (docs/performance.md). Not part of the test command:
 //! it measures, it does not assert. Every figure is a median over repeated runs with min and max
 //! beside it, and every comparison with the peer (Cloud Custodian, `benches/peer/c7n_peer.py`) is a
 //! ratio taken in the same run.
 //!
 //! `cargo bench --bench bench -- --bench [SECTION ...]` runs the sections named (default: all
 //! but `profile`): `cold-start`, `memory`, `size`, `calls`, `time-to-compliance`, `burst`,
-//! `sweep`, `organisation`, `race`, `profile`; each is a module of this folder. The results go
+//! `sweep`, `organisation` (with the organisation-wide burst; `org-burst` runs the burst alone),
+//! `race`, `profile`; each is a module of this folder. The results go
 //! to `target/bench/results.md` and `target/bench/results.json`. `cargo test --all-targets`
 //! builds this file but runs nothing (no `--bench` argument).
 
@@ -19,6 +20,7 @@ mod cold_start;
 mod common;
 mod compliance;
 mod memory;
+mod org_burst;
 mod organisation;
 mod report;
 mod size;
@@ -30,6 +32,7 @@ pub(crate) use cold_start::*;
 pub(crate) use common::*;
 pub(crate) use compliance::*;
 pub(crate) use memory::*;
+pub(crate) use org_burst::*;
 pub(crate) use organisation::*;
 pub(crate) use report::*;
 pub(crate) use size::*;
@@ -42,7 +45,9 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --all-targets` builds and runs bench targets without `--bench`.
-        println!("benches/bench.rs: run with `make bench` (cargo bench --bench bench)");
+        println!(
+            "benches/bench: run with scripts/bench (cargo bench --features cli --bench bench -- --bench)"
+        );
         return;
     }
     let all = [
@@ -54,6 +59,7 @@ async fn main() {
         "burst",
         "sweep",
         "organisation",
+        "org-burst",
         "race",
         "profile",
     ];
@@ -63,8 +69,10 @@ async fn main() {
         .filter(|a| all.contains(a))
         .collect();
     // `profile` makes six cold release builds per architecture: only when named.
-    let run =
-        |section: &str| (wanted.is_empty() && section != "profile") || wanted.contains(&section);
+    let run = |section: &str| {
+        (wanted.is_empty() && section != "profile" && section != "org-burst")
+            || wanted.contains(&section)
+    };
     let share = std::env::var("BENCH_SWEEP_RATE_SHARE").unwrap_or_else(|_| "10".into());
     let machine = machine();
     println!("machine: {machine}");
@@ -92,6 +100,9 @@ async fn main() {
     }
     if run("organisation") {
         organisation(&mut results).await;
+    }
+    if run("organisation") || wanted.contains(&"org-burst") {
+        org_burst(&mut results).await;
     }
     if run("race") {
         race(&mut results).await;

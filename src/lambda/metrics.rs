@@ -20,10 +20,15 @@ pub(super) fn line(namespace: &str, seen: Seen<'_>, timestamp_ms: u64) -> Option
                     .map_or_else(|| "none".to_owned(), |s| s.to_string()),
             ),
         ),
-        Seen::Planned(places) => counts(
+        // A plan without the organisation's accounts leaves places unswept: one failed place,
+        // so that the coverage alarm says so.
+        Seen::Planned(places, unread) => counts(
             namespace,
             timestamp_ms,
-            &[("PlacesPlanned", places as u64)],
+            &[
+                ("PlacesPlanned", places as u64),
+                ("PlacesFailed", u64::from(unread)),
+            ],
             None,
         ),
         Seen::Part(part) => {

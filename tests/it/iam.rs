@@ -60,7 +60,7 @@ impl Queues {
         };
         Self {
             events: create("enforcer-events.fifo").await,
-            sweep: create("enforcer-sweep").await,
+            sweep: create("enforcer-sweep.fifo").await,
             failed: create("enforcer-failed").await,
         }
     }
@@ -74,7 +74,7 @@ impl Queues {
     fn env(endpoint: &str) -> Vec<(String, String)> {
         [
             ("EVENTS_QUEUE_URL", "enforcer-events.fifo"),
-            ("SWEEP_QUEUE_URL", "enforcer-sweep"),
+            ("SWEEP_QUEUE_URL", "enforcer-sweep.fifo"),
             ("FAILED_EVENTS_QUEUE_URL", "enforcer-failed"),
         ]
         .into_iter()
@@ -239,7 +239,7 @@ async fn the_function_role_allows_every_call_of_the_binary_and_each_statement_is
             ("AWS::Region", REGION),
             ("MandatedKmsKeyArn", &key_arn),
             ("ReapplicationLedger", &table_arn),
-            ("SweepQueue", &Queues::arn("enforcer-sweep")),
+            ("SweepQueue", &Queues::arn("enforcer-sweep.fifo")),
             ("EventsQueue", &Queues::arn("enforcer-events.fifo")),
             ("FailedEventsQueue", &Queues::arn("enforcer-failed")),
             // One account and region: the central-mode policy is not there.

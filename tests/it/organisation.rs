@@ -783,9 +783,11 @@ async fn a_planned_sweep_fans_out_per_place_and_keeps_exactly_the_places_that_fa
         }
     }
     let home_sqs = aws_sdk_sqs::Client::new(&sdk_config_in(&org.moto_url, ACCOUNT, REGION).await);
+    // A FIFO queue, as the stack's: one message group per place.
     let queue = home_sqs
         .create_queue()
-        .queue_name("enforcer-sweep")
+        .queue_name("enforcer-sweep.fifo")
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
         .send()
         .await
         .expect("CreateQueue")
@@ -951,11 +953,12 @@ async fn a_planned_sweep_fans_out_per_place_and_keeps_exactly_the_places_that_fa
             &enqueued.report["sweep_id"]
         )
     );
-    // A place message from the sweep dead-letter queue: `enforcer replay` sweeps its place and
-    // deletes it.
+    // A place message from the sweep dead-letter queue (FIFO, as the stack's): `enforcer replay`
+    // sweeps its place and deletes it.
     let dead = home_sqs
         .create_queue()
-        .queue_name("enforcer-sweep-dlq")
+        .queue_name("enforcer-sweep-dlq.fifo")
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
         .send()
         .await
         .expect("CreateQueue")
@@ -965,6 +968,8 @@ async fn a_planned_sweep_fans_out_per_place_and_keeps_exactly_the_places_that_fa
         .send_message()
         .queue_url(&dead)
         .message_body(message.body().unwrap())
+        .message_group_id(format!("{MEMBER_A}:eu-west-1"))
+        .message_deduplication_id("replayed-place")
         .send()
         .await
         .expect("SendMessage");
@@ -1051,6 +1056,11 @@ async fn events_are_routed_to_their_places_group_and_handled_from_the_queue() {
             (url, path)
         }
     };
+    // One stream still CREATING when its event is handled, as on AWS: the worker waits for it.
+    org.proxy.creating_until(
+        &format!("arn:aws:kinesis:eu-west-1:{MEMBER_B}:stream/orders"),
+        std::time::Instant::now() + Duration::from_secs(3),
+    );
     let (events_queue, events_path) = create("enforcer-events.fifo").await;
     let (failed_queue, failed_path) = create("enforcer-failed").await;
     let mut env = org.env(&format!("{MEMBER_A},{MEMBER_B}"));
@@ -1170,9 +1180,10 @@ async fn events_are_routed_to_their_places_group_and_handled_from_the_queue() {
             json!({ "Records": records }),
             Duration::from_secs(120),
         );
-        pushed += 1;
-        let results = api.results(pushed, Duration::from_secs(120)).await;
-        let answer = &results.last().unwrap().body;
+        let answer = api
+            .result_of(&format!("batch-{pushed_batches}"), Duration::from_secs(120))
+            .await
+            .body;
         assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
         for m in &batch {
             sqs.delete_message()

@@ -169,6 +169,9 @@ pub(crate) struct ProxyState {
     policies: Option<Arc<Policies>>,
     /// The role each access key from an answered sts:AssumeRole acts as.
     sessions: HashMap<String, String>,
+    /// Streams (by ARN) the proxy shows as CREATING until the instant given, as AWS would for a
+    /// new stream, where the emulator makes them ACTIVE at once ([`Proxy::creating_until`]).
+    creating: HashMap<String, Instant>,
 }
 
 /// A recording, fault-injecting proxy in front of one emulator.
@@ -358,6 +361,17 @@ impl Proxy {
             })
     }
 
+    /// Shows the stream `arn` as CREATING until `until`: DescribeStreamSummary answers that
+    /// status, and a StartStreamEncryption is answered ResourceInUseException, as AWS answers a
+    /// write on a stream that is not ACTIVE.
+    pub fn creating_until(&self, arn: &str, until: Instant) {
+        self.state
+            .lock()
+            .unwrap()
+            .creating
+            .insert(arn.to_owned(), until);
+    }
+
     pub fn reset_counts(&self) {
         self.state.lock().unwrap().seen.clear();
     }
@@ -541,6 +555,28 @@ pub(crate) async fn handle(
         Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
+    // A stream still in its (simulated) CREATING period.
+    let creating = {
+        let state = state.lock().unwrap();
+        let arn = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|b| {
+                b.get("StreamARN")
+                    .and_then(|a| a.as_str())
+                    .map(str::to_owned)
+            });
+        arn.is_some_and(|arn| {
+            state
+                .creating
+                .get(&arn)
+                .is_some_and(|until| Instant::now() < *until)
+        })
+    };
+    if creating && KINESIS_WRITES.contains(&operation.as_str()) {
+        let body = serde_json::json!({"__type": "ResourceInUseException",
+            "message": "Stream is not ACTIVE, instead in state CREATING"});
+        return Ok(full(400, body.to_string()));
+    }
     let (hold, write_lock) = {
         let state = state.lock().unwrap();
         (
@@ -617,6 +653,12 @@ pub(crate) async fn handle(
                 .sessions
                 .insert(access_key.to_owned(), role);
         }
+    }
+    if creating && operation == "DescribeStreamSummary" && parts.status.is_success() {
+        let mut answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        answer["StreamDescriptionSummary"]["StreamStatus"] = serde_json::json!("CREATING");
+        body = Bytes::from(answer.to_string());
+        parts.headers.remove("content-length");
     }
     if tokens && parts.status.is_success() {
         let mut page: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();

@@ -149,6 +149,29 @@ impl RuntimeApi {
         self.state.lock().unwrap().function_arn = Some(arn.to_owned());
     }
 
+    /// Waits for the result of `request_id` (or panics after `limit`).
+    pub async fn result_of(&self, request_id: &str, limit: Duration) -> RuntimeResult {
+        let start = Instant::now();
+        loop {
+            let found = self
+                .state
+                .lock()
+                .unwrap()
+                .results
+                .iter()
+                .find(|r| r.request_id == request_id)
+                .cloned();
+            if let Some(result) = found {
+                return result;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no result for {request_id} within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `n` results have come back (or panics after `limit`).
     pub async fn results(&self, n: usize, limit: Duration) -> Vec<RuntimeResult> {
         let start = Instant::now();
