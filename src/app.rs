@@ -91,7 +91,8 @@ impl App {
             .with_queue(
                 QueueKind::Failed,
                 self.config.failed_events_queue_url.as_deref(),
-            );
+            )
+            .with_queue(QueueKind::Recheck, self.config.recheck_queue_url.as_deref());
         Fleet::new(connector, &self.config).with_home_key(&region, self.home_key)
     }
 }

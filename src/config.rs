@@ -73,6 +73,10 @@ pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
 /// The variable holding the URL of the failed-events queue: an event from the events queue that
 /// fails is kept there as Lambda's on-failure destination would keep it.
 pub const FAILED_EVENTS_QUEUE_URL: &str = "FAILED_EVENTS_QUEUE_URL";
+/// The variable holding the URL of the re-check queue (a standard queue): an event from the
+/// events queue whose stream is not ready waits there, not in the invocation, and goes back to
+/// its place's message group when the wait is over.
+pub const RECHECK_QUEUE_URL: &str = "RECHECK_QUEUE_URL";
 /// The variable holding how many invocations can act in one account and region at once
 /// (`PLACE_CONCURRENCY`): each paces its calls there at `RATE_SHARE` divided by it.
 pub const PLACE_CONCURRENCY: &str = "PLACE_CONCURRENCY";
@@ -146,6 +150,9 @@ pub struct Config {
     pub events_queue_url: Option<String>,
     /// The failed-events queue (`FAILED_EVENTS_QUEUE_URL`).
     pub failed_events_queue_url: Option<String>,
+    /// The re-check queue (`RECHECK_QUEUE_URL`); without it an event from the events queue
+    /// waits for its stream in the invocation.
+    pub recheck_queue_url: Option<String>,
     /// How many invocations can act in one account and region at once (`PLACE_CONCURRENCY`):
     /// when set, each paces itself at `rate_share` divided by it, whatever `containers` is.
     pub place_concurrency: Option<u32>,
@@ -604,6 +611,10 @@ impl Config {
         if let Some(url) = &failed_events_queue_url {
             queue_url(FAILED_EVENTS_QUEUE_URL, url)?;
         }
+        let recheck_queue_url = set(RECHECK_QUEUE_URL);
+        if let Some(url) = &recheck_queue_url {
+            queue_url(RECHECK_QUEUE_URL, url)?;
+        }
         let place_concurrency = match set(PLACE_CONCURRENCY) {
             None => None,
             given => Some(bounded(
@@ -624,6 +635,7 @@ impl Config {
         Ok(Self {
             events_queue_url,
             failed_events_queue_url,
+            recheck_queue_url,
             place_concurrency,
             sweep_queue_url,
             missed_after: (missed_after > 0).then(|| std::time::Duration::from_secs(missed_after)),

@@ -19,6 +19,8 @@ pub enum QueueKind {
     Events,
     /// `FAILED_EVENTS_QUEUE_URL`.
     Failed,
+    /// `RECHECK_QUEUE_URL`.
+    Recheck,
 }
 
 impl QueueKind {
@@ -28,6 +30,7 @@ impl QueueKind {
             Self::Sweep => crate::config::SWEEP_QUEUE_URL,
             Self::Events => crate::config::EVENTS_QUEUE_URL,
             Self::Failed => crate::config::FAILED_EVENTS_QUEUE_URL,
+            Self::Recheck => crate::config::RECHECK_QUEUE_URL,
         }
     }
 }
@@ -42,6 +45,8 @@ pub struct Outgoing {
     pub group: Option<String>,
     /// The deduplication id of a FIFO queue: the same id within 5 minutes is taken once.
     pub dedup: Option<String>,
+    /// Seconds (0 to 900) before a standard queue hands the message out.
+    pub delay: Option<i32>,
 }
 
 impl Outgoing {
@@ -52,6 +57,17 @@ impl Outgoing {
             body,
             group: Some(group),
             dedup: Some(dedup),
+            delay: None,
+        }
+    }
+
+    /// A message of a standard queue, handed out after `delay` seconds.
+    pub fn plain(body: String, delay: Option<i32>) -> Self {
+        Self {
+            body,
+            group: None,
+            dedup: None,
+            delay,
         }
     }
 }
@@ -117,6 +133,8 @@ impl Queue {
                     entry = entry
                         .message_group_id(group)
                         .message_deduplication_id(dedup);
+                } else if let Some(delay) = m.delay {
+                    entry = entry.delay_seconds(delay);
                 }
                 entry
                     .build()

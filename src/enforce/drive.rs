@@ -113,7 +113,9 @@ pub(super) async fn drive<A: Aws, P: Procedure>(
     run: &mut EventRun<'_>,
 ) -> Result<Verdict, Halt> {
     let mut now = describe::<A, P>(enforcer, resource, run).await?;
-    run.found = Some(P::found(&now));
+    if run.found.is_none() {
+        run.found = Some(P::found(&now));
+    }
     if let Some(done) = P::before_key(&now) {
         return Ok(done);
     }
@@ -285,6 +287,16 @@ impl<A: Aws> Enforcer<A> {
         run.not_ready = run.not_ready.saturating_add(1);
         let seen = run.not_ready;
         match run.in_use.on_error(IN_USE, &mut *run.random) {
+            RetryDecision::Retry { delay, .. } if run.defer => {
+                // Deferred: the wait is the queue's, and the invocation goes on to other work.
+                tracing::info!(
+                    call = "inspect",
+                    state,
+                    delay_ms = delay.as_millis() as u64,
+                    "deferred"
+                );
+                Err(Halt::Later { after: delay })
+            }
             RetryDecision::Retry { delay, retry, .. } => {
                 if Instant::now() + delay > run.deadline {
                     return Err(Halt::failed(
@@ -341,6 +353,10 @@ impl<A: Aws> Enforcer<A> {
         let end = *settle.quiet_since.get_or_insert(now) + settle.period;
         if now >= end {
             return Ok(true);
+        }
+        if run.defer {
+            // The rest of the settle period passes in the queue; the next handling looks again.
+            return Err(Halt::Later { after: end - now });
         }
         if end > run.deadline {
             return Err(Halt::failed(

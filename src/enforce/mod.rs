@@ -96,9 +96,75 @@ pub struct Enforcer<A: Aws> {
 
 /// Why enforcement stopped short of a positive outcome.
 enum Halt {
-    Gone { reason: String, code: String },
-    Failed { reason: String, code: String },
-    Flapping { reason: String },
+    Gone {
+        reason: String,
+        code: String,
+    },
+    Failed {
+        reason: String,
+        code: String,
+    },
+    Flapping {
+        reason: String,
+    },
+    /// The resource is not ready, or in its settle period, and the event is deferred
+    /// ([`Deferral::On`]): look again after this long.
+    Later {
+        after: Duration,
+    },
+}
+
+/// Whether an event may be deferred instead of waited for in the invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deferral {
+    /// Wait in the invocation (an event handled where it arrives).
+    Off,
+    /// Hand every wait back ([`Enforced::Later`]), carrying on from `carry` (none: the event's
+    /// first handling).
+    On(Option<Carry>),
+}
+
+/// What an event's handling carries to its next one when it is deferred: the waits counted
+/// against the retry policy, what was found first, and the settle period begun.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Carry {
+    /// The retry policy's counters of the waits for the resource ([`RetryState::counts`]).
+    pub in_use: Vec<u64>,
+    /// Inspections that found the resource not ready.
+    pub not_ready: u32,
+    /// The resource as first inspected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<InitialState>,
+    /// Since when (milliseconds since the Unix epoch) the resource has been seen ready and
+    /// unchanged in its settle period, and what it showed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_since_ms: Option<u64>,
+    #[serde(default)]
+    pub last_seen: String,
+    /// Times deferred so far.
+    pub deferrals: u32,
+    /// When the event was first deferred (milliseconds since the Unix epoch).
+    pub first_ms: u64,
+}
+
+/// The most times one event is deferred, and for how long in all: then it is waited for in the
+/// invocation, as without deferral.
+pub(crate) const MAX_DEFERRALS: u32 = 100;
+/// See [`MAX_DEFERRALS`].
+pub(crate) const MAX_DEFERRED: Duration = Duration::from_secs(3600);
+
+/// What enforcing an event that may be deferred ends in.
+#[derive(Debug)]
+pub enum Enforced {
+    /// Its one outcome.
+    Done(Report),
+    /// Deferred: to be handled again after `after`, with `carry`.
+    Later {
+        /// How long to wait.
+        after: Duration,
+        /// What the next handling carries on from.
+        carry: Carry,
+    },
 }
 
 impl Halt {
@@ -168,6 +234,10 @@ struct EventRun<'a> {
     gate: Option<gate::Gate>,
     /// Said in the report's reason: something the outcome does not show (the ledger unread).
     note: Option<String>,
+    /// Whether a wait is handed back instead of made ([`Deferral::On`]), and how many were.
+    defer: bool,
+    deferrals: u32,
+    first_deferred_ms: Option<u64>,
 }
 
 /// The settle period a tool's resource gets: it must stay ready and unchanged this long.
@@ -225,6 +295,57 @@ impl<'a> EventRun<'a> {
             settle,
             gate: None,
             note: None,
+            defer: false,
+            deferrals: 0,
+            first_deferred_ms: None,
+        }
+    }
+
+    /// The run carried on from an earlier handling of the same event, deferring its waits
+    /// while it may ([`MAX_DEFERRALS`], [`MAX_DEFERRED`]).
+    fn resume(mut self, rules: &'a Rules, carry: Option<Carry>) -> Self {
+        let now = wall_ms();
+        self.defer = true;
+        let Some(carry) = carry else {
+            return self;
+        };
+        self.in_use = rules.policy.resume(&carry.in_use);
+        self.not_ready = carry.not_ready;
+        self.found = carry.found;
+        self.deferrals = carry.deferrals;
+        self.first_deferred_ms = Some(carry.first_ms);
+        if let Some(settle) = &mut self.settle {
+            settle.last_seen = carry.last_seen;
+            settle.quiet_since = carry.quiet_since_ms.map(|since| {
+                let ago = Duration::from_millis(now.saturating_sub(since));
+                Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+            });
+        }
+        let elapsed = Duration::from_millis(now.saturating_sub(carry.first_ms));
+        self.defer = carry.deferrals < MAX_DEFERRALS && elapsed < MAX_DEFERRED;
+        self
+    }
+
+    /// What the next handling carries on from.
+    fn carry(&self) -> Carry {
+        let now = wall_ms();
+        let (quiet_since_ms, last_seen) = match &self.settle {
+            Some(settle) => (
+                settle
+                    .quiet_since
+                    .map(|since| now.saturating_sub(since.elapsed().as_millis() as u64)),
+                settle.last_seen.clone(),
+            ),
+            None => (None, String::new()),
+        };
+        Carry {
+            in_use: self.in_use.counts(),
+            not_ready: self.not_ready,
+            found: self.found.clone(),
+            quiet_since_ms,
+            last_seen,
+            deferrals: self.deferrals.saturating_add(1),
+            first_ms: self.first_deferred_ms.unwrap_or(now),
         }
     }
 
@@ -264,7 +385,35 @@ impl<A: Aws> Enforcer<A> {
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
     ) -> Report {
+        match Box::pin(self.enforce_with(trigger, deadline, random, Deferral::Off)).await {
+            Enforced::Done(report) => report,
+            // Never without deferral; were it to happen, the event is reported, not lost.
+            Enforced::Later { after, .. } => Report {
+                reason: Some(format!(
+                    "deferred by {}s without a way to come back",
+                    after.as_secs()
+                )),
+                error_code: Some(codes::DEADLINE.to_owned()),
+                ..Report::about(trigger, Outcome::Failed)
+            },
+        }
+    }
+
+    /// Enforces the mandated key on the resource an event names; with [`Deferral::On`], a wait
+    /// for the resource (not ready, or a tool's settle period) is handed back as
+    /// [`Enforced::Later`] instead of made, so that the invocation and its place are free
+    /// meanwhile.
+    pub async fn enforce_with(
+        &self,
+        trigger: &Trigger,
+        deadline: Instant,
+        random: &mut (dyn RandomSource + Send),
+        deferral: Deferral,
+    ) -> Enforced {
         let mut run = EventRun::new(&self.rules, trigger, deadline, random);
+        if let Deferral::On(carry) = deferral {
+            run = run.resume(&self.rules, carry);
+        }
         let (resource, tags) = (&trigger.resource, trigger.tags.as_ref());
         let enforcement = async {
             match resource.service {
@@ -283,7 +432,13 @@ impl<A: Aws> Enforcer<A> {
         let result = tokio::time::timeout_at(deadline, Box::pin(enforcement))
             .await
             .unwrap_or_else(|_| Err(Halt::deadline()));
-        report::build(trigger, run, result, &self.key)
+        if let Err(Halt::Later { after }) = result {
+            return Enforced::Later {
+                after,
+                carry: run.carry(),
+            };
+        }
+        Enforced::Done(report::build(trigger, run, result, &self.key))
     }
 
     /// One AWS call under the rate limiter (every attempt waits for its slot) and the retry
@@ -330,4 +485,18 @@ impl<A: Aws> Enforcer<A> {
             .map(|(value, _)| value)
             .map_err(|e| Halt::from_call(operation.name(), e))
     }
+}
+
+/// Milliseconds since the Unix epoch, by the wall clock (what a deferred event carries: another
+/// container's `Instant` means nothing here), advanced by this process's monotonic clock from
+/// its first reading, so that the tests' paused clock moves it too.
+fn wall_ms() -> u64 {
+    static ANCHOR: std::sync::OnceLock<(u64, Instant)> = std::sync::OnceLock::new();
+    let (at, then) = ANCHOR.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        (now, Instant::now())
+    });
+    at.saturating_add(u64::try_from(then.elapsed().as_millis()).unwrap_or(u64::MAX))
 }

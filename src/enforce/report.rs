@@ -24,6 +24,15 @@ pub(super) fn build(
         Err(Halt::Flapping { reason }) => {
             (Outcome::Flapping, reason, Some(codes::FLAPPING.to_owned()))
         }
+        // `enforce_with` hands a deferral back before a report is built.
+        Err(Halt::Later { after }) => (
+            Outcome::Failed,
+            format!(
+                "deferred by {}s without a way to come back",
+                after.as_secs()
+            ),
+            Some(codes::DEADLINE.to_owned()),
+        ),
     };
     let key = run
         .key

@@ -20,6 +20,7 @@ mod scope;
 
 use crate::aws::connector::{CannotAct, Connector};
 use crate::config::{Central, Config};
+pub use crate::enforce::{Carry, Deferral, Enforced};
 use crate::enforce::{Enforcer, Rules};
 use crate::fleet::accounts::AllowedAccounts;
 use crate::model::event::{self, InvalidEvent, Parsed, Trigger};
@@ -127,13 +128,41 @@ impl<C: Connector> Fleet<C> {
         deadline: Instant,
         random: &mut (dyn RandomSource + Send),
     ) -> Result<Report, InvalidEvent> {
+        let handled = Box::pin(self.handle_with(event, home, deadline, random, Deferral::Off));
+        Ok(match handled.await? {
+            Enforced::Done(report) => report,
+            // Without deferral the enforcer waits; reported, never lost, should that change.
+            Enforced::Later { after, .. } => Report {
+                reason: Some(format!(
+                    "deferred by {}s without a way to come back",
+                    after.as_secs()
+                )),
+                ..Report::new(Outcome::Failed)
+            },
+        })
+    }
+
+    /// As [`Self::handle`]; with [`Deferral::On`], a wait for the resource is handed back as
+    /// [`Enforced::Later`] (the events queue's handling, `src/lambda/events.rs`).
+    pub async fn handle_with(
+        &self,
+        event: serde_json::Value,
+        home: Option<&Location>,
+        deadline: Instant,
+        random: &mut (dyn RandomSource + Send),
+        deferral: Deferral,
+    ) -> Result<Enforced, InvalidEvent> {
         let trigger = match event::parse(event)? {
             Parsed::Ignored {
                 event_id,
                 service,
                 event_name,
                 reason,
-            } => return Ok(Report::ignored(event_id, service, event_name, reason)),
+            } => {
+                return Ok(Enforced::Done(Report::ignored(
+                    event_id, service, event_name, reason,
+                )));
+            }
             Parsed::Trigger(trigger) => trigger,
         };
         let at = &trigger.resource.location;
@@ -141,16 +170,23 @@ impl<C: Connector> Fleet<C> {
         // account is always its to act on, so its events never wait on or fail with that read.
         let elsewhere = home.is_some_and(|home| home.account != at.account);
         if elsewhere && let Err(why) = self.refresh_accounts(deadline, random).await {
-            return Ok(self.cannot_act(&trigger, why));
+            return Ok(Enforced::Done(self.cannot_act(&trigger, why)));
         }
         let home = match (self.refusal(at, home), home) {
             (None, Some(home)) => home,
-            (reason, _) => return Ok(Report::refused(&trigger, reason.unwrap_or_default())),
+            (reason, _) => {
+                return Ok(Enforced::Done(Report::refused(
+                    &trigger,
+                    reason.unwrap_or_default(),
+                )));
+            }
         };
         Ok(
             match self.enforcer_at(at, home, true, deadline, random).await {
-                Ok(enforcer) => enforcer.enforce(&trigger, deadline, random).await,
-                Err(why) => self.cannot_act(&trigger, why),
+                Ok(enforcer) => {
+                    Box::pin(enforcer.enforce_with(&trigger, deadline, random, deferral)).await
+                }
+                Err(why) => Enforced::Done(self.cannot_act(&trigger, why)),
             },
         )
     }

@@ -16,14 +16,15 @@
 
 use crate::aws::connector::Connector;
 use crate::aws::queue::{Outgoing, QueueKind};
-use crate::fleet::Fleet;
+use crate::fleet::{Carry, Deferral, Enforced, Fleet};
 use crate::lambda::error::HandlerError;
 use crate::lambda::{Output, Seen};
 use crate::model::event::{self, InvalidEvent, Parsed};
 use crate::model::outcome::{Outcome, Report};
 use crate::model::resource::Location;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// What routing an event answers.
@@ -78,9 +79,64 @@ pub(super) async fn route<C: Connector>(
     Ok(Output::Routed(Routed { event_id, group }))
 }
 
-/// Handles one event the events queue handed back. `None` when it is done with (its outcome is
-/// a success, or its failure is kept in the failed-events queue); `Some(why)` when the message
-/// must stay on the queue.
+/// What a [`Recheck`]'s `kind` says.
+pub const RECHECK_KIND: &str = "stream-encryption-enforcer/recheck";
+
+/// Where a [`Recheck`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// On the re-check queue, waiting out its delay.
+    Waiting,
+    /// Back on the events queue, in its place's group, to be handled.
+    Due,
+}
+
+/// An event deferred while its stream is not ready: it waits on the re-check queue (a standard
+/// queue, whose messages can be delayed, up to 900 s), not in an invocation that would hold its
+/// place's group, then goes back to that group and is handled on from what it carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recheck {
+    /// Always [`RECHECK_KIND`].
+    pub kind: String,
+    /// Always 1.
+    pub version: u32,
+    /// Where it is.
+    pub stage: Stage,
+    /// Its place's message group.
+    pub group: String,
+    /// What the next handling carries on from.
+    pub carry: Carry,
+    /// The event.
+    pub event: Value,
+}
+
+impl Recheck {
+    /// `Some` when `body` claims to be a re-check (its `kind`): the re-check, or what is wrong.
+    fn read(body: &str) -> Option<Result<Self, String>> {
+        let value: Value = serde_json::from_str(body).ok()?;
+        if value.get("kind").and_then(Value::as_str) != Some(RECHECK_KIND) {
+            return None;
+        }
+        Some(
+            serde_json::from_value::<Self>(value)
+                .map_err(|e| format!("not a re-check message: {e}"))
+                .and_then(|r| match r.version {
+                    1 => Ok(r),
+                    v => Err(format!("re-check version {v} is not 1")),
+                }),
+        )
+    }
+}
+
+/// The most a standard queue delays a message
+/// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html>).
+const MAX_DELAY: Duration = Duration::from_secs(900);
+
+/// Handles one message the events queue or the re-check queue handed over. `None` when it is
+/// done with (its outcome is a success, its failure is kept in the failed-events queue, it is
+/// deferred, or back in its group); `Some(why)` when the message must stay on its queue.
 pub(super) async fn handle_queued<C: Connector>(
     fleet: &Fleet<C>,
     message_id: &str,
@@ -90,37 +146,72 @@ pub(super) async fn handle_queued<C: Connector>(
     observe: &(impl Fn(Seen<'_>) + Sync),
 ) -> Option<String> {
     let mut random = fastrand::Rng::new();
-    let (event, failure) = match serde_json::from_str::<Value>(body) {
-        Err(e) => (
-            Value::String(body.to_owned()),
-            HandlerError::InvalidEvent(InvalidEvent::Envelope(e)),
+    let (event, carry) = match Recheck::read(body) {
+        // Its wait is over: back to its place's group, where the place's work is one at a time.
+        Some(Ok(recheck)) if recheck.stage == Stage::Waiting => {
+            let due = Recheck {
+                stage: Stage::Due,
+                ..recheck
+            };
+            let body = serde_json::to_string(&due).unwrap_or_default();
+            let back = Outgoing::grouped(body, due.group.clone());
+            return fleet
+                .send_to_queue(QueueKind::Events, &[back], deadline, &mut random)
+                .await
+                .err()
+                .map(|e| format!("not sent back to its group: {}", e.reason));
+        }
+        Some(Ok(recheck)) => (Ok(recheck.event), Some(recheck.carry)),
+        Some(Err(why)) => (
+            Err((
+                Value::String(body.to_owned()),
+                HandlerError::InvalidEvent(InvalidEvent::Inconsistent(why)),
+            )),
+            None,
         ),
-        Ok(event) => {
-            match Box::pin(fleet.handle(event.clone(), Some(home), deadline, &mut random)).await {
-                Err(invalid) => (event, HandlerError::InvalidEvent(invalid)),
-                Ok(report) => {
-                    report.log();
-                    observe(Seen::Report(&report));
-                    match report.outcome {
-                        Outcome::Failed | Outcome::Flapping => {
-                            (event, HandlerError::Failed(Box::new(report)))
-                        }
-                        Outcome::Refused => (event, HandlerError::Refused(Box::new(report))),
-                        _ => return None,
+        None => match serde_json::from_str::<Value>(body) {
+            Ok(event) => (Ok(event), None),
+            Err(e) => (
+                Err((
+                    Value::String(body.to_owned()),
+                    HandlerError::InvalidEvent(InvalidEvent::Envelope(e)),
+                )),
+                None,
+            ),
+        },
+    };
+    let failure = match event {
+        Err(failure) => failure,
+        Ok(event) => match Box::pin(handle_deferring(
+            fleet,
+            event.clone(),
+            carry,
+            home,
+            deadline,
+        ))
+        .await
+        {
+            Err(invalid) => (event, HandlerError::InvalidEvent(invalid)),
+            Ok(None) => return None,
+            Ok(Some(report)) => {
+                report.log();
+                observe(Seen::Report(&report));
+                match report.outcome {
+                    Outcome::Failed | Outcome::Flapping => {
+                        (event, HandlerError::Failed(Box::new(report)))
                     }
+                    Outcome::Refused => (event, HandlerError::Refused(Box::new(report))),
+                    _ => return None,
                 }
             }
-        }
+        },
     };
+    let (event, failure) = failure;
     let record = failure_record(message_id, home, event, &failure);
     let kept = fleet
         .send_to_queue(
             QueueKind::Failed,
-            &[Outgoing {
-                body: record.to_string(),
-                group: None,
-                dedup: None,
-            }],
+            &[Outgoing::plain(record.to_string(), None)],
             deadline,
             &mut random,
         )
@@ -134,6 +225,69 @@ pub(super) async fn handle_queued<C: Connector>(
             "{failure}; and it could not be kept in the failed-events queue: {}",
             e.reason
         )),
+    }
+}
+
+/// Handles `event` from its place's group: with the re-check queue, a wait for its stream is
+/// deferred there (`Ok(None)`); without it, or when it cannot take the event, the wait is made
+/// here. `Some`: the event's one outcome.
+async fn handle_deferring<C: Connector>(
+    fleet: &Fleet<C>,
+    event: Value,
+    carry: Option<Carry>,
+    home: &Location,
+    deadline: Instant,
+) -> Result<Option<Report>, InvalidEvent> {
+    let mut random = fastrand::Rng::new();
+    let deferral = match fleet.config().recheck_queue_url {
+        Some(_) => Deferral::On(carry),
+        None => Deferral::Off,
+    };
+    let handled = fleet
+        .handle_with(event.clone(), Some(home), deadline, &mut random, deferral)
+        .await?;
+    let (after, carry) = match handled {
+        Enforced::Done(report) => return Ok(Some(report)),
+        Enforced::Later { after, carry } => (after, carry),
+    };
+    let group = match event::parse(event.clone())? {
+        Parsed::Trigger(trigger) => trigger.resource.location.group(),
+        Parsed::Ignored { .. } => String::new(),
+    };
+    let recheck = Recheck {
+        kind: RECHECK_KIND.to_owned(),
+        version: 1,
+        stage: Stage::Waiting,
+        group,
+        carry,
+        event: event.clone(),
+    };
+    let delay = after.min(MAX_DELAY).as_secs_f64().ceil().max(1.0) as i32;
+    let waiting = Outgoing::plain(
+        serde_json::to_string(&recheck).unwrap_or_default(),
+        Some(delay),
+    );
+    match fleet
+        .send_to_queue(QueueKind::Recheck, &[waiting], deadline, &mut random)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(
+                event_id = event["id"].as_str().unwrap_or("-"),
+                delay_s = delay,
+                deferrals = recheck.carry.deferrals,
+                "deferred to the re-check queue"
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            // Nothing lost: the wait is made here instead.
+            tracing::warn!(error = %e, "the re-check queue did not take the event; waiting here");
+            let report = fleet
+                .handle(event, Some(home), deadline, &mut random)
+                .await?;
+            Ok(Some(report))
+        }
     }
 }
 

@@ -67,7 +67,7 @@ impl fmt::Display for Outcome {
 }
 
 /// What the enforcer found before it changed anything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct InitialState {
     /// `StreamStatus` / `DeliveryStreamStatus`.
     pub status: String,

@@ -306,6 +306,17 @@ impl RetryPolicy {
             counts: vec![0; self.retriers.len()],
         }
     }
+
+    /// The counters of a run that went before ([`RetryState::counts`]), carried on: the same
+    /// bound holds over both. Counters of another policy (another number of retriers) start
+    /// over.
+    pub fn resume(&self, counts: &[u64]) -> RetryState<'_> {
+        let mut state = self.start();
+        if counts.len() == state.counts.len() {
+            state.counts = counts.to_vec();
+        }
+        state
+    }
 }
 
 fn validate(index: usize, count: usize, raw: RawRetrier) -> Result<Retrier, PolicyError> {
@@ -462,6 +473,11 @@ pub struct RetryState<'p> {
 }
 
 impl RetryState<'_> {
+    /// The attempts counted per retrier, to carry to a later run ([`RetryPolicy::resume`]).
+    pub fn counts(&self) -> Vec<u64> {
+        self.counts.clone()
+    }
+
     /// Records an error named `error` and decides whether and when to retry.
     pub fn on_error(&mut self, error: &str, random: &mut dyn RandomSource) -> RetryDecision {
         self.decide(error, false, random)

@@ -1330,3 +1330,67 @@ async fn a_place_larger_than_one_invocation_continues_across_messages() {
     assert_eq!(model.calls("StartStreamEncryption") as usize, STREAMS);
     eprintln!("{STREAMS} streams in {} parts: {parts:?}", parts.len());
 }
+
+/// A deferred event ends as the same event waited for in one invocation would: each wait for a
+/// CREATING stream, and the settle period of a Terraform stream, is handed back (the events
+/// queue's re-check) and carried into the next handling, which carries on where the last one
+/// stopped: the retry policy's count, the settle period begun, what was found first.
+#[tokio::test(start_paused = true)]
+async fn a_deferred_event_ends_as_the_waited_one_would() {
+    use stream_encryption_enforcer::fleet::{Deferral, Enforced};
+    let model = Model::default().with_keys();
+    model.world().streams.insert(
+        "orders".into(),
+        Stream {
+            status: StreamStatus::Creating,
+            reads_to_ready: 3,
+            key: None,
+            tags: tags(false),
+        },
+    );
+    let fleet = Fleet::new(
+        OwnAccount::new(model.clone()),
+        &config("alias/org-streams", Mode::Enforce, None),
+    );
+    let home = Location::new(ACCOUNT, REGION).expect("home");
+    let mut event = event("kinesis-create-stream", "streamName", "orders");
+    event["detail"]["userAgent"] =
+        "APN/1.0 HashiCorp/1.0 Terraform/1.11.4 terraform-provider-aws/5.100.0".into();
+    let started = Instant::now();
+    let mut carry = None;
+    let mut waits = Vec::new();
+    let report = loop {
+        let handled = fleet
+            .handle_with(
+                event.clone(),
+                Some(&home),
+                Instant::now() + Duration::from_secs(60),
+                &mut fastrand::Rng::with_seed(7),
+                Deferral::On(carry.take()),
+            )
+            .await
+            .expect("a usable event");
+        match handled {
+            Enforced::Done(report) => break report,
+            Enforced::Later { after, carry: next } => {
+                // What goes on the queue is what comes back: through JSON.
+                let text = serde_json::to_string(&next).unwrap();
+                carry = Some(serde_json::from_str(&text).unwrap());
+                waits.push(after);
+                tokio::time::advance(after).await;
+            }
+        }
+        assert!(waits.len() < 50, "no end: {waits:?}");
+    };
+    assert_eq!(report.outcome, Outcome::Remediated, "{report:?}");
+    assert_eq!(report.creator.as_deref(), Some("Terraform"));
+    // Found CREATING at the first handling, though ACTIVE at the last.
+    assert_eq!(report.found.as_ref().unwrap().status, "CREATING");
+    assert_eq!(model.calls("StartStreamEncryption"), 1);
+    // Three waits for the CREATING stream, then the settle period, in as many deferrals, and
+    // the settle period is kept: the write is made 30 s after the stream was first seen ready.
+    assert!(waits.len() >= 4, "{waits:?}");
+    let settle: Duration = waits.iter().skip(3).sum();
+    assert_eq!(settle, Duration::from_secs(30), "{waits:?}");
+    assert!(Instant::now() - started >= Duration::from_secs(30));
+}

@@ -382,6 +382,12 @@ class Schedule(unittest.TestCase):
                     "sqs:DeleteMessage",
                     "sqs:GetQueueAttributes",
                 },
+                json.dumps({"GetAtt": "RecheckQueue.Arn"}): {
+                    "sqs:SendMessage",
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                },
             },
         )
 
@@ -413,6 +419,15 @@ class Schedule(unittest.TestCase):
         # The rules still target the function, which routes.
         for rule in ("KinesisCalls", "FirehoseCalls"):
             self.assertEqual(function["Events"][rule]["Type"], "EventBridgeRule")
+        # A wait for a stream is deferred to the re-check queue, a standard queue (it delays
+        # messages, which a FIFO queue cannot do one by one), and comes back by its own source.
+        self.assertEqual(variables["RECHECK_QUEUE_URL"], {"Ref": "RecheckQueue"})
+        self.assertNotIn("FifoQueue", resources["RecheckQueue"]["Properties"])
+        self.assertEqual(function["Events"]["RecheckQueue"]["Properties"]["Queue"], {"GetAtt": "RecheckQueue.Arn"})
+        self.assertEqual(
+            resources["RecheckQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"],
+            {"GetAtt": "RecheckDeadLetterQueue.Arn"},
+        )
         backlog = resources["EventsBacklogAlarm"]["Properties"]
         self.assertEqual(backlog["MetricName"], "ApproximateAgeOfOldestMessage")
         self.assertEqual(backlog["Dimensions"][0]["Value"], {"GetAtt": "EventsQueue.QueueName"})
@@ -554,6 +569,7 @@ class IamPolicy(unittest.TestCase):
                 {"GetAtt": "EventsDeadLetterQueue.Arn"},
                 {"GetAtt": "SweepDeadLetterQueue.Arn"},
                 {"GetAtt": "EventsQueueDeadLetterQueue.Arn"},
+                {"GetAtt": "RecheckDeadLetterQueue.Arn"},
             ],
         )
         # `enforcer sweep --enqueue` (and a replayed place's follow-up) send to the sweep queue
