@@ -2,18 +2,20 @@
 //! account and region. It catches what events miss (CloudTrail delivers to EventBridge on a
 //! best-effort basis; streams created before the stack never produce an event).
 //!
-//! How the work is split: one invocation lists everything, then works through the list with a
-//! few resources in flight at once, every call paced by the shared rate limiter (so concurrency
-//! only fills the per-account budget, never exceeds it). A resource is only started while enough
-//! of the invocation's time is left to finish it; any resource not reached, and any that failed,
-//! is named in the summary and makes the sweep an error, so Lambda's retries and the on-failure
-//! queue keep it. Resources are taken in a random order, so that a retried sweep, or the next
-//! one, reaches those an earlier one did not (in list order, every retry would inspect the same
-//! first ones again). One invocation inspects about `rate x (timeout - 32 s)` resources per
-//! account and region, where the rate is its container's share of the Describe limit: with the
-//! template's defaults (360 s, 4 containers) about 1,250 Kinesis streams (4 Describe/s) or 300
-//! delivery streams (one Firehose call each 1.1 s); a single container at 900 s, about 15,000 and
-//! 3,800 (docs/operations.md, "How the work is split").
+//! How the work is split: a scheduled sweep plans one message per account and region on the
+//! sweep queue ([`plan`]), and each message sweeps its place in an invocation of its own. There,
+//! everything is listed, then worked through with a few resources in flight at once, every call
+//! paced by the shared rate limiter (so concurrency only fills the per-account budget, never
+//! exceeds it). A resource is only started while enough of the invocation's time is left to
+//! finish it; on the queue, resources are taken in a fixed order and a place that does not fit
+//! continues in a follow-up message. Without the queue (`enforcer sweep`, or `SWEEP_QUEUE_URL`
+//! unset), any resource not reached, and any that failed, is named in the summary and makes the
+//! sweep an error, so Lambda's retries and the on-failure queue keep it, and resources are taken
+//! in a random order, so that a retried sweep reaches those an earlier one did not. One
+//! invocation inspects about `rate x (timeout - 32 s)` resources per account and region, where
+//! the rate is its share of the Describe limit: with the template's defaults (360 s,
+//! `PLACE_CONCURRENCY` 2) about 2,600 Kinesis streams or 330 delivery streams
+//! (docs/operations.md, "How one invocation works through a place").
 
 pub mod plan;
 
