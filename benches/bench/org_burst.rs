@@ -105,25 +105,9 @@ pub(crate) async fn run_burst(burst: &Burst) -> Measured {
     )
     .await;
     let sqs = aws_sdk_sqs::Client::new(&home);
-    let queue = |name: &'static str, fifo: bool| {
-        let sqs = sqs.clone();
-        async move {
-            let mut request = sqs.create_queue().queue_name(name);
-            if fifo {
-                request =
-                    request.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
-            }
-            request
-                .send()
-                .await
-                .expect("CreateQueue")
-                .queue_url
-                .expect("url")
-        }
-    };
-    let events_queue = queue("burst-events.fifo", true).await;
-    queue("burst-failed", false).await;
-    let recheck_queue = queue("burst-recheck", false).await;
+    let events_queue = support::create_queue_on(&sqs, "burst-events.fifo").await;
+    support::create_queue_on(&sqs, "burst-failed").await;
+    let recheck_queue = support::create_queue_on(&sqs, "burst-recheck").await;
     let mut allowed = accounts.clone();
     if burst.flood {
         allowed.push(FLOODER.to_owned());

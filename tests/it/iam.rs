@@ -45,19 +45,7 @@ impl Queues {
         let sqs = aws_sdk_sqs::Client::new(&sdk_config(&emu.moto_url));
         let create = |name: &'static str| {
             let sqs = sqs.clone();
-            async move {
-                let mut request = sqs.create_queue().queue_name(name);
-                if name.ends_with(".fifo") {
-                    request = request
-                        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
-                }
-                request
-                    .send()
-                    .await
-                    .expect("CreateQueue")
-                    .queue_url
-                    .expect("url")
-            }
+            async move { create_queue_on(&sqs, name).await }
         };
         Self {
             events: create("enforcer-events.fifo").await,

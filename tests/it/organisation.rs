@@ -1036,17 +1036,7 @@ async fn events_are_routed_to_their_places_group_and_handled_from_the_queue() {
     let create = |name: &'static str| {
         let sqs = sqs.clone();
         async move {
-            let mut request = sqs.create_queue().queue_name(name);
-            if name.ends_with(".fifo") {
-                request =
-                    request.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
-            }
-            let url = request
-                .send()
-                .await
-                .expect("CreateQueue")
-                .queue_url
-                .expect("url");
+            let url = create_queue_on(&sqs, name).await;
             let path = url
                 .split_once("://")
                 .unwrap()

@@ -247,6 +247,21 @@ pub async fn encrypt_stream_on(kinesis: &aws_sdk_kinesis::Client, name: &str, ke
         .expect("StartStreamEncryption");
 }
 
+/// Creates the queue `name` with `sqs` (a FIFO queue when the name ends in `.fifo`, as SQS
+/// requires) and returns its URL.
+pub async fn create_queue_on(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    let mut request = sqs.create_queue().queue_name(name);
+    if name.ends_with(".fifo") {
+        request = request.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+    }
+    request
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("url")
+}
+
 /// Creates a one-shard stream with `kinesis`. kinesis-mock allows only a few streams CREATING at
 /// once: a `LimitExceededException` waits its turn (for up to a minute).
 pub async fn create_stream_on(kinesis: &aws_sdk_kinesis::Client, name: &str) {
