@@ -451,6 +451,7 @@ mod tests {
         let mut event: serde_json::Value =
             serde_json::from_str(include_str!("../../events/kinesis-create-stream.json")).unwrap();
         event["detail"]["recipientAccountId"] = "111111111111".into();
+        event["account"] = "111111111111".into();
         let home = at("123456789012", "us-east-1");
         let report = fleet
             .handle(

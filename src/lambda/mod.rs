@@ -279,29 +279,60 @@ pub async fn lambda_handler<C: Connector>(
     result
 }
 
+/// Crates whose `trace` records hold whole requests: aws-smithy-runtime logs
+/// "transmitting request" with the request and its in-memory body (an STS `AssumeRole` body has
+/// the external id, a ledger item principal ARNs), and the HTTP and TLS crates their traffic. They
+/// log at most `debug` whatever `LOG_LEVEL` says (target prefixes, as tracing names them).
+const CAPPED_AT_DEBUG: [&str; 5] = ["aws_", "hyper", "h2", "rustls", "tower"];
+
+/// The most verbose level logged for records of `target` under `level`.
+fn level_for(target: &str, level: tracing::Level) -> tracing::Level {
+    if CAPPED_AT_DEBUG
+        .iter()
+        .any(|prefix| target.starts_with(prefix))
+    {
+        level.min(tracing::Level::DEBUG)
+    } else {
+        level
+    }
+}
+
+/// The filter of every log record: `level`, with the request-logging crates capped at `debug`.
+fn log_filter(
+    level: tracing::Level,
+) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> {
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
+    LevelFilter::from_level(level).and(filter_fn(move |meta| {
+        *meta.level() <= level_for(meta.target(), level)
+    }))
+}
+
 /// Installs the tracing subscriber: JSON lines (one per log record) or plain text, on stderr
 /// when `to_stderr` (the CLI keeps stdout for its report).
 pub fn init_tracing(level: tracing::Level, json: bool, to_stderr: bool) {
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false)
-        .with_ansi(false);
-    let result = match (json, to_stderr) {
-        (true, false) => builder
+    use tracing_subscriber::{Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+    let layer = fmt::layer().with_target(false).with_ansi(false);
+    let layer = match (json, to_stderr) {
+        (true, false) => layer
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init(),
-        (true, true) => builder
+            .with_filter(log_filter(level))
+            .boxed(),
+        (true, true) => layer
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_writer(std::io::stderr)
-            .try_init(),
-        (false, _) => builder.with_writer(std::io::stderr).try_init(),
+            .with_filter(log_filter(level))
+            .boxed(),
+        (false, _) => layer
+            .with_writer(std::io::stderr)
+            .with_filter(log_filter(level))
+            .boxed(),
     };
     // A second initialisation (tests) keeps the first subscriber.
-    drop(result);
+    drop(tracing_subscriber::registry().with(layer).try_init());
 }
 
 #[cfg(test)]
@@ -313,6 +344,57 @@ mod tests {
     use crate::config::Config;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    /// A log sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn at_trace_the_crates_that_log_requests_stay_at_debug() {
+        use tracing_subscriber::{Layer, fmt, layer::SubscriberExt};
+        let logged = |level| {
+            let sink = Sink::default();
+            let writer = sink.clone();
+            let layer = fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .with_filter(log_filter(level));
+            let subscriber = tracing_subscriber::registry().with(layer);
+            tracing::subscriber::with_default(subscriber, || {
+                // What aws-smithy-runtime logs of every request at trace, body included.
+                tracing::trace!(target: "aws_smithy_runtime::client::orchestrator", "transmitting request Action=AssumeRole&ExternalId=org-secret");
+                tracing::debug!(target: "aws_smithy_runtime::client::orchestrator", "an SDK debug line");
+                tracing::trace!(target: "hyper_util::client::legacy", "hyper trace");
+                tracing::trace!(target: "rustls::conn", "rustls trace");
+                tracing::trace!(target: "stream_encryption_enforcer::enforce", "the enforcer's own trace");
+                tracing::debug!(target: "stream_encryption_enforcer::enforce", "the enforcer's own debug");
+            });
+            String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+        };
+        let trace = logged(tracing::Level::TRACE);
+        assert!(!trace.contains("ExternalId"), "{trace}");
+        assert!(
+            !trace.contains("hyper trace") && !trace.contains("rustls trace"),
+            "{trace}"
+        );
+        assert!(trace.contains("an SDK debug line"), "{trace}");
+        assert!(trace.contains("the enforcer's own trace"), "{trace}");
+        // Below trace the level is the level, for every crate.
+        let info = logged(tracing::Level::INFO);
+        assert!(!info.contains("debug") && !info.contains("trace"), "{info}");
+        let debug = logged(tracing::Level::DEBUG);
+        assert!(debug.contains("an SDK debug line") && debug.contains("the enforcer's own debug"));
+        assert!(!debug.contains("own trace"), "{debug}");
+    }
 
     /// A connector whose organisation read can fail, whose queues keep what is sent to them
     /// (the failed-events queue refuses it when `failed_queue_down`), and which reaches no place
@@ -519,6 +601,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut event = fixture("kinesis-create-stream");
         event["detail"]["recipientAccountId"] = "111111111111".into();
+        event["account"] = "111111111111".into();
         event["detail"]["awsRegion"] = "eu-west-1".into();
         event["region"] = "eu-west-1".into();
         let id = event["id"].as_str().unwrap().to_owned();

@@ -220,6 +220,29 @@ pub fn parse(value: Value) -> Result<Parsed, InvalidEvent> {
         .or(envelope.region.as_deref())
         .ok_or_else(|| missing("awsRegion"))?;
     let location = Location::new(account, region)?;
+    // EventBridge sets the envelope's account and region from where the event happened and
+    // keeps them when a rule forwards it; the record says the same of the call. A record that
+    // names another place than its envelope was put together by someone: no AWS call for it.
+    for (field, recorded, envelope_field, delivered) in [
+        (
+            "detail.recipientAccountId",
+            account,
+            "account",
+            envelope.account.as_deref(),
+        ),
+        (
+            "detail.awsRegion",
+            region,
+            "region",
+            envelope.region.as_deref(),
+        ),
+    ] {
+        if let Some(delivered) = delivered.filter(|d| *d != recorded) {
+            return Err(InvalidEvent::Inconsistent(format!(
+                "{field} {recorded:?} is not the event's {envelope_field} {delivered:?}"
+            )));
+        }
+    }
     let params = record.request_parameters.as_ref();
     let resource = match service {
         Service::Kinesis => {
@@ -446,9 +469,39 @@ mod tests {
     }
 
     #[test]
+    fn a_record_naming_another_account_or_region_than_its_envelope_is_refused() {
+        for (field, value, envelope) in [
+            ("recipientAccountId", "210987654321", "account"),
+            ("awsRegion", "eu-west-1", "region"),
+        ] {
+            let mut event = fixture("kinesis-create-stream");
+            event["detail"][field] = json!(value);
+            let error = parse(event).unwrap_err();
+            assert!(
+                matches!(error, InvalidEvent::Inconsistent(_)),
+                "{field}: {error}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.contains(field) && message.contains(value) && message.contains(envelope),
+                "{message}"
+            );
+        }
+        // Both parts moved together: the place the event names.
+        let mut event = fixture("kinesis-create-stream");
+        event["detail"]["recipientAccountId"] = json!("210987654321");
+        event["account"] = json!("210987654321");
+        let Parsed::Trigger(t) = parse(event).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.resource.location.account, "210987654321");
+    }
+
+    #[test]
     fn partition_comes_from_the_region() {
         let mut event = fixture("kinesis-create-stream");
         event["detail"]["awsRegion"] = json!("cn-north-1");
+        event["region"] = json!("cn-north-1");
         let Parsed::Trigger(t) = parse(event).unwrap() else {
             panic!()
         };

@@ -124,6 +124,7 @@ proptest! {
         });
         let account = text("/detail/recipientAccountId").or_else(|| text("/account"));
         let region = text("/detail/awsRegion").or_else(|| text("/region"));
+        let (envelope_account, envelope_region) = (text("/account"), text("/region"));
         match event::parse(value) {
             Ok(Parsed::Ignored { reason, .. }) => prop_assert!(!reason.is_empty()),
             Ok(Parsed::Trigger(t)) => {
@@ -131,6 +132,13 @@ proptest! {
                 prop_assert_eq!(Some(&t.resource.name), named.as_ref());
                 prop_assert_eq!(Some(&t.resource.location.account), account.as_ref());
                 prop_assert_eq!(Some(&t.resource.location.region), region.as_ref());
+                // ...which are the envelope's, where it names them.
+                if let Some(envelope) = &envelope_account {
+                    prop_assert_eq!(&t.resource.location.account, envelope);
+                }
+                if let Some(envelope) = &envelope_region {
+                    prop_assert_eq!(&t.resource.location.region, envelope);
+                }
                 // ...with a name AWS allows (1 to 128 of a-z A-Z 0-9 _ . -).
                 let name = &t.resource.name;
                 prop_assert!(!name.is_empty() && name.len() <= 128, "{}", name);

@@ -20,6 +20,10 @@ EVENTS = ROOT / "events"
 sys.path.insert(0, str(ROOT / "tests" / "policies"))
 import cfn  # noqa: E402
 
+# The IAM condition evaluator the guardrails' tests hold to AWS's documented rules.
+sys.path.insert(0, str(ROOT / "tests" / "guardrails"))
+import scp  # noqa: E402
+
 
 def template(name="template.yaml"):
     return cfn.load(name)
@@ -36,32 +40,34 @@ MEMBER_ROLE_NAME = template()["Parameters"]["MemberRoleName"]["Default"]
 MEMBER_ROLE_ARN = f"arn:aws:iam::123456789012:role/{MEMBER_ROLE_NAME}"
 
 
-def resolved(node):
-    """A pattern with its intrinsics (!GetAtt EnforcerRole.Arn, !Sub) as CloudFormation resolves them."""
-    if isinstance(node, dict):
-        if node == {"GetAtt": "EnforcerRole.Arn"}:
-            return ENFORCER_ROLE_ARN
-        if set(node) == {"Sub"}:
-            text = node["Sub"]
-            for name, value in {
-                "AWS::Partition": "aws",
-                "AWS::AccountId": "123456789012",
-                "MemberRoleName": MEMBER_ROLE_NAME,
-            }.items():
-                text = text.replace("${" + name + "}", value)
-            assert "${" not in text, text
-            return text
-        return {k: resolved(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [resolved(v) for v in node]
-    return node
+# Parameter values of the central deployment the patterns are resolved with: the test's
+# account and region are among the allowed ones.
+CENTRAL = {
+    "EnforcerRole": ENFORCER_ROLE_ARN,
+    "AllowedRegions": "us-east-1,eu-west-1",
+    "AllowedAccounts": "",
+}
 
 
-def central_rules():
+def resolved(node, doc=None, values=None):
+    """A pattern with its intrinsics (!GetAtt EnforcerRole.Arn, !Sub, !If, !Split) resolved as
+    CloudFormation resolves them for `values` (CENTRAL by default)."""
+    doc = doc or template()
+    values = {**CENTRAL, **(values or {})}
+    return cfn.Resolver(doc, cfn.conditions_of(doc, values), values).resolve(node)
+
+
+def central_rules(values=None):
     """(name, pattern) of the central bus's rule and the member accounts' forwarding rule."""
     return [
-        ("CentralStreamCalls", template()["Resources"]["CentralStreamCalls"]["Properties"]["EventPattern"]),
-        ("ForwardStreamCalls", member()["Resources"]["ForwardStreamCalls"]["Properties"]["EventPattern"]),
+        (
+            "CentralStreamCalls",
+            resolved(template()["Resources"]["CentralStreamCalls"]["Properties"]["EventPattern"], values=values),
+        ),
+        (
+            "ForwardStreamCalls",
+            resolved(member()["Resources"]["ForwardStreamCalls"]["Properties"]["EventPattern"], member(), values),
+        ),
     ]
 
 
@@ -73,7 +79,7 @@ def rules():
             continue
         for name, event in resource["Properties"].get("Events", {}).items():
             if event["Type"] == "EventBridgeRule":
-                found.append((name, event["Properties"]["Pattern"]))
+                found.append((name, resolved(event["Properties"]["Pattern"])))
     return found
 
 
@@ -146,7 +152,7 @@ class EventPatterns(unittest.TestCase):
     def test_each_rule_receives_exactly_the_handled_calls(self):
         queues = {}
         for name, pattern in rules() + central_rules():
-            self.events.put_rule(Name=name, EventPattern=json.dumps(resolved(pattern)))
+            self.events.put_rule(Name=name, EventPattern=json.dumps(pattern))
             url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
             arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             self.events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
@@ -199,19 +205,31 @@ class EventPatterns(unittest.TestCase):
         self.assertEqual(self.drain(queues["CentralStreamCalls"]), both)
 
 
-    def test_the_enforcers_own_calls_are_dropped_and_every_other_caller_arrives(self):
+    def test_only_the_enforcers_own_start_calls_are_dropped_and_everything_else_arrives(self):
         create = json.loads((EVENTS / "kinesis-create-stream.json").read_text())
-        start = json.loads((EVENTS / "firehose-start-delivery-stream-encryption.json").read_text())
-        role = lambda arn: {  # noqa: E731
-            "type": "AssumedRole",
-            "arn": arn.replace(":iam::", ":sts::").replace(":role/", ":assumed-role/") + "/session",
-            "accountId": "123456789012",
-            "sessionContext": {"sessionIssuer": {"type": "Role", "arn": arn, "accountId": "123456789012"}},
-        }
+        start = json.loads((EVENTS / "kinesis-start-stream-encryption-foreign-key.json").read_text())
+        start_firehose = json.loads((EVENTS / "firehose-start-delivery-stream-encryption.json").read_text())
+        self.assertEqual(
+            [create["detail"]["eventName"], start["detail"]["eventName"], start_firehose["detail"]["eventName"]],
+            ["CreateStream", "StartStreamEncryption", "StartDeliveryStreamEncryption"],
+        )
+
+        def role(arn, session):
+            return {
+                "type": "AssumedRole",
+                "arn": arn.replace(":iam::", ":sts::").replace(":role/", ":assumed-role/") + "/" + session,
+                "accountId": "123456789012",
+                "sessionContext": {"sessionIssuer": {"type": "Role", "arn": arn, "accountId": "123456789012"}},
+            }
+
         callers = {
             "deployer": create["detail"]["userIdentity"],
-            "enforcer": role(ENFORCER_ROLE_ARN),
-            "member-role": role(MEMBER_ROLE_ARN),
+            # The function's own role, in its own account (Lambda names the session after it).
+            "function": role(ENFORCER_ROLE_ARN, "enforcer"),
+            # The enforcer in a member account: the member role, the session src/aws/clients.rs names.
+            "enforcer": role(MEMBER_ROLE_ARN, "stream-encryption-enforcer"),
+            # Anyone else who can act as a role of that name (finding 7 of the security review).
+            "member-role-other-session": role(MEMBER_ROLE_ARN, "alice"),
             # An IAM user with long-term keys: no sessionContext at all.
             "iam-user": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/alice", "accountId": "123456789012"},
             # Root in the console: a sessionContext with attributes and no sessionIssuer.
@@ -220,20 +238,22 @@ class EventPatterns(unittest.TestCase):
                 "arn": "arn:aws:iam::123456789012:root",
                 "sessionContext": {"attributes": {"mfaAuthenticated": "true"}},
             },
+            # A record without an arn (a service acting for itself).
+            "no-arn": {"type": "AWSService", "invokedBy": "cloudformation.amazonaws.com"},
         }
         queues = {}
         for name, pattern in rules() + central_rules():
             rule = f"{name}-callers"
-            self.events.put_rule(Name=rule, EventPattern=json.dumps(resolved(pattern)))
+            self.events.put_rule(Name=rule, EventPattern=json.dumps(pattern))
             url = self.sqs.create_queue(QueueName=rule)["QueueUrl"]
             arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             self.events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": arn}])
             queues[name] = url
         for caller, identity in callers.items():
-            for fixture in (create, start):
+            for fixture in (create, start, start_firehose):
                 event = json.loads(json.dumps(fixture))
                 event["detail"]["userIdentity"] = identity
-                event["detail"]["eventID"] = f"{caller}"
+                event["detail"]["eventID"] = f'{caller}:{fixture["detail"]["eventName"]}'
                 self.put(event)
 
         def received(queue):
@@ -246,13 +266,111 @@ class EventPatterns(unittest.TestCase):
                     got.append(json.loads(m["Body"])["detail"]["eventID"])
                     self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
 
-        everyone = ["deployer", "iam-user", "root-console"]
-        self.assertEqual(received(queues["KinesisCalls"]), sorted(everyone + ["member-role"]))
-        self.assertEqual(received(queues["FirehoseCalls"]), sorted(everyone + ["member-role"]))
-        # Member accounts: the member role is the enforcer acting there.
-        both = sorted(2 * (everyone + ["enforcer"]))
-        self.assertEqual(received(queues["ForwardStreamCalls"]), both)
-        self.assertEqual(received(queues["CentralStreamCalls"]), both)
+        def calls(who, names):
+            return [f"{caller}:{name}" for caller in who for name in names]
+
+        others = ["deployer", "iam-user", "root-console", "no-arn", "member-role-other-session"]
+        # The account's own rules: the function's StartStreamEncryption alone is dropped (its role
+        # makes no other call; here the member role is any other role).
+        self.assertEqual(
+            received(queues["KinesisCalls"]),
+            sorted(
+                calls(others + ["enforcer"], ["CreateStream", "StartStreamEncryption"])
+                + calls(["function"], ["CreateStream"])
+            ),
+        )
+        self.assertEqual(
+            received(queues["FirehoseCalls"]), sorted(calls(others + ["enforcer"], ["StartDeliveryStreamEncryption"]))
+        )
+        # Member accounts: the member role's enforcer session is the enforcer acting there. Its
+        # Start calls alone are dropped; its CreateStream (it makes none) and every other session
+        # of the role arrive.
+        everything = ["CreateStream", "StartStreamEncryption", "StartDeliveryStreamEncryption"]
+        forwarded = sorted(calls(others + ["function"], everything) + calls(["enforcer"], ["CreateStream"]))
+        self.assertEqual(received(queues["ForwardStreamCalls"]), forwarded)
+        self.assertEqual(received(queues["CentralStreamCalls"]), forwarded)
+
+    def test_replays_and_places_the_function_does_not_serve_stay_off_it(self):
+        """Envelope fields PutEvents cannot set (account, region, replay-name), so moto's own
+        pattern engine judges them in-process (moto's server has no TestEventPattern)."""
+        from moto.events.models import EventPattern
+
+        create = json.loads((EVENTS / "kinesis-create-stream.json").read_text())
+        create_firehose = json.loads((EVENTS / "firehose-create-delivery-stream.json").read_text())
+
+        def arrives(pattern, fixture=create, **envelope):
+            event = {**fixture, **envelope}
+            return EventPattern(None, pattern).matches_event(event)
+
+        for name, pattern in rules() + central_rules():
+            fixture = create_firehose if name == "FirehoseCalls" else create
+            with self.subTest(rule=name):
+                self.assertTrue(arrives(pattern, fixture), "the fixture itself arrives")
+                self.assertFalse(arrives(pattern, fixture, **{"replay-name": "replay-of-last-week"}))
+
+        # Central mode: only the allowed regions, and with AllowedAccounts only those and the
+        # function's own account (123456789012 here).
+        (_, everyone), _ = central_rules()
+        (_, listed), _ = central_rules({"AllowedAccounts": "111111111111,222222222222"})
+        for account, region, served_by_everyone, served_by_listed in [
+            ("123456789012", "us-east-1", True, True),
+            ("111111111111", "eu-west-1", True, True),
+            ("333333333333", "us-east-1", True, False),
+            ("111111111111", "ap-south-1", False, False),
+        ]:
+            with self.subTest(account=account, region=region):
+                self.assertEqual(arrives(everyone, account=account, region=region), served_by_everyone)
+                self.assertEqual(arrives(listed, account=account, region=region), served_by_listed)
+
+
+class ResourcePolicies(unittest.TestCase):
+    """The central bus's and the queues' policies held to their intent: who may put events or
+    send messages, judged by the condition evaluator of tests/guardrails (scp.py)."""
+
+    def central(self, values=None):
+        doc = template()
+        values = {**CENTRAL, "OrganizationId": "o-a1b2c3d4e5", **(values or {})}
+        conditions = cfn.conditions_of(doc, values)
+        return cfn.Resolver(doc, conditions, values), doc
+
+    def test_the_central_bus_admits_only_the_forwarding_roles_with_cloudtrail_stream_calls(self):
+        resolver, doc = self.central()
+        statement = resolver.resolve(doc["Resources"]["CentralEventBusPolicy"]["Properties"]["Statement"])
+        bus = resolver.get_att("CentralEventBus.Arn")
+        forwarder = "arn:aws:iam::444455556666:role/stream-encryption-enforcer-forward-eu-west-1"
+
+        def admitted(principal, sources, detail_type="AWS API Call via CloudTrail", org="o-a1b2c3d4e5"):
+            context = {
+                "aws:PrincipalArn": principal,
+                "aws:PrincipalOrgID": org,
+                "events:source": sources,
+                "events:detail-type": detail_type,
+            }
+            return scp.statement_matches(statement, "events:PutEvents", [bus], context)
+
+        self.assertEqual(statement["Effect"], "Allow")
+        self.assertTrue(admitted(forwarder, ["aws.kinesis"]))
+        self.assertTrue(admitted(forwarder, ["aws.firehose", "aws.kinesis"]))
+        # Any other principal of the organisation: a member's own role, a user, a look-alike name.
+        for principal in [
+            "arn:aws:iam::444455556666:role/Admin",
+            "arn:aws:iam::444455556666:user/alice",
+            "arn:aws:iam::444455556666:role/x-stream-encryption-enforcer-forward-eu-west-1",
+        ]:
+            with self.subTest(principal=principal):
+                self.assertFalse(admitted(principal, ["aws.kinesis"]))
+        # The forwarding role with anything but the handled events, or from outside the organisation.
+        self.assertFalse(admitted(forwarder, ["my.app"]))
+        self.assertFalse(admitted(forwarder, ["aws.kinesis", "my.app"]))
+        self.assertFalse(admitted(forwarder, ["aws.kinesis"], detail_type="Scheduled Event"))
+        self.assertFalse(admitted(forwarder, ["aws.kinesis"], org="o-zzzzzzzzzz"))
+        # The pattern follows member.yaml's rule name and its role's naming.
+        role_name = member()["Resources"]["ForwardRole"]["Properties"]["RoleName"]
+        self.assertEqual(role_name, {"Sub": "${ForwardRuleName}-${AWS::Region}"})
+        self.assertEqual(
+            template()["Parameters"]["ForwardRuleName"]["Default"],
+            member()["Parameters"]["ForwardRuleName"]["Default"],
+        )
 
 
 class Ledger(unittest.TestCase):
