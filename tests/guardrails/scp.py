@@ -37,6 +37,9 @@ def _matches(base, wanted, actual):
         return wanted.lower() == actual.lower()
     if base in ("StringLike", "ArnLike", "ArnEquals"):
         return _glob(wanted, actual)
+    if base == "Bool":
+        # "true" or "false", compared without case; a missing key makes it false (above).
+        return wanted.lower() == actual.lower()
     raise ValueError(f"operator {base} is not modelled")
 
 

@@ -48,6 +48,8 @@ DEVELOPER = role("Developer")
 TERRAFORM = role("TerraformApply")
 SECURITY = role("StreamSecurity")
 BREAK_GLASS = role("BreakGlass")
+# member.yaml's own break-glass role, excepted by default.
+BREAK_GLASS_ROLE = role("StreamEncryptionBreakGlass")
 STACKSETS = role("stacksets-exec-4f3c1e6f0b2a4c6d9e8f7a6b5c4d3e2f")
 ENFORCER = role("StreamEncryptionEnforcerMember")
 ROOT_USER = f"arn:aws:iam::{ACCOUNT}:root"
@@ -70,9 +72,13 @@ PARAMETERS = {
 }
 
 
+def policies(**overrides):
+    return dict(organization_policies("guardrails.yaml", {**PARAMETERS, **overrides}))
+
+
 def policy(**overrides):
-    ((_, content),) = organization_policies("guardrails.yaml", {**PARAMETERS, **overrides})
-    return content
+    """The member accounts' policy."""
+    return policies(**overrides)["Guardrails"]
 
 
 def tags_context(tags):
@@ -148,9 +154,26 @@ def alias(action, name, keys=(KEY,)):
     return [(f"kms:{action}", [f"arn:aws:kms:{REGION}:{ACCOUNT}:{name}", *keys], {})]
 
 
-def key(action, aliases, arn=KEY):
+def key(action, aliases, arn=KEY, tagged=False):
     context = {"kms:ResourceAliases": list(aliases)} if aliases else {}
+    if tagged:
+        context[f"aws:ResourceTag/{KEY_TAG}"] = "true"
     return [(f"kms:{action}", [arn], context)]
+
+
+KEY_TAG = "stream-encryption-enforcer:mandated-key"
+
+
+def key_tags(action, keys, arn=OTHER_KEY):
+    return [(f"kms:{action}", [arn], {"aws:TagKeys": list(keys)})]
+
+
+def assume(name):
+    return [("sts:AssumeRole", [role(name)], {})]
+
+
+def provider(action, name):
+    return [(f"iam:{action}", [f"arn:aws:iam::{ACCOUNT}:{name}"], {})]
 
 
 FORWARD_ROLE = f"stream-encryption-enforcer-forward-{REGION}"
@@ -164,6 +187,8 @@ CASES = [
     (DEVELOPER, stop_delivery_stream_encryption(), "EncryptionStaysOn"),
     (BREAK_GLASS, stop_stream_encryption(), None),
     (BREAK_GLASS, stop_delivery_stream_encryption(), None),
+    (BREAK_GLASS_ROLE, stop_stream_encryption(), None),
+    (BREAK_GLASS_ROLE, stop_delivery_stream_encryption(), None),
     # What the enforcer and the infrastructure tools do to encrypt is never denied.
     (ENFORCER, start_stream_encryption(), None),
     (ENFORCER, start_delivery_stream_encryption(), None),
@@ -224,6 +249,20 @@ CASES = [
     (DEVELOPER, key("ScheduleKeyDeletion", ["alias/team-a"], OTHER_KEY), None),
     (DEVELOPER, key("ScheduleKeyDeletion", [], OTHER_KEY), None),
     (STACKSETS, key("ScheduleKeyDeletion", [ALIAS]), None),
+    (DEVELOPER, key("DeleteImportedKeyMaterial", [ALIAS]), "MandatedKeyIsProtected"),
+    (DEVELOPER, key("UpdatePrimaryRegion", [ALIAS]), "MandatedKeyIsProtected"),
+    # A key tagged as mandated is protected whatever its aliases: the alias moved to a new key,
+    # this one is retired and still decrypts what was written under it.
+    (DEVELOPER, key("ScheduleKeyDeletion", [], OTHER_KEY, tagged=True), "TaggedKeyIsProtected"),
+    (DEVELOPER, key("DisableKey", ["alias/org-streams-2025"], OTHER_KEY, tagged=True), "TaggedKeyIsProtected"),
+    (DEVELOPER, key("DeleteImportedKeyMaterial", [], OTHER_KEY, tagged=True), "TaggedKeyIsProtected"),
+    (STACKSETS, key("ScheduleKeyDeletion", [], OTHER_KEY, tagged=True), None),
+    # Nobody but a deployer may remove that tag (or any tag) from a protected key; tagging
+    # another key only protects it too.
+    (DEVELOPER, [("kms:UntagResource", [KEY], {"aws:TagKeys": [KEY_TAG], f"aws:ResourceTag/{KEY_TAG}": "true"})], "TaggedKeyIsProtected"),
+    (DEVELOPER, key_tags("UntagResource", ["team"]), None),
+    (DEVELOPER, key_tags("TagResource", ["team", KEY_TAG]), None),
+    (STACKSETS, [("kms:UntagResource", [KEY], {"aws:TagKeys": [KEY_TAG], f"aws:ResourceTag/{KEY_TAG}": "true"})], None),
     # The excepted roles: nobody but the deployers may create one, re-trust it, give it
     # permissions or pass it to a service, or the exception would be anyone's.
     (DEVELOPER, iam("CreateRole", "BreakGlass"), "RolesAreProtected"),
@@ -236,9 +275,22 @@ CASES = [
     (STACKSETS, iam("CreateRole", "BreakGlass"), None),
     (STACKSETS, iam("UpdateAssumeRolePolicy", "StreamSecurity"), None),
     (DEVELOPER, iam("CreateRole", "BreakGlassReader"), None),
-    # IAM Identity Center's SAML provider, which its roles trust, and another one.
-    (DEVELOPER, [("iam:UpdateSAMLProvider", [f"arn:aws:iam::{ACCOUNT}:saml-provider/AWSSSO_0a1b2c3d_DO_NOT_DELETE"], {})], "RolesAreProtected"),
-    (DEVELOPER, [("iam:UpdateSAMLProvider", [f"arn:aws:iam::{ACCOUNT}:saml-provider/Okta"], {})], None),
+    (DEVELOPER, iam("CreateRole", "StreamEncryptionBreakGlass"), "RolesAreProtected"),
+    (STACKSETS, iam("CreateRole", "StreamEncryptionBreakGlass"), None),
+    # Every SAML provider an excepted role may trust: IAM Identity Center's, and a direct
+    # federation's (security review, finding 3). OIDC providers only when listed.
+    (DEVELOPER, provider("UpdateSAMLProvider", "saml-provider/AWSSSO_0a1b2c3d_DO_NOT_DELETE"), "RolesAreProtected"),
+    (DEVELOPER, provider("UpdateSAMLProvider", "saml-provider/Okta"), "RolesAreProtected"),
+    (DEVELOPER, provider("CreateSAMLProvider", "saml-provider/MyIdp"), "RolesAreProtected"),
+    (STACKSETS, provider("UpdateSAMLProvider", "saml-provider/Okta"), None),
+    (DEVELOPER, provider("CreateOpenIDConnectProvider", "oidc-provider/token.actions.githubusercontent.com"), None),
+    # Nobody in a member account assumes an excepted role, whatever its trust policy says.
+    (DEVELOPER, assume("BreakGlass"), "ExceptedRolesAreNotAssumed"),
+    (ROOT_USER, assume("StreamEncryptionBreakGlass"), "ExceptedRolesAreNotAssumed"),
+    (DEVELOPER, assume("StreamSecurity"), "ExceptedRolesAreNotAssumed"),
+    (DEVELOPER, assume("stacksets-exec-4f3c1e6f0b2a4c6d9e8f7a6b5c4d3e2f"), "ExceptedRolesAreNotAssumed"),
+    (DEVELOPER, assume("TerraformApply"), None),
+    (DEVELOPER, assume("StreamEncryptionEnforcerMember"), None),
 ]
 
 # Which guardrail each statement belongs to (its switch); for RolesAreProtected, which guardrail
@@ -248,9 +300,11 @@ SWITCH = {
     "ExemptionTagIsPrivileged": "ExemptionIsPrivileged",
     "DeploymentIsProtected": "DeploymentIsProtected",
     "MandatedKeyIsProtected": "DeploymentIsProtected",
+    "TaggedKeyIsProtected": "DeploymentIsProtected",
 }
 ROLE_SWITCH = {
     "BreakGlass": "EncryptionStaysOn",
+    "StreamEncryptionBreakGlass": "EncryptionStaysOn",
     "StreamSecurity": "ExemptionIsPrivileged",
     "StreamEncryptionEnforcerMember": "DeploymentIsProtected",
     FORWARD_ROLE: "DeploymentIsProtected",
@@ -258,7 +312,7 @@ ROLE_SWITCH = {
 
 
 def switch_of(call, sid):
-    if sid != "RolesAreProtected":
+    if sid not in ("RolesAreProtected", "ExceptedRolesAreNotAssumed"):
         return SWITCH[sid]
     name = call[0][1][0].rsplit("/", 1)[-1]
     return ROLE_SWITCH.get(name)
@@ -276,10 +330,14 @@ SAR_KEYS = {
     "firehose:CreateDeliveryStream": {"aws:TagKeys", "aws:RequestTag/*"},
     "firehose:TagDeliveryStream": {"aws:TagKeys", "aws:RequestTag/*"},
     "firehose:UntagDeliveryStream": {"aws:TagKeys"},
-    # On the key resource type, which these actions name.
-    "kms:DisableKey": {"kms:ResourceAliases"},
-    "kms:PutKeyPolicy": {"kms:ResourceAliases"},
-    "kms:ScheduleKeyDeletion": {"kms:ResourceAliases"},
+    # On the key resource type, which these actions name (KMS, .../list_awskeymanagementservice.html).
+    "kms:DisableKey": {"kms:ResourceAliases", "aws:ResourceTag/*"},
+    "kms:PutKeyPolicy": {"kms:ResourceAliases", "aws:ResourceTag/*"},
+    "kms:ScheduleKeyDeletion": {"kms:ResourceAliases", "aws:ResourceTag/*"},
+    "kms:DeleteImportedKeyMaterial": {"kms:ResourceAliases", "aws:ResourceTag/*"},
+    "kms:UpdatePrimaryRegion": {"kms:ResourceAliases", "aws:ResourceTag/*"},
+    "kms:TagResource": {"aws:TagKeys", "aws:RequestTag/*", "aws:ResourceTag/*", "kms:ResourceAliases"},
+    "kms:UntagResource": {"aws:TagKeys", "aws:ResourceTag/*", "kms:ResourceAliases"},
 }
 GLOBAL_KEYS = {"aws:PrincipalArn"}
 SCP_LIMIT = 5120
@@ -318,6 +376,13 @@ class TheEvaluator(unittest.TestCase):
         self.assertTrue(condition_holds("Null", "aws:RequestTag/team", ["false"], context))
         self.assertFalse(condition_holds("Null", "aws:RequestTag/owner", ["false"], context))
         self.assertTrue(condition_holds("Null", "aws:RequestTag/owner", ["true"], context))
+
+    def test_bool_is_false_on_a_missing_key(self):
+        # "If the key that you specify in a policy condition is not present in the request
+        # context, the values do not match" (IAM User Guide, condition operators).
+        self.assertTrue(condition_holds("Bool", "aws:MultiFactorAuthPresent", ["true"], {"aws:MultiFactorAuthPresent": "true"}))
+        self.assertFalse(condition_holds("Bool", "aws:MultiFactorAuthPresent", ["true"], {"aws:MultiFactorAuthPresent": "false"}))
+        self.assertFalse(condition_holds("Bool", "aws:MultiFactorAuthPresent", ["true"], {}))
 
     def test_a_multivalued_key_needs_a_set_operator(self):
         with self.assertRaises(ValueError):
@@ -384,6 +449,8 @@ class Guardrails(unittest.TestCase):
             ({"DeploymentPrincipalArns": ["", "arn:aws:iam::*:role/X"]}, "DeploymentPrincipalArns has an empty element"),
             ({"ExemptionIsPrivileged": "true", "ExemptTagKey": ""}, "ExemptionIsPrivileged needs ExemptTagKey"),
             ({"EncryptionStaysOn": "false", "ExemptionIsPrivileged": "false", "DeploymentIsProtected": "false"}, "Switch on at least one guardrail"),
+            ({"EncryptionStaysOn": "false", "ExemptionIsPrivileged": "false", "DeploymentIsProtected": "auto", "MandatedKeyAlias": ""}, "Switch on at least one guardrail"),
+            ({"AssumingPrincipalArns": ["arn:aws:iam::*:role/Operators", ""]}, "AssumingPrincipalArns has an empty element"),
         ]:
             broken = rules_broken("guardrails.yaml", {**PARAMETERS, **values})
             self.assertTrue(any(b.startswith(says) for b in broken), (values, broken))
@@ -393,7 +460,91 @@ class Guardrails(unittest.TestCase):
         sids = {s["Sid"] for s in content["Statement"]}
         self.assertNotIn("MandatedKeyIsProtected", sids)
         self.assertIn("DeploymentIsProtected", sids)
+        self.assertIn("TaggedKeyIsProtected", sids)
+        content = policy(MandatedKeyAlias="", ProtectTaggedKeys="false")
         self.assertNotIn("kms:", minified(content))
+
+    def test_in_alias_mode_the_deployment_is_protected_unless_switched_off(self):
+        # auto (the default): on exactly when an alias names the mandated key, since whoever
+        # could move the alias would choose the key the enforcer applies (finding 6).
+        sids = lambda content: {s["Sid"] for s in content["Statement"]}  # noqa: E731
+        self.assertIn("MandatedKeyIsProtected", sids(policy(DeploymentIsProtected="auto")))
+        self.assertIn("DeploymentIsProtected", sids(policy(DeploymentIsProtected="auto")))
+        self.assertNotIn("DeploymentIsProtected", sids(policy(DeploymentIsProtected="auto", MandatedKeyAlias="")))
+        self.assertNotIn("DeploymentIsProtected", sids(policy(DeploymentIsProtected="false")))
+        from cfn import load
+        self.assertEqual(load("guardrails.yaml")["Parameters"]["DeploymentIsProtected"]["Default"], "auto")
+
+    def test_patterns_that_except_every_role_are_refused(self):
+        # CloudFormation checks a parameter's AllowedPattern before anything is created; a
+        # pattern must keep 4 characters in a row that are not wildcards after role/ (finding 12):
+        # a path such as role/security/* is narrow, since only deployers may create roles there.
+        from cfn import load
+        params = load("guardrails.yaml")["Parameters"]
+        for name in ("BreakGlassPrincipalArns", "SecurityPrincipalArns", "DeploymentPrincipalArns", "AssumingPrincipalArns"):
+            allowed = re.compile(params[name]["AllowedPattern"])
+            for pattern in ["arn:*:iam::*:role/*", "arn:aws:iam::*:role/*/*", "arn:aws:iam::*:role/a*",
+                            "arn:aws:iam::*:role/*/a*/*", "arn:aws:iam::*:role/???*"]:
+                with self.subTest(parameter=name, pattern=pattern):
+                    self.assertIsNone(allowed.fullmatch(pattern))
+            for pattern in ["", "arn:aws:iam::*:role/BreakGlass", "arn:aws:iam::123456789012:role/security/StreamSecurity",
+                            "arn:aws:iam::*:role/security/*",
+                            "arn:aws:iam::*:role/aws-reserved/sso.amazonaws.com/*AWSReservedSSO_BreakGlass_*"]:
+                with self.subTest(parameter=name, pattern=pattern):
+                    self.assertIsNotNone(allowed.fullmatch(pattern))
+
+    def test_the_operators_role_may_assume_excepted_roles_when_listed(self):
+        operators = role("StreamSecurityOperators")
+        content = policy(AssumingPrincipalArns=["arn:aws:iam::*:role/StreamSecurityOperators"])
+        for principal, target, want in [
+            (operators, "BreakGlass", None),
+            (operators, "StreamEncryptionBreakGlass", None),
+            (DEVELOPER, "BreakGlass", "ExceptedRolesAreNotAssumed"),
+        ]:
+            authorizations = [(a, r, {**c, "aws:PrincipalArn": principal}) for a, r, c in assume(target)]
+            self.assertEqual(denying(content, authorizations), want, (principal, target))
+        # A listed OIDC provider is protected like the SAML providers.
+        content = policy(ProtectedOidcProviderArns=["arn:aws:iam::*:oidc-provider/token.actions.githubusercontent.com"])
+        call = provider("AddClientIDToOpenIDConnectProvider", "oidc-provider/token.actions.githubusercontent.com")
+        self.assertEqual(denying(content, [(a, r, {**c, "aws:PrincipalArn": DEVELOPER}) for a, r, c in call]), "RolesAreProtected")
+
+    def test_the_central_deployment_is_protected_by_a_policy_of_its_own(self):
+        central = "999988887777"
+        self.assertNotIn("CentralGuardrail", policies(CentralAccountId=""))
+        both = policies(CentralAccountId=central, CentralStackName="enforcer")
+        content = both["CentralGuardrail"]
+        admin = f"arn:aws:iam::{central}:role/Admin"
+        fn = f"arn:aws:lambda:us-east-1:{central}:function:enforcer-enforcer"
+        cases = [
+            (admin, [("lambda:PutFunctionConcurrency", [fn], {})], "CentralDeploymentIsProtected"),
+            (admin, [("lambda:UpdateFunctionCode", [fn], {})], "CentralDeploymentIsProtected"),
+            (admin, [("lambda:UpdateFunctionConfiguration", [fn + ":$LATEST"], {})], "CentralDeploymentIsProtected"),
+            (admin, [("events:DisableRule", [f"arn:aws:events:us-east-1:{central}:rule/stream-encryption-enforcer/enforcer-CentralStreamCalls-1A2B"], {})], "CentralDeploymentIsProtected"),
+            (admin, [("events:DisableRule", [f"arn:aws:events:us-east-1:{central}:rule/enforcer-EnforcerFunctionSweep-1A2B"], {})], "CentralDeploymentIsProtected"),
+            (admin, [("events:PutPermission", [f"arn:aws:events:us-east-1:{central}:event-bus/stream-encryption-enforcer"], {})], "CentralDeploymentIsProtected"),
+            (admin, [("sqs:PurgeQueue", [f"arn:aws:sqs:us-east-1:{central}:enforcer-FailedEventsQueue-1A2B"], {})], "CentralDeploymentIsProtected"),
+            (admin, [("iam:PutRolePolicy", [f"arn:aws:iam::{central}:role/enforcer-EnforcerRole-1A2B"], {})], "CentralDeploymentIsProtected"),
+            (admin, [("lambda:UpdateEventSourceMapping", [f"arn:aws:lambda:us-east-1:{central}:event-source-mapping:0f1e"], {"lambda:FunctionArn": fn})], "CentralEventSourcesAreProtected"),
+            # Other functions, rules and roles of the account stay the admins'.
+            (admin, [("lambda:PutFunctionConcurrency", [f"arn:aws:lambda:us-east-1:{central}:function:billing"], {})], None),
+            (admin, [("lambda:UpdateEventSourceMapping", [f"arn:aws:lambda:us-east-1:{central}:event-source-mapping:0f1e"], {"lambda:FunctionArn": f"arn:aws:lambda:us-east-1:{central}:function:billing"})], None),
+            (admin, [("iam:PutRolePolicy", [f"arn:aws:iam::{central}:role/Admin"], {})], None),
+            (admin, [("lambda:GetFunctionConfiguration", [fn], {})], None),
+            # The deployers may.
+            (STACKSETS, [("lambda:UpdateFunctionCode", [fn], {})], None),
+        ]
+        for principal, call, want in cases:
+            authorizations = [(a, r, {**c, "aws:PrincipalArn": principal}) for a, r, c in call]
+            self.assertEqual(denying(content, authorizations), want, call)
+        deployer = f"arn:aws:iam::{central}:role/EnforcerDeployer"
+        content = policies(CentralAccountId=central, CentralStackName="enforcer",
+                           DeploymentPrincipalArns=[deployer])["CentralGuardrail"]
+        self.assertIsNone(denying(content, [("lambda:UpdateFunctionCode", [fn], {"aws:PrincipalArn": deployer})]))
+        self.assertLess(len(minified(content)), SCP_LIMIT)
+        # The stack's own names, as template.yaml gives them.
+        template = (ROOT / "template.yaml").read_text()
+        self.assertIn("FunctionName: !Sub ${AWS::StackName}-enforcer", template)
+        self.assertIn("  EnforcerRole:\n    Type: AWS::IAM::Role", template)
 
     def test_conditions_use_only_keys_the_actions_have(self):
         for statement in policy()["Statement"]:
@@ -468,6 +619,8 @@ class Guardrails(unittest.TestCase):
         # 5,120 characters, whitespace included (Organizations quotas; CloudFormation sends the
         # Content object as compact JSON). The exception lists are what grows it: find how many
         # principals of a typical 53-character pattern each list can hold, as docs/guardrails.md says.
+        # The break-glass and security lists appear in three statements each, the deployers' in
+        # five: 3 of each fit (the security review's statements took the room of 3 more).
         size = len(minified(policy()))
         self.assertLess(size, 3500, size)
 
@@ -477,7 +630,7 @@ class Guardrails(unittest.TestCase):
                                        DeploymentPrincipalArns=many)))
 
         fits = max(n for n in range(1, 40) if with_principals(n) <= SCP_LIMIT)
-        self.assertGreaterEqual(fits, 5, fits)
+        self.assertGreaterEqual(fits, 3, fits)
         length = len("arn:aws:iam::*:role/security/StreamSecurityOperator00")
         print(f"\nguardrails SCP: {size} characters with one principal per list; "
               f"{fits} principals of {length} characters in each list fit ({with_principals(fits)} characters)")

@@ -137,6 +137,9 @@ class Resolver:
             if fn == "If":
                 condition, then, otherwise = arg
                 return self.resolve(then if self.conditions[condition] else otherwise)
+            if fn == "Select":
+                index, items = arg
+                return self.resolve(items)[int(index)]
             if fn == "Split":
                 separator, text = arg
                 return self.resolve(text).split(separator)
@@ -210,6 +213,8 @@ def organization_policies(name, values=None):
     conditions = conditions_of(doc, values)
     resolver = Resolver(doc, conditions, values)
     for logical, resource in doc["Resources"].items():
+        if resource.get("Condition") and not conditions[resource["Condition"]]:
+            continue
         if resource["Type"] == "AWS::Organizations::Policy":
             yield logical, resolver.resolve(resource["Properties"]["Content"])
 

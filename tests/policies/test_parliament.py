@@ -39,7 +39,8 @@ _NEWER = (
 )
 _ALIASES = (
     "kms:ResourceAliases is a condition key of the KMS key resource type, which DisableKey, "
-    "PutKeyPolicy and ScheduleKeyDeletion act on (SAR, AWS KMS resource types), not one of the "
+    "PutKeyPolicy, ScheduleKeyDeletion, DeleteImportedKeyMaterial and UpdatePrimaryRegion act "
+    "on (SAR, AWS KMS resource types), not one of the "
     "actions' own keys, which is all parliament looks at"
 )
 JUSTIFIED_DETAIL = {
@@ -48,6 +49,8 @@ JUSTIFIED_DETAIL = {
     ("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:ResourceAliases for action kms:DisableKey"): _ALIASES,
     ("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:ResourceAliases for action kms:PutKeyPolicy"): _ALIASES,
     ("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:ResourceAliases for action kms:ScheduleKeyDeletion"): _ALIASES,
+    ("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:ResourceAliases for action kms:DeleteImportedKeyMaterial"): _ALIASES,
+    ("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:ResourceAliases for action kms:UpdatePrimaryRegion"): _ALIASES,
 }
 # guardrails.yaml with every guardrail on and every exception list given, and with its defaults.
 GUARDRAIL_PARAMETERS = [
@@ -89,8 +92,9 @@ class Parliament(unittest.TestCase):
                         unjustified.append(f"guardrails.yaml {label}: {finding.issue} {finding.detail}")
         # Guards the extraction itself: the function's role and the replay operator's managed
         # policy under both assignments, the central-mode policy, the member role, the
-        # forwarding role, and the guardrails' SCP twice.
-        self.assertEqual(linted, 9)
+        # forwarding role, the break-glass role, and the guardrails' two SCPs (member accounts,
+        # central account) twice.
+        self.assertEqual(linted, 12)
         self.assertFalse(unjustified, "\n".join(sorted(set(unjustified))))
 
     def test_a_policy_with_a_known_defect_is_found(self):

@@ -373,6 +373,24 @@ class ResourcePolicies(unittest.TestCase):
         )
 
 
+class Outputs(unittest.TestCase):
+    def test_the_exempt_tag_key_is_output_for_the_guardrails_as_the_enforcer_reads_it(self):
+        """Finding 12: guardrails.yaml's ExemptTagKey comes from the central stack's output."""
+        import re as regex
+
+        doc = template()
+        pattern = doc["Parameters"]["ExemptTag"]["AllowedPattern"]
+        for tag, key in [("enforcer-exempt", "enforcer-exempt"), ("compliance=exempt", "compliance"), ("a:b=c=d", "a:b")]:
+            self.assertIsNotNone(regex.fullmatch(pattern, tag), tag)
+            values = {"ExemptTag": tag}
+            resolver = cfn.Resolver(doc, cfn.conditions_of(doc, values), values)
+            self.assertEqual(resolver.resolve(doc["Outputs"]["ExemptTagKey"]["Value"]), key)
+        # Spaces around the key would differ from the enforcer's trimmed key: refused.
+        for tag in [" enforcer-exempt", "enforcer-exempt =x"]:
+            self.assertIsNone(regex.fullmatch(pattern, tag), tag)
+        self.assertFalse(cfn.conditions_of(doc, {"ExemptTag": ""})["HasExemptTag"])
+
+
 class Ledger(unittest.TestCase):
     """The ledger table and its alarm are what src/aws/ledger.rs and the flapping outcome expect."""
 
@@ -794,6 +812,48 @@ class IamPolicy(unittest.TestCase):
             for branch in (with_id, without_id):
                 self.assertEqual(branch["StringEquals"]["aws:PrincipalOrgID"], {"Ref": "OrganizationId"})
             self.assertEqual(with_id["StringEquals"]["sts:ExternalId"], {"Ref": "MemberExternalId"})
+
+    def test_the_break_glass_role_exists_only_when_trusted_from_another_account_with_mfa(self):
+        """Finding 2 of the security review: a break-glass path that exists. Judged by the IAM
+        condition evaluator of tests/guardrails on the resolved trust policy."""
+        doc = member()
+        security = "arn:aws:iam::999988887777:role/StreamSecurityIncident"
+        values = {"BreakGlassTrustedRoleArn": security, "OrganizationId": "o-a1b2c3d4e5"}
+        conditions = cfn.conditions_of(doc, values)
+        self.assertTrue(conditions["CreateBreakGlass"])
+        self.assertFalse(cfn.conditions_of(doc, {})["CreateBreakGlass"], "no role by default")
+        self.assertFalse(cfn.conditions_of(doc, {**values, "AWS::Region": "eu-west-1"})["CreateBreakGlass"], "IAM is global: once")
+        role = cfn.Resolver(doc, conditions, values).resolve(doc["Resources"]["BreakGlassRole"])
+        (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        self.assertEqual(trust["Principal"], {"AWS": security})
+
+        def may_assume(principal_account, mfa, org="o-a1b2c3d4e5"):
+            context = {"aws:PrincipalAccount": principal_account, "aws:PrincipalOrgID": org}
+            if mfa is not None:
+                context["aws:MultiFactorAuthPresent"] = mfa
+            return all(
+                scp.condition_holds(operator, key, wanted, context)
+                for operator, keys in trust["Condition"].items()
+                for key, wanted in keys.items()
+            )
+
+        self.assertTrue(may_assume("999988887777", "true"))
+        self.assertFalse(may_assume("999988887777", "false"), "MFA required")
+        self.assertFalse(may_assume("999988887777", None), "MFA required")
+        self.assertFalse(may_assume("999988887777", "true", org="o-zzzzzzzzzz"))
+        self.assertFalse(may_assume("123456789012", "true"), "never the account's own principals")
+        # It may stop encryption and read, nothing else; guardrails.yaml excepts it by its name.
+        actions = {
+            action
+            for statement in role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+        }
+        self.assertEqual(actions, {
+            "kinesis:ListStreams", "firehose:ListDeliveryStreams", "kinesis:DescribeStreamSummary",
+            "kinesis:StopStreamEncryption", "firehose:DescribeDeliveryStream", "firehose:StopDeliveryStreamEncryption",
+        })
+        guardrails = template("guardrails.yaml")["Parameters"]["BreakGlassRoleName"]["Default"]
+        self.assertEqual(doc["Parameters"]["BreakGlassRoleName"]["Default"], guardrails)
 
     def test_central_mode_assumes_only_member_roles_inside_the_organisation(self):
         resources = template()["Resources"]
