@@ -59,6 +59,17 @@ impl App {
         self
     }
 
+    /// The app of `enforcer replay`: it handles every event itself, gives no settle period (a
+    /// replayed event is old, and its user agent is the message's word only), and fails an event
+    /// whose ledger cannot be read (`LEDGER_TABLE` set), rather than writing without the
+    /// flapping check.
+    pub fn replaying(mut self) -> Self {
+        self.config.events_queue_url = None;
+        self.config.settle = Duration::ZERO;
+        self.config.ledger_required = self.config.ledger_table.is_some();
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config

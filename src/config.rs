@@ -136,6 +136,10 @@ pub struct Config {
     pub settle: std::time::Duration,
     /// The re-application ledger's table (`LEDGER_TABLE`); without it nothing is counted.
     pub ledger_table: Option<String>,
+    /// A ledger that cannot be read fails the event instead of skipping the flapping check (no
+    /// variable: `enforcer replay` sets it, where a skipped check would let replays spend a
+    /// flapping stream's 25 keys a day).
+    pub ledger_required: bool,
     /// Re-applications allowed per resource per 24 hours (`FLAP_THRESHOLD`).
     pub flap_threshold: u32,
     /// How long a resolution of the mandated key is used (`KEY_CACHE_SECONDS`); zero resolves
@@ -459,6 +463,37 @@ pub enum ConfigError {
     },
 }
 
+/// Every variable the product reads, and only those: what `enforcer --function` takes from a
+/// deployed function's environment (never `AWS_*` or a shell's variables).
+pub const VARIABLES: [&str; 26] = [
+    MANDATED_KMS_KEY,
+    MANDATED_KMS_KEYS,
+    MANDATED_KMS_KEY_ARN,
+    RETRY_POLICY,
+    LOG_LEVEL,
+    EXEMPT_TAG,
+    ENFORCEMENT_MODE,
+    METRICS_NAMESPACE,
+    RATE_SHARE,
+    RESERVED_CONCURRENCY,
+    TARGET_ROLE_NAME,
+    TARGET_EXTERNAL_ID,
+    ALLOWED_ACCOUNTS,
+    ALLOWED_REGIONS,
+    ORGANIZATION_ID,
+    IAC_TOOLS,
+    IAC_SETTLE_SECONDS,
+    LEDGER_TABLE,
+    FLAP_THRESHOLD,
+    KEY_CACHE_SECONDS,
+    SWEEP_QUEUE_URL,
+    EVENTS_QUEUE_URL,
+    FAILED_EVENTS_QUEUE_URL,
+    RECHECK_QUEUE_URL,
+    PLACE_CONCURRENCY,
+    MISSED_EVENT_SECONDS,
+];
+
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -642,6 +677,7 @@ impl Config {
             key_ttl: std::time::Duration::from_secs(key_ttl),
             central,
             ledger_table,
+            ledger_required: false,
             flap_threshold,
             iac_tools,
             settle: std::time::Duration::from_secs(settle),
@@ -1111,5 +1147,23 @@ mod tests {
             let err = config(vars).unwrap_err().to_string();
             assert!(err.starts_with(expected), "{vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn every_variable_the_configuration_reads_is_listed_for_function_configs() {
+        // Each `pub const NAME: &str = "NAME";` of this file is a variable: all are listed.
+        let source = include_str!("config.rs");
+        let declared: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub const "))
+            .filter_map(|l| l.split_once(": &str = \""))
+            .filter(|(name, rest)| rest.starts_with(&format!("{name}\";")))
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(declared.len(), VARIABLES.len(), "{declared:?}");
+        for name in declared {
+            assert!(VARIABLES.contains(&name), "{name} is not in VARIABLES");
+        }
+        assert!(!VARIABLES.iter().any(|v| v.starts_with("AWS_")));
     }
 }

@@ -96,7 +96,7 @@ impl<A: Aws> Enforcer<A> {
         if self.rules.mode == Mode::Report {
             return Ok(Gate::Report);
         }
-        Ok(match self.flapping(resource, run).await {
+        Ok(match self.flapping(resource, run).await? {
             Some(reason) => Gate::Flapping(reason),
             None => Gate::Write,
         })
@@ -105,10 +105,15 @@ impl<A: Aws> Enforcer<A> {
     /// Why the write must not be made, when the ledger holds `flap_threshold` applications to
     /// the resource in the last 24 hours: something keeps reverting it. A ledger that cannot
     /// be read does not stop the write (AWS's own quota still bounds it); the failure is
-    /// logged and said in the report.
-    async fn flapping(&self, resource: &Resource, run: &mut EventRun<'_>) -> Option<String> {
+    /// logged and said in the report. Where the check is required (`enforcer replay`), it fails
+    /// the event instead.
+    async fn flapping(
+        &self,
+        resource: &Resource,
+        run: &mut EventRun<'_>,
+    ) -> Result<Option<String>, Halt> {
         if !self.aws.counts() {
-            return None;
+            return Ok(None);
         }
         let arn = resource.arn();
         let now = std::time::SystemTime::now();
@@ -122,13 +127,23 @@ impl<A: Aws> Enforcer<A> {
             .await
         {
             Ok((recent, _)) => recent,
+            Err(e) if self.rules.ledger_required => {
+                return Err(Halt::Failed {
+                    reason: format!(
+                        "the re-application ledger could not be read ({}); a replay makes no write \
+                         without the flapping check",
+                        e.aws()
+                    ),
+                    code: super::codes::LEDGER_UNREADABLE.to_owned(),
+                });
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "the re-application ledger could not be read; the key is applied without the flapping check");
                 run.note = Some(format!(
                     "the re-application ledger could not be read ({}), so the flapping check was skipped",
                     e.aws()
                 ));
-                return None;
+                return Ok(None);
             }
         };
         // Firehose counts Start and Stop together against its 25: a revert cycle costs two.
@@ -137,7 +152,7 @@ impl<A: Aws> Enforcer<A> {
             Service::Firehose => self.rules.flap_threshold.min(FIREHOSE_FLAP_LIMIT),
         } as usize;
         if recent.len() < threshold {
-            return None;
+            return Ok(None);
         }
         let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
         for application in &recent {
@@ -146,14 +161,14 @@ impl<A: Aws> Enforcer<A> {
         let mut by: Vec<(&str, usize)> = by.into_iter().collect();
         by.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         let list: Vec<String> = by.iter().map(|(who, n)| format!("{who} x{n}")).collect();
-        Some(format!(
+        Ok(Some(format!(
             "the mandated key was applied {} times in 24 hours (threshold {}), now left off it \
              again by {}; left off by: {}; see docs/errors.md#enforcerflapping",
             recent.len(),
             threshold,
             run.reverted_by,
             list.join(", ")
-        ))
+        )))
     }
 
     /// Records a write that took in the ledger; a failure is logged, the outcome stands.

@@ -61,6 +61,7 @@ impl<A: Aws> Enforcer<A> {
                     && last.info.arn != info.arn
                 {
                     tracing::warn!(key = configured, was = %last.info.arn, now = %info.arn, "the mandated key resolves to another key now");
+                    run.key_changed_from = Some(last.info.arn.clone());
                 }
                 *lock(&self.resolved) = Some(Resolved {
                     info: info.clone(),

@@ -42,6 +42,8 @@ pub(crate) mod codes {
     pub(crate) const ENABLING_FAILED: &str = "ENABLING_FAILED";
     /// The key was re-applied `FLAP_THRESHOLD` times in 24 hours; the enforcer stopped.
     pub(crate) const FLAPPING: &str = "Enforcer.Flapping";
+    /// The ledger could not be read where its check is required (`enforcer replay`).
+    pub(crate) const LEDGER_UNREADABLE: &str = "Enforcer.LedgerUnreadable";
 }
 
 const NOT_FOUND: &str = "ResourceNotFoundException";
@@ -61,6 +63,8 @@ pub struct Rules {
     pub settle: Duration,
     /// Re-applications per resource per 24 hours before the enforcer stops.
     pub flap_threshold: u32,
+    /// Whether a ledger that cannot be read fails the event ([`Config::ledger_required`]).
+    pub ledger_required: bool,
     /// How long a resolution of the mandated key is used before it is resolved again.
     pub key_ttl: Duration,
     /// The share of the per-account rate limits each container's calls are paced at.
@@ -77,6 +81,7 @@ impl Rules {
             tools: config.iac_tools.clone(),
             settle: config.settle,
             flap_threshold: config.flap_threshold,
+            ledger_required: config.ledger_required,
             key_ttl: config.key_ttl,
             rate_share: config.container_share(),
         }
@@ -234,6 +239,8 @@ struct EventRun<'a> {
     gate: Option<gate::Gate>,
     /// Said in the report's reason: something the outcome does not show (the ledger unread).
     note: Option<String>,
+    /// The key ARN the mandated key resolved to before this event found it resolving to another.
+    key_changed_from: Option<String>,
     /// Whether a wait is handed back instead of made ([`Deferral::On`]), and how many were.
     defer: bool,
     deferrals: u32,
@@ -295,6 +302,7 @@ impl<'a> EventRun<'a> {
             settle,
             gate: None,
             note: None,
+            key_changed_from: None,
             defer: false,
             deferrals: 0,
             first_deferred_ms: None,

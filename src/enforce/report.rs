@@ -62,6 +62,7 @@ pub(super) fn build(
             .map(|s| s.period.as_secs()),
         found: run.found,
         creator: run.tool,
+        key_changed_from: run.key_changed_from,
         ..Report::about(trigger, outcome)
     }
 }

@@ -88,7 +88,7 @@ pub(super) fn emf_line(namespace: &str, report: &Report, timestamp_ms: u64) -> S
     let service = report
         .service
         .map_or_else(|| "none".to_owned(), |s| s.to_string());
-    json!({
+    let mut line = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
@@ -104,8 +104,21 @@ pub(super) fn emf_line(namespace: &str, report: &Report, timestamp_ms: u64) -> S
         "outcome": report.outcome.as_str(),
         "Events": 1,
         "WriteCalls": report.attempts
-    })
-    .to_string()
+    });
+    // The mandated alias now names another key: a second directive of the same line, without
+    // dimensions, which MandatedKeyChangedAlarm watches.
+    if report.key_changed_from.is_some() {
+        line["_aws"]["CloudWatchMetrics"]
+            .as_array_mut()
+            .expect("built above as an array")
+            .push(json!({
+                "Namespace": namespace,
+                "Dimensions": [[]],
+                "Metrics": [{"Name": "MandatedKeyChanged", "Unit": "Count"}]
+            }));
+        line["MandatedKeyChanged"] = json!(1);
+    }
+    line.to_string()
 }
 
 /// Milliseconds since the Unix epoch, as EMF wants its timestamp.
@@ -120,6 +133,31 @@ mod tests {
     use super::*;
     use crate::model::outcome::Outcome;
     use crate::model::resource::Service;
+
+    #[test]
+    fn a_re_pointed_alias_is_counted_without_dimensions_beside_the_outcome() {
+        let report = Report {
+            service: Some(Service::Kinesis),
+            key: Some("arn:aws:kms:us-east-1:111111111111:key/new".into()),
+            key_changed_from: Some("arn:aws:kms:us-east-1:111111111111:key/old".into()),
+            ..Report::new(Outcome::Remediated)
+        };
+        let v: serde_json::Value = serde_json::from_str(&emf_line("NS", &report, 1)).unwrap();
+        let directives = v["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 2, "{v}");
+        assert_eq!(directives[1]["Dimensions"], json!([[]]));
+        assert_eq!(directives[1]["Metrics"][0]["Name"], "MandatedKeyChanged");
+        assert_eq!(v["MandatedKeyChanged"], 1);
+        assert_eq!(v["Events"], 1);
+        // Without a change, no such metric at all.
+        let plain: serde_json::Value =
+            serde_json::from_str(&emf_line("NS", &Report::new(Outcome::Remediated), 1)).unwrap();
+        assert_eq!(
+            plain["_aws"]["CloudWatchMetrics"].as_array().unwrap().len(),
+            1
+        );
+        assert!(plain.get("MandatedKeyChanged").is_none());
+    }
 
     #[test]
     fn one_line_with_both_dimension_sets() {

@@ -118,6 +118,10 @@ pub struct Report {
     /// The settle period given to the tool's resource before deciding, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settle_seconds: Option<u64>,
+    /// The key ARN the mandated key resolved to before, when this event found it resolving to
+    /// another (`key`): the alias was re-pointed. Counted as `MandatedKeyChanged`, which alarms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_changed_from: Option<String>,
 }
 
 impl Report {
@@ -137,6 +141,7 @@ impl Report {
             found: None,
             creator: None,
             settle_seconds: None,
+            key_changed_from: None,
         }
     }
 

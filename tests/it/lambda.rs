@@ -504,11 +504,22 @@ async fn a_repointed_mandated_alias_takes_effect_in_a_warm_container_after_its_t
         minute,
     );
     let results = api.results(4, minute).await;
-    drop(lambda);
+    let logs = lambda.stop_and_read_stdout();
     for result in &results[2..] {
         assert_eq!(result.body["outcome"], json!("remediated"), "{results:?}");
         assert_eq!(result.body["key"], json!(after));
     }
+    // The event that found the alias moved says from which key, and counts MandatedKeyChanged
+    // (its alarm); the next one, on the same resolution, does not.
+    assert_eq!(results[2].body["key_changed_from"], json!(before));
+    assert!(results[3].body.get("key_changed_from").is_none());
+    let changed: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l.get("_aws").is_some() && l.get("MandatedKeyChanged").is_some())
+        .collect();
+    assert_eq!(changed.len(), 1, "{logs}");
+    assert_eq!(changed[0]["MandatedKeyChanged"], json!(1));
     assert_eq!(emu.moto_proxy.calls("DescribeKey"), 2);
     for name in ["clicks", "views"] {
         let encryption = emu.delivery_encryption(name).await.expect("encryption");

@@ -164,7 +164,7 @@ async fn replay_deletes_what_succeeds_keeps_what_fails_and_a_retried_message_goe
     ];
     let function = role_policy("template.yaml", "EnforcerRole", &values);
     let replay_policy = role_policy("template.yaml", "ReplayOperatorPolicy", &values);
-    assert_eq!(replay_policy.len(), 2, "{replay_policy:?}");
+    assert_eq!(replay_policy.len(), 4, "{replay_policy:?}");
     let keys = key_names(&key_arn, ALIAS);
     let hold = |statements: Vec<PolicyStatement>| {
         for proxy in [&emu.kinesis_proxy, &emu.moto_proxy] {
@@ -380,4 +380,199 @@ async fn replay_stops_at_max_and_refuses_what_is_not_a_queue() {
     let out = enforcer(&env, &["replay", "--queue", &queue.url, "--max", "0"]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert_eq!(queue.counts().await, (1, 0));
+}
+
+/// A role in moto's IAM (its Lambda takes only a role that exists), with one query-protocol
+/// call: the tests have no IAM client. moto routes a request by its credential scope, and does
+/// not check the signature.
+async fn create_role_on_moto(moto_url: &str, name: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = moto_url.trim_start_matches("http://");
+    let trust = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
+    let body = format!(
+        "Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument={trust}"
+    );
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {address}\r\nAuthorization: AWS4-HMAC-SHA256 \
+         Credential={ACCOUNT}/20261203/{REGION}/iam/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("moto");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "CreateRole: {answer}");
+    format!("arn:aws:iam::{ACCOUNT}:role/{name}")
+}
+
+/// `--function`: the configuration comes from the deployed function (moto's Lambda, as
+/// lambda:GetFunctionConfiguration answers), keeping only the product's variables. A function
+/// environment that also holds shell hooks and an endpoint pointing nowhere changes nothing: the
+/// audit lists the stream through the operator's endpoints, and names what it left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_takes_only_the_products_variables_from_the_deployed_function() {
+    let emu = Emulators::start(Duration::from_millis(300), Duration::from_millis(300)).await;
+    emu.create_key(ALIAS).await;
+    emu.create_stream("orders").await;
+    emu.wait_active("orders").await;
+    let role = create_role_on_moto(&emu.moto_url, "enforcer-function-role").await;
+    let lambda = aws_sdk_lambda::Client::new(&sdk_config(&emu.moto_url));
+    let create = |name: &'static str, variables: &[(&str, &str)]| {
+        let environment = aws_sdk_lambda::types::Environment::builder()
+            .set_variables(Some(
+                variables
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ))
+            .build();
+        lambda
+            .create_function()
+            .function_name(name)
+            .role(&role)
+            .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+            .handler("bootstrap")
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(aws_sdk_lambda::primitives::Blob::new(
+                        b"PK\x05\x06".to_vec(),
+                    ))
+                    .build(),
+            )
+            .environment(environment)
+            .send()
+    };
+    create(
+        "streams-enforcer",
+        &[
+            ("MANDATED_KMS_KEY", ALIAS),
+            ("ENFORCEMENT_MODE", "report"),
+            ("PROMPT_COMMAND", "touch /tmp/pwned"),
+            ("AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:9"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ],
+    )
+    .await
+    .expect("CreateFunction");
+    create("broken-enforcer", &[("MANDATED_KMS_KEY", "not a key")])
+        .await
+        .expect("CreateFunction");
+
+    // The operator's environment: endpoints and credentials, and no configuration at all.
+    let mut env: Vec<(String, String)> = emu
+        .env(ALIAS)
+        .into_iter()
+        .filter(|(k, _)| k != "MANDATED_KMS_KEY")
+        .collect();
+    env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), emu.moto_url.clone()));
+
+    let audit = enforcer(
+        &env,
+        &[
+            "--function",
+            "streams-enforcer",
+            "audit",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    // Not compliant (exit 3), and listed: the function's AWS_ENDPOINT_URL* were not taken.
+    assert_eq!(audit.code, Some(3), "{audit:?}");
+    assert!(audit.stdout.contains("stream/orders"), "{audit:?}");
+    assert!(
+        audit.stderr.contains(
+            "ignored the variables the product does not define: AWS_ENDPOINT_URL, \
+             AWS_ENDPOINT_URL_KINESIS, PROMPT_COMMAND"
+        ),
+        "{}",
+        audit.stderr
+    );
+    // ENFORCEMENT_MODE=report came from the function: a sweep is a dry run.
+    let sweep = enforcer(&env, &["--function", "streams-enforcer", "sweep"]).await;
+    assert!(
+        sweep.stderr.contains("ENFORCEMENT_MODE=report"),
+        "{sweep:?}"
+    );
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 0);
+
+    // A bad value is the function's configuration error; a missing function says so.
+    let broken = enforcer(&env, &["--function", "broken-enforcer", "audit"]).await;
+    assert_eq!(broken.code, Some(2), "{broken:?}");
+    assert!(
+        broken.stderr.contains("invalid configuration")
+            && broken.stderr.contains("MANDATED_KMS_KEY"),
+        "{}",
+        broken.stderr
+    );
+    let missing = enforcer(&env, &["--function", "no-such-enforcer", "audit"]).await;
+    assert_eq!(missing.code, Some(2), "{missing:?}");
+    assert!(
+        missing.stderr.contains("lambda:GetFunctionConfiguration")
+            && missing.stderr.contains("ResourceNotFound"),
+        "{}",
+        missing.stderr
+    );
+}
+
+/// A replay trusts only what it needs to: a planted Terraform user agent gets no settle period
+/// (the enforcer would otherwise wait IAC_SETTLE_SECONDS per message), and with LEDGER_TABLE set
+/// but unreadable the event fails and stays, with no write, instead of skipping the flapping
+/// check (security review, finding 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_gives_no_settle_period_and_fails_on_an_unreadable_ledger() {
+    let emu = Emulators::start(Duration::from_millis(300), Duration::from_millis(300)).await;
+    emu.create_key(ALIAS).await;
+    emu.create_stream("by-terraform").await;
+    emu.wait_active("by-terraform").await;
+    let queue = Queue::create(&emu.moto_url, "failed-events").await;
+    let mut planted = on_failure(event("kinesis-create-stream", "by-terraform"));
+    planted["requestPayload"]["detail"]["userAgent"] =
+        json!("APN/1.0 HashiCorp/1.0 Terraform/1.9.8 terraform-provider-aws/5.80.0");
+    queue.send(&planted.to_string(), None).await;
+    let mut env = emu.env(ALIAS);
+    env.extend(
+        [
+            ("AWS_ENDPOINT_URL_SQS", emu.moto_proxy.url.as_str()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", emu.moto_proxy.url.as_str()),
+            ("IAC_SETTLE_SECONDS", "600"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let args = ["replay", "--queue", queue.url.as_str(), "--output", "json"];
+
+    // The ledger's table does not exist: failed, kept, nothing written.
+    let mut with_ledger = env.clone();
+    with_ledger.push(("LEDGER_TABLE".into(), "no-such-ledger".into()));
+    let first = enforcer(&with_ledger, &args).await;
+    assert_eq!(first.code, Some(1), "{first:?}");
+    let row = &rows(&first.report)["by-terraform"];
+    assert_eq!(
+        (&row["outcome"], &row["action"]),
+        (&json!("failed"), &json!("kept")),
+        "{row}"
+    );
+    assert!(
+        row["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ledger could not be read")),
+        "{row}"
+    );
+    assert_eq!(emu.kinesis_proxy.calls("StartStreamEncryption"), 0);
+
+    // Without a ledger: remediated at once, though the record says Terraform and the settle
+    // period is 600 s.
+    let started = std::time::Instant::now();
+    let second = enforcer(&env, &args).await;
+    assert_eq!(second.code, Some(0), "{second:?}");
+    let row = &rows(&second.report)["by-terraform"];
+    assert_eq!(row["outcome"], json!("remediated"), "{row}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(emu.stream("by-terraform").await.key_id(), Some(ALIAS));
 }

@@ -373,6 +373,39 @@ class ResourcePolicies(unittest.TestCase):
         )
 
 
+    def test_only_the_stack_writes_to_the_queues_that_replay_or_the_function_run(self):
+        """Finding 9: a planted message would run with an operator's credentials (replay) or the
+        function's (the events and re-check queues). Each queue policy's Deny, judged with
+        allowed and denied principals."""
+        resolver, doc = self.central()
+        function_role = ENFORCER_ROLE_ARN
+        developer = "arn:aws:iam::123456789012:role/Developer"
+        events = "events.amazonaws.com"
+
+        def denied(policy, principal, source_arn=None):
+            document = resolver.resolve(doc["Resources"][policy]["Properties"]["PolicyDocument"])
+            context = {}
+            if principal != events:
+                context["aws:PrincipalArn"] = principal
+            if source_arn:
+                context["aws:SourceArn"] = source_arn
+            resource = document["Statement"][-1]["Resource"]
+            return scp.denying(document, [("sqs:SendMessage", [resource], context)]) is not None
+
+        for policy in ("FailedEventsQueuePolicy", "EventsQueuePolicy", "RecheckQueuePolicy"):
+            with self.subTest(policy=policy):
+                self.assertFalse(denied(policy, function_role))
+                self.assertTrue(denied(policy, developer))
+                self.assertTrue(denied(policy, "arn:aws:iam::123456789012:root"))
+        rule = resolver.get_att("EnforcerFunctionKinesisCalls.Arn")
+        central_rule = resolver.get_att("CentralStreamCalls.Arn")
+        self.assertFalse(denied("EventsDeadLetterQueuePolicy", events, rule))
+        self.assertFalse(denied("EventsDeadLetterQueuePolicy", events, central_rule))
+        self.assertTrue(denied("EventsDeadLetterQueuePolicy", events, "arn:aws:events:us-east-1:123456789012:rule/other"))
+        self.assertTrue(denied("EventsDeadLetterQueuePolicy", developer))
+        self.assertTrue(denied("EventsDeadLetterQueuePolicy", function_role))
+
+
 class Outputs(unittest.TestCase):
     def test_the_exempt_tag_key_is_output_for_the_guardrails_as_the_enforcer_reads_it(self):
         """Finding 12: guardrails.yaml's ExemptTagKey comes from the central stack's output."""
@@ -579,7 +612,7 @@ RECEIVERS = {
     "kms": "kms",
 }
 # Files whose receivers name another client than RECEIVERS says.
-FILE_RECEIVERS = {"sqs.rs": {"client": "sqs"}, "queue.rs": {"client": "sqs"}}
+FILE_RECEIVERS = {"sqs.rs": {"client": "sqs"}, "queue.rs": {"client": "sqs"}, "function.rs": {"client": "lambda"}}
 # Operations IAM authorizes as another action: "setting permissions for SendMessage ... sets
 # permissions for the corresponding batch versions of the actions"
 # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
@@ -689,15 +722,23 @@ class IamPolicy(unittest.TestCase):
         )
 
     def test_the_replay_operator_policy_allows_exactly_the_calls_of_replay_on_the_two_queues(self):
-        self.assertEqual(
-            code_operations(operator=True),
-            {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
-        )
+        queue_calls = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+        self.assertEqual(code_operations(operator=True), queue_calls | {"lambda:GetFunctionConfiguration"})
         policy = template()["Resources"]["ReplayOperatorPolicy"]
         self.assertEqual(policy["Type"], "AWS::IAM::ManagedPolicy")
-        statement, enqueue = policy["Properties"]["PolicyDocument"]["Statement"]
+        statement, enqueue, configuration, ledger = policy["Properties"]["PolicyDocument"]["Statement"]
         self.assertEqual(statement["Effect"], "Allow")
-        self.assertEqual(set(statement["Action"]), code_operations(operator=True))
+        self.assertEqual(set(statement["Action"]), queue_calls)
+        # `--function`: the function's own configuration, that function only.
+        self.assertEqual(
+            (configuration["Effect"], configuration["Action"], configuration["Resource"]),
+            ("Allow", "lambda:GetFunctionConfiguration", {"GetAtt": "EnforcerFunction.Arn"}),
+        )
+        # The ledger, as the function uses it (finding 9: a replay without it skipped the
+        # flapping check).
+        function_ledger = next(s for s in role_statements() if s.get("Sid") == "ReapplicationLedger")
+        self.assertEqual(set(ledger["Action"]), set(function_ledger["Action"]))
+        self.assertEqual(ledger["Resource"], {"GetAtt": "ReapplicationLedger.Arn"})
         self.assertEqual(
             statement["Resource"],
             [

@@ -10,6 +10,7 @@ use stream_encryption_enforcer::App;
 use stream_encryption_enforcer::config::{Config, Mode};
 use stream_encryption_enforcer::lambda::init_tracing;
 
+mod function;
 mod inventory;
 mod invoke;
 mod output;
@@ -19,6 +20,12 @@ mod replay;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Take the configuration from this deployed function (its name, `<stack>-enforcer`, or
+    /// ARN) with lambda:GetFunctionConfiguration, instead of the environment: only the
+    /// variables the product defines are used, never AWS_* or anything else the function's
+    /// environment holds. Replay then also keeps every on-failure record of another function.
+    #[arg(long, global = true, value_name = "NAME")]
+    function: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,7 +119,27 @@ pub struct Scope {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::from_env() {
+    let (config, function_arn) = match &cli.function {
+        None => (Config::from_env(), None),
+        Some(name) => match function::read(name).await {
+            Ok(read) => {
+                if !read.ignored.is_empty() {
+                    eprintln!(
+                        "enforcer: --function {name}: ignored the variables the product does not \
+                         define: {}",
+                        read.ignored.join(", ")
+                    );
+                }
+                let variables = read.variables;
+                (
+                    Config::from_lookup(|v| variables.get(v).cloned()),
+                    Some(read.arn),
+                )
+            }
+            Err(e) => return unusable(e),
+        },
+    };
+    let config = match config {
         Ok(config) => config,
         Err(e) => return unusable(format!("invalid configuration: {e}")),
     };
@@ -172,11 +199,12 @@ async fn main() -> ExitCode {
                     "the replay deletes nothing",
                 ),
                 max: max.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+                function_arn,
                 // A batch's events run concurrently, each within the timeout, then at most one
                 // sweep, within it too; the margin covers the calls around them.
                 visibility: Duration::from_secs(2 * timeout + 60),
             };
-            replay::replay_queue(app.handling_here(), &queue, options, timeout, output).await
+            replay::replay_queue(app.replaying(), &queue, options, timeout, output).await
         }
     }
 }

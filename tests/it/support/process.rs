@@ -27,17 +27,24 @@ pub fn free_port() -> u16 {
 }
 
 pub(crate) fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    if let Err(why) = try_wait_for_port(port, child, what) {
+        panic!("{why}");
+    }
+}
+
+/// Waits until `port` listens; an error when the process exits first, or after 60 s.
+pub(crate) fn try_wait_for_port(port: u16, child: &mut Child, what: &str) -> Result<(), String> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited before listening: {status}");
+            return Err(format!("{what} exited before listening: {status}"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{what} did not listen on port {port} within 60 s");
+    Err(format!("{what} did not listen on port {port} within 60 s"))
 }
 
 /// A child process killed on drop.
@@ -82,6 +89,36 @@ pub fn start_kinesis_mock_on(
     update: Duration,
     persist: Option<&Path>,
 ) -> Process {
+    // Its TLS port is one more free port, found free a moment before kinesis-mock binds it: a
+    // process started meanwhile (another test's emulator) can take it, and kinesis-mock then
+    // exits. So a start that exits before listening is tried again, on another TLS port.
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let mut child = kinesis_mock_command(port, create, update, persist)
+            .stderr(log.reopen().expect("the log file"))
+            .spawn()
+            .expect("node runs kinesis-mock");
+        match try_wait_for_port(port, &mut child, "kinesis-mock") {
+            Ok(()) => return Process(child, None),
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let said = std::fs::read_to_string(log.path()).unwrap_or_default();
+                failures.push(format!("{why}: {}", said.trim()));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    panic!("kinesis-mock did not start: {failures:#?}");
+}
+
+fn kinesis_mock_command(
+    port: u16,
+    create: Duration,
+    update: Duration,
+    persist: Option<&Path>,
+) -> Command {
     let pkg = tools_dir().join("node/node_modules/kinesis-local");
     let ms = |d: Duration| format!("{}ms", d.as_millis());
     let mut command = Command::new("node");
@@ -98,17 +135,14 @@ pub fn start_kinesis_mock_on(
         .env("REGISTER_STREAM_CONSUMER_DURATION", ms(update))
         .env("SHARD_LIMIT", "1000")
         .env("LOG_LEVEL", "WARN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(Stdio::null());
     if let Some(dir) = persist {
         command
             .env("SHOULD_PERSIST_DATA", "true")
             .env("PERSIST_PATH", dir)
             .env("PERSIST_INTERVAL", "100ms");
     }
-    let mut child = command.spawn().expect("node runs kinesis-mock");
-    wait_for_port(port, &mut child, "kinesis-mock");
-    Process(child, None)
+    command
 }
 
 /// moto server on loopback.

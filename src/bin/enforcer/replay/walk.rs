@@ -65,8 +65,12 @@ pub enum Source {
     Place,
 }
 
-/// The event a message holds, or why it holds none.
-pub fn unwrap_message(body: &str) -> Result<(Source, serde_json::Value), String> {
+/// The event a message holds, or why it holds none. `function`: the ARN of the function whose
+/// on-failure records are replayed (`--function`), when known.
+pub fn unwrap_message(
+    body: &str,
+    function: Option<&str>,
+) -> Result<(Source, serde_json::Value), String> {
     if body.len() > 2 * MAX_EVENT_BYTES {
         return Err(format!("larger than {} bytes", 2 * MAX_EVENT_BYTES));
     }
@@ -86,12 +90,22 @@ pub fn unwrap_message(body: &str) -> Result<(Source, serde_json::Value), String>
     };
     // An on-failure record always has requestContext; an EventBridge event never has it.
     let (source, event) = if let Some(context) = object.get("requestContext").cloned() {
+        // With --function, the record must be that function's (its ARN, any qualifier):
+        // anyone who may send to the queue could write a record, but not in Lambda's name.
+        let recorded = context.get("functionArn").and_then(|v| v.as_str());
+        if let Some(expected) = function {
+            let unqualified =
+                recorded.map(|arn| arn.split(':').take(7).collect::<Vec<_>>().join(":"));
+            if unqualified.as_deref() != Some(expected) {
+                return Err(format!(
+                    "an on-failure record of {}, not of --function {expected}",
+                    recorded.map_or("no function".to_owned(), |arn| format!("{arn:?}"))
+                ));
+            }
+        }
         // template.yaml names the function `<stack>-enforcer`: a record of another function
         // belongs to someone else's queue.
-        let function = context
-            .get("functionArn")
-            .and_then(|v| v.as_str())
-            .and_then(|arn| arn.split(':').nth(6));
+        let function = recorded.and_then(|arn| arn.split(':').nth(6));
         if let Some(name) = function
             && !name.ends_with(FUNCTION_SUFFIX)
         {
@@ -184,7 +198,7 @@ impl ReplaySummary {
 }
 
 /// How the walk runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Handle every message, delete none.
     pub dry_run: bool,
@@ -192,6 +206,9 @@ pub struct Options {
     pub max: Option<usize>,
     /// How long each received message stays hidden: the handler's timeout and a margin.
     pub visibility: Duration,
+    /// The function whose on-failure records are replayed (`--function`); without it, any
+    /// function named `<stack>-enforcer`.
+    pub function_arn: Option<String>,
 }
 
 /// The outcome name, resource and failure reason of the handler's answer; whether the message
@@ -356,7 +373,10 @@ where
             continue;
         }
         seen_receives = 0;
-        let unwrapped: Vec<_> = new.iter().map(|m| unwrap_message(&m.body)).collect();
+        let unwrapped: Vec<_> = new
+            .iter()
+            .map(|m| unwrap_message(&m.body, options.function_arn.as_deref()))
+            .collect();
         let is_sweep = |u: &Result<(Source, serde_json::Value), String>| {
             u.as_ref().is_ok_and(|(_, event)| {
                 stream_encryption_enforcer::model::event::is_scheduled(event)
@@ -633,6 +653,7 @@ mod tests {
         dry_run: false,
         max: None,
         visibility: Duration::from_secs(360),
+        function_arn: None,
     };
 
     #[tokio::test]
@@ -891,13 +912,29 @@ mod tests {
     fn unwraps_both_kinds_and_refuses_what_holds_no_event() {
         let bare = event("remediated");
         assert_eq!(
-            unwrap_message(&bare.to_string()),
+            unwrap_message(&bare.to_string(), None),
             Ok((Source::Event, bare.clone()))
         );
         assert_eq!(
-            unwrap_message(&on_failure(bare.clone()).to_string()),
-            Ok((Source::OnFailure, bare))
+            unwrap_message(&on_failure(bare.clone()).to_string(), None),
+            Ok((Source::OnFailure, bare.clone()))
         );
+        // With --function, only that function's records, whatever their qualifier: a record
+        // planted under another function's ARN, or none, is kept unrun.
+        let ours = "arn:aws:lambda:eu-west-1:111111111111:function:streams-enforcer";
+        assert_eq!(
+            unwrap_message(&on_failure(bare.clone()).to_string(), Some(ours)),
+            Ok((Source::OnFailure, bare.clone()))
+        );
+        let other = "arn:aws:lambda:eu-west-1:111111111111:function:other-enforcer";
+        let err = unwrap_message(&on_failure(bare.clone()).to_string(), Some(other)).unwrap_err();
+        assert!(err.contains("not of --function"), "{err}");
+        let mut unnamed = on_failure(bare.clone());
+        unnamed["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("functionArn");
+        assert!(unwrap_message(&unnamed.to_string(), Some(ours)).is_err());
         // A sweep place message (the sweep dead-letter queue's) is handed over as a batch of one.
         let place = PlaceMessage::first(
             "sweep-1",
@@ -908,12 +945,16 @@ mod tests {
             .unwrap(),
         )
         .body();
-        let (source, batch) = unwrap_message(&place).unwrap();
+        let (source, batch) = unwrap_message(&place, None).unwrap();
         assert_eq!(source, Source::Place);
         assert_eq!(batch["Records"][0]["body"], serde_json::json!(place));
         assert_eq!(batch["Records"][0]["eventSource"], "aws:sqs");
         let broken = place.replace("\"part\":1", "\"part\":0");
-        assert!(unwrap_message(&broken).unwrap_err().contains("part is 0"));
+        assert!(
+            unwrap_message(&broken, None)
+                .unwrap_err()
+                .contains("part is 0")
+        );
         for (body, why) in [
             ("[1]", "not a JSON object"),
             ("\"text\"", "not a JSON object"),
@@ -928,13 +969,17 @@ mod tests {
                 "of the function \"orders\"",
             ),
         ] {
-            let err = unwrap_message(body).expect_err(body);
+            let err = unwrap_message(body, None).expect_err(body);
             assert!(err.contains(why), "{body}: {err}");
         }
         let huge = format!(
             r#"{{"source":"aws.kinesis","detail":"{}"}}"#,
             "x".repeat(MAX_EVENT_BYTES)
         );
-        assert!(unwrap_message(&huge).unwrap_err().contains("larger than"));
+        assert!(
+            unwrap_message(&huge, None)
+                .unwrap_err()
+                .contains("larger than")
+        );
     }
 }
