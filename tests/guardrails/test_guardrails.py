@@ -69,6 +69,7 @@ PARAMETERS = {
     "SecurityPrincipalArns": ["arn:aws:iam::*:role/StreamSecurity"],
     "DeploymentIsProtected": "true",
     "MandatedKeyAlias": ALIAS,
+    "ProtectedIdentityProviderArns": ["arn:aws:iam::*:saml-provider/Okta"],
 }
 
 
@@ -277,12 +278,13 @@ CASES = [
     (DEVELOPER, iam("CreateRole", "BreakGlassReader"), None),
     (DEVELOPER, iam("CreateRole", "StreamEncryptionBreakGlass"), "RolesAreProtected"),
     (STACKSETS, iam("CreateRole", "StreamEncryptionBreakGlass"), None),
-    # Every SAML provider an excepted role may trust: IAM Identity Center's, and a direct
-    # federation's (security review, finding 3). OIDC providers only when listed.
+    # The identity providers an excepted role may trust: IAM Identity Center's always, the
+    # others when listed (security review, finding 3; the test's full deployment lists Okta).
     (DEVELOPER, provider("UpdateSAMLProvider", "saml-provider/AWSSSO_0a1b2c3d_DO_NOT_DELETE"), "RolesAreProtected"),
     (DEVELOPER, provider("UpdateSAMLProvider", "saml-provider/Okta"), "RolesAreProtected"),
-    (DEVELOPER, provider("CreateSAMLProvider", "saml-provider/MyIdp"), "RolesAreProtected"),
     (STACKSETS, provider("UpdateSAMLProvider", "saml-provider/Okta"), None),
+    # Others stay free: a team's own federation, its certificate rotation, its CI's OIDC.
+    (DEVELOPER, provider("UpdateSAMLProvider", "saml-provider/TeamAdfs"), None),
     (DEVELOPER, provider("CreateOpenIDConnectProvider", "oidc-provider/token.actions.githubusercontent.com"), None),
     # Nobody in a member account assumes an excepted role, whatever its trust policy says.
     (DEVELOPER, assume("BreakGlass"), "ExceptedRolesAreNotAssumed"),
@@ -483,6 +485,9 @@ class Guardrails(unittest.TestCase):
         params = load("guardrails.yaml")["Parameters"]
         for name in ("BreakGlassPrincipalArns", "SecurityPrincipalArns", "DeploymentPrincipalArns", "AssumingPrincipalArns"):
             allowed = re.compile(params[name]["AllowedPattern"])
+            # Who may assume the excepted roles names one account: a role of that name in any
+            # account could be created by that account's admins.
+            one_account = name == "AssumingPrincipalArns"
             for pattern in ["arn:*:iam::*:role/*", "arn:aws:iam::*:role/*/*", "arn:aws:iam::*:role/a*",
                             "arn:aws:iam::*:role/*/a*/*", "arn:aws:iam::*:role/???*"]:
                 with self.subTest(parameter=name, pattern=pattern):
@@ -491,11 +496,12 @@ class Guardrails(unittest.TestCase):
                             "arn:aws:iam::*:role/security/*",
                             "arn:aws:iam::*:role/aws-reserved/sso.amazonaws.com/*AWSReservedSSO_BreakGlass_*"]:
                 with self.subTest(parameter=name, pattern=pattern):
-                    self.assertIsNotNone(allowed.fullmatch(pattern))
+                    any_account = ":iam::*:" in pattern
+                    self.assertEqual(allowed.fullmatch(pattern) is None, one_account and any_account)
 
     def test_the_operators_role_may_assume_excepted_roles_when_listed(self):
         operators = role("StreamSecurityOperators")
-        content = policy(AssumingPrincipalArns=["arn:aws:iam::*:role/StreamSecurityOperators"])
+        content = policy(AssumingPrincipalArns=[operators])
         for principal, target, want in [
             (operators, "BreakGlass", None),
             (operators, "StreamEncryptionBreakGlass", None),
@@ -504,7 +510,7 @@ class Guardrails(unittest.TestCase):
             authorizations = [(a, r, {**c, "aws:PrincipalArn": principal}) for a, r, c in assume(target)]
             self.assertEqual(denying(content, authorizations), want, (principal, target))
         # A listed OIDC provider is protected like the SAML providers.
-        content = policy(ProtectedOidcProviderArns=["arn:aws:iam::*:oidc-provider/token.actions.githubusercontent.com"])
+        content = policy(ProtectedIdentityProviderArns=["arn:aws:iam::*:oidc-provider/token.actions.githubusercontent.com"])
         call = provider("AddClientIDToOpenIDConnectProvider", "oidc-provider/token.actions.githubusercontent.com")
         self.assertEqual(denying(content, [(a, r, {**c, "aws:PrincipalArn": DEVELOPER}) for a, r, c in call]), "RolesAreProtected")
 
@@ -524,6 +530,11 @@ class Guardrails(unittest.TestCase):
             (admin, [("events:PutPermission", [f"arn:aws:events:us-east-1:{central}:event-bus/stream-encryption-enforcer"], {})], "CentralDeploymentIsProtected"),
             (admin, [("sqs:PurgeQueue", [f"arn:aws:sqs:us-east-1:{central}:enforcer-FailedEventsQueue-1A2B"], {})], "CentralDeploymentIsProtected"),
             (admin, [("iam:PutRolePolicy", [f"arn:aws:iam::{central}:role/enforcer-EnforcerRole-1A2B"], {})], "CentralDeploymentIsProtected"),
+            # A new function of theirs with EnforcerRole would act in every member account.
+            (admin, [("iam:PassRole", [f"arn:aws:iam::{central}:role/enforcer-EnforcerRole-1A2B"], {})], "CentralDeploymentIsProtected"),
+            (admin, [("lambda:RemovePermission", [fn], {})], "CentralDeploymentIsProtected"),
+            (admin, [("cloudwatch:DisableAlarmActions", [f"arn:aws:cloudwatch:us-east-1:{central}:alarm:enforcer-NoInvocationsAlarm-1A2B"], {})], "CentralDeploymentIsProtected"),
+            (admin, [("dynamodb:DeleteTable", [f"arn:aws:dynamodb:us-east-1:{central}:table/enforcer-ReapplicationLedger-1A2B"], {})], "CentralDeploymentIsProtected"),
             (admin, [("lambda:UpdateEventSourceMapping", [f"arn:aws:lambda:us-east-1:{central}:event-source-mapping:0f1e"], {"lambda:FunctionArn": fn})], "CentralEventSourcesAreProtected"),
             # Other functions, rules and roles of the account stay the admins'.
             (admin, [("lambda:PutFunctionConcurrency", [f"arn:aws:lambda:us-east-1:{central}:function:billing"], {})], None),

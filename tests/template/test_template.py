@@ -339,12 +339,15 @@ class ResourcePolicies(unittest.TestCase):
         bus = resolver.get_att("CentralEventBus.Arn")
         forwarder = "arn:aws:iam::444455556666:role/stream-encryption-enforcer-forward-eu-west-1"
 
-        def admitted(principal, sources, detail_type="AWS API Call via CloudTrail", org="o-a1b2c3d4e5"):
+        forward_rule = "arn:aws:events:eu-west-1:444455556666:rule/stream-encryption-enforcer-forward"
+
+        def admitted(principal, sources, detail_type="AWS API Call via CloudTrail", org="o-a1b2c3d4e5", rule=forward_rule):
             context = {
                 "aws:PrincipalArn": principal,
                 "aws:PrincipalOrgID": org,
+                "aws:SourceArn": rule,
                 "events:source": sources,
-                "events:detail-type": detail_type,
+                "events:detail-type": [detail_type],
             }
             return scp.statement_matches(statement, "events:PutEvents", [bus], context)
 
@@ -364,6 +367,9 @@ class ResourcePolicies(unittest.TestCase):
         self.assertFalse(admitted(forwarder, ["aws.kinesis", "my.app"]))
         self.assertFalse(admitted(forwarder, ["aws.kinesis"], detail_type="Scheduled Event"))
         self.assertFalse(admitted(forwarder, ["aws.kinesis"], org="o-zzzzzzzzzz"))
+        # The forwarding role put to work by another rule of the member's (extra targets that
+        # would multiply every event): only member.yaml's rule, one per account and region.
+        self.assertFalse(admitted(forwarder, ["aws.kinesis"], rule="arn:aws:events:eu-west-1:444455556666:rule/amplifier"))
         # The pattern follows member.yaml's rule name and its role's naming.
         role_name = member()["Resources"]["ForwardRole"]["Properties"]["RoleName"]
         self.assertEqual(role_name, {"Sub": "${ForwardRuleName}-${AWS::Region}"})
@@ -893,6 +899,14 @@ class IamPolicy(unittest.TestCase):
             "kinesis:ListStreams", "firehose:ListDeliveryStreams", "kinesis:DescribeStreamSummary",
             "kinesis:StopStreamEncryption", "firehose:DescribeDeliveryStream", "firehose:StopDeliveryStreamEncryption",
         })
+        # An Identity Center session carries no aws:MultiFactorAuthPresent: the condition can go.
+        without_mfa = {**values, "BreakGlassRequiresMfa": "false"}
+        role = cfn.Resolver(doc, cfn.conditions_of(doc, without_mfa), without_mfa).resolve(doc["Resources"]["BreakGlassRole"])
+        (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        self.assertNotIn("Bool", trust["Condition"])
+        self.assertTrue(may_assume("999988887777", None))
+        self.assertFalse(may_assume("123456789012", None), "never the account's own principals")
+        self.assertEqual(doc["Parameters"]["BreakGlassRequiresMfa"]["Default"], "true")
         guardrails = template("guardrails.yaml")["Parameters"]["BreakGlassRoleName"]["Default"]
         self.assertEqual(doc["Parameters"]["BreakGlassRoleName"]["Default"], guardrails)
 

@@ -144,11 +144,55 @@ pub fn unwrap_message(
             ));
         }
     }
+    // With --function, a scheduled event must come from the stack's own sweep rule
+    // (template.yaml names it `<stack>-sweep`; the function is `<stack>-enforcer`). It then
+    // plans the sweep onto the function's sweep queue, for the function to run.
+    if let Some(function) = function
+        && stream_encryption_enforcer::model::event::is_scheduled(&event)
+    {
+        let rule = sweep_rule_of(function).ok_or_else(|| {
+            format!(
+                "--function {function} is not a function ARN of a stack's <stack>{FUNCTION_SUFFIX}"
+            )
+        })?;
+        let named = event
+            .get("resources")
+            .and_then(|r| r.as_array())
+            .is_some_and(|r| r.iter().any(|v| v.as_str() == Some(rule.as_str())));
+        if !named {
+            return Err(format!(
+                "a scheduled event whose resources do not name the stack's sweep rule {rule}"
+            ));
+        }
+    }
     let size = serde_json::to_vec(&event).map_or(usize::MAX, |v| v.len());
     if size > MAX_EVENT_BYTES {
         return Err(format!("the event is larger than {MAX_EVENT_BYTES} bytes"));
     }
     Ok((source, event))
+}
+
+/// The ARN of the sweep rule of the stack whose function is `function`
+/// (`arn:<partition>:lambda:<region>:<account>:function:<stack>-enforcer`).
+fn sweep_rule_of(function: &str) -> Option<String> {
+    let parts: Vec<&str> = function.split(':').collect();
+    let [
+        _,
+        partition,
+        "lambda",
+        region,
+        account,
+        "function",
+        name,
+        ..,
+    ] = parts.as_slice()
+    else {
+        return None;
+    };
+    let stack = name.strip_suffix(FUNCTION_SUFFIX)?;
+    Some(format!(
+        "arn:{partition}:events:{region}:{account}:rule/{stack}-sweep"
+    ))
 }
 
 /// What became of a message.
@@ -935,6 +979,25 @@ mod tests {
             .unwrap()
             .remove("functionArn");
         assert!(unwrap_message(&unnamed.to_string(), Some(ours)).is_err());
+        // A scheduled event, with --function, only from the stack's own sweep rule: a planted
+        // one that names no rule, or another's, is kept unrun.
+        let scheduled = |resources: serde_json::Value| {
+            serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "resources": resources})
+                .to_string()
+        };
+        let rule = "arn:aws:events:eu-west-1:111111111111:rule/streams-sweep";
+        assert!(unwrap_message(&scheduled(serde_json::json!([rule])), Some(ours)).is_ok());
+        for planted in [
+            serde_json::json!([]),
+            serde_json::json!(["arn:aws:events:eu-west-1:111111111111:rule/other-sweep"]),
+            serde_json::json!(["arn:aws:events:eu-west-1:222222222222:rule/streams-sweep"]),
+        ] {
+            let err = unwrap_message(&scheduled(planted.clone()), Some(ours)).unwrap_err();
+            assert!(
+                err.contains("do not name the stack's sweep rule"),
+                "{planted}: {err}"
+            );
+        }
         // A sweep place message (the sweep dead-letter queue's) is handed over as a batch of one.
         let place = PlaceMessage::first(
             "sweep-1",
