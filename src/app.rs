@@ -63,11 +63,11 @@ impl App {
     /// replayed event is old, and its user agent is the message's word only), and fails an event
     /// whose ledger cannot be read (`LEDGER_TABLE` set), rather than writing without the
     /// flapping check.
-    pub fn replaying(mut self) -> Self {
-        self.config.events_queue_url = None;
-        self.config.settle = Duration::ZERO;
-        self.config.ledger_required = self.config.ledger_table.is_some();
-        self
+    pub fn replaying(self) -> Self {
+        let mut app = self.handling_here();
+        app.config.settle = Duration::ZERO;
+        app.config.ledger_required = app.config.ledger_table.is_some();
+        app
     }
 
     /// The configuration.

@@ -107,15 +107,14 @@ pub(super) fn emf_line(namespace: &str, report: &Report, timestamp_ms: u64) -> S
     });
     // The mandated alias now names another key: a second directive of the same line, without
     // dimensions, which MandatedKeyChangedAlarm watches.
-    if report.key_changed_from.is_some() {
-        line["_aws"]["CloudWatchMetrics"]
-            .as_array_mut()
-            .expect("built above as an array")
-            .push(json!({
-                "Namespace": namespace,
-                "Dimensions": [[]],
-                "Metrics": [{"Name": "MandatedKeyChanged", "Unit": "Count"}]
-            }));
+    if report.key_changed_from.is_some()
+        && let Some(directives) = line["_aws"]["CloudWatchMetrics"].as_array_mut()
+    {
+        directives.push(json!({
+            "Namespace": namespace,
+            "Dimensions": [[]],
+            "Metrics": [{"Name": "MandatedKeyChanged", "Unit": "Count"}]
+        }));
         line["MandatedKeyChanged"] = json!(1);
     }
     line.to_string()
