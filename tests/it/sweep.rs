@@ -59,7 +59,7 @@ async fn audit_lists_every_resource_with_its_verdict_and_sweep_fixes_what_is_not
     emu.kinesis_proxy.inject_for(
         "DescribeStreamSummary",
         "stream/doomed",
-        3,
+        4,
         Fault::error(
             "ResourceNotFoundException",
             "Stream doomed under account 123456789012 not found.",
@@ -93,6 +93,44 @@ async fn audit_lists_every_resource_with_its_verdict_and_sweep_fixes_what_is_not
         (&wrong["status"], &wrong["encryption"], &wrong["key"]),
         (&json!("ACTIVE"), &json!("KMS"), &json!(foreign))
     );
+
+    // The same audit as CSV (RFC 4180), read back with a CSV reader: every field comes back whole
+    // (the quoting of commas, quotes and line breaks is output.rs's unit test).
+    let csv_audit = enforcer(&env, &["audit", "--output", "csv"]).await;
+    assert_eq!(csv_audit.code, Some(3), "{csv_audit:?}");
+    assert!(csv_audit.stdout.ends_with("\r\n"), "{csv_audit:?}");
+    let mut reader = csv::Reader::from_reader(csv_audit.stdout.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "account", "region", "service", "name", "arn", "outcome", "key", "reason"
+        ]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let outcomes: std::collections::BTreeMap<String, String> = records
+        .iter()
+        .map(|r| (r[3].to_owned(), r[5].to_owned()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        expect(&[
+            ("archive", "not_applicable"),
+            ("clicks", "noncompliant"),
+            ("doomed", "gone"),
+            ("good", "already_compliant"),
+            ("legacy", "exempt"),
+            ("plain", "noncompliant"),
+            ("wrong", "noncompliant"),
+        ])
+    );
+    let wrong_record = records.iter().find(|r| &r[3] == "wrong").unwrap();
+    assert_eq!(
+        (&wrong_record[0], &wrong_record[1], &wrong_record[2]),
+        (ACCOUNT, REGION, "kinesis")
+    );
+    assert_eq!(&wrong_record[4], wrong["resource"].as_str().unwrap());
+    assert_eq!(&wrong_record[6], foreign.as_str());
+    assert_eq!(Some(&wrong_record[7]), wrong["reason"].as_str());
 
     let dry = enforcer(&env, &["sweep", "--dry-run", "--output", "json"]).await;
     assert_eq!(dry.code, Some(3), "{dry:?}");

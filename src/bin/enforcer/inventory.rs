@@ -3,7 +3,8 @@
 
 use crate::Scope;
 use crate::output::{
-    EXIT_FAILED, EXIT_NOT_COMPLIANT, Format, counts_line, print_json, progress, table, unusable,
+    EXIT_FAILED, EXIT_NOT_COMPLIANT, Format, counts_line, csv_record, print_json, progress, table,
+    unusable,
 };
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,8 +20,26 @@ use tokio::time::Instant;
 /// The inventory commands are not bound by a Lambda timeout; this only keeps a hung run finite.
 const SWEEP_BUDGET: Duration = Duration::from_secs(24 * 3600);
 
+/// How `audit` and `sweep` print their result.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Print {
+    Table,
+    Json,
+    /// `audit --output csv`.
+    Csv,
+}
+
+impl From<Format> for Print {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Table => Self::Table,
+            Format::Json => Self::Json,
+        }
+    }
+}
+
 /// `audit` (report mode, verdict table) and `sweep` (the configured decision on every resource).
-pub async fn inventory(app: App, output: Format, audit: bool, scope: &Scope) -> ExitCode {
+pub async fn inventory(app: App, output: Print, audit: bool, scope: &Scope) -> ExitCode {
     let home = match app.home().await {
         Ok(home) => home,
         Err(e) => return unusable(e),
@@ -47,9 +66,10 @@ pub async fn inventory(app: App, output: Format, audit: bool, scope: &Scope) -> 
         .await;
     progress.finish_and_clear();
     match output {
-        Format::Json if audit => print_json(&audit_rows(&summary)),
-        Format::Json => print_json(&summary),
-        Format::Table => print_table(&summary, audit),
+        Print::Json if audit => print_json(&audit_rows(&summary)),
+        Print::Json => print_json(&summary),
+        Print::Table => print_table(&summary, audit),
+        Print::Csv => print!("{}", csv(&summary)),
     }
     let any = |outcome: Outcome| summary.reports.iter().any(|r| r.outcome == outcome);
     let incomplete = !summary.unreached.is_empty() || !summary.unlisted.is_empty();
@@ -191,6 +211,48 @@ fn audit_rows(summary: &SweepSummary) -> Vec<AuditRow<'_>> {
             reason: Some(&u.reason),
         }))
         .collect()
+}
+
+/// The CSV of `audit --output csv`: a header, then one record per resource (its account, region,
+/// service and name from its ARN; its outcome; the key it was found on; the reason), and one per
+/// account and region that could not be listed (outcome `not_listed`).
+fn csv(summary: &SweepSummary) -> String {
+    let mut text = csv_record(&[
+        "account", "region", "service", "name", "arn", "outcome", "key", "reason",
+    ]);
+    for r in &summary.reports {
+        let arn = r.resource.as_deref().unwrap_or("");
+        // arn:<partition>:<service>:<region>:<account>:<type>/<name>
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let part = |i: usize| parts.get(i).copied().unwrap_or("");
+        let name = part(5).split_once('/').map_or("", |(_, name)| name);
+        text.push_str(&csv_record(&[
+            part(4),
+            part(3),
+            &r.service.map(|s| s.to_string()).unwrap_or_default(),
+            name,
+            arn,
+            r.outcome.as_str(),
+            r.found
+                .as_ref()
+                .and_then(|f| f.key.as_deref())
+                .unwrap_or(""),
+            r.reason.as_deref().unwrap_or(""),
+        ]));
+    }
+    for u in &summary.unlisted {
+        text.push_str(&csv_record(&[
+            u.account.as_str(),
+            u.region.as_str(),
+            "",
+            "",
+            "",
+            "not_listed",
+            "",
+            u.reason.as_str(),
+        ]));
+    }
+    text
 }
 
 fn print_table(summary: &SweepSummary, audit: bool) {

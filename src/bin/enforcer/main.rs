@@ -2,7 +2,7 @@
 //! arguments and sends each command to its module; exit codes are in `output`.
 
 use clap::{Parser, Subcommand};
-use output::{Format, unusable};
+use output::{AuditFormat, Format, unusable};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,9 +51,10 @@ enum Command {
     /// (TARGET_ROLE_NAME) also every allowed account in every allowed region, or those given.
     /// Exit code 0 when all are compliant, 3 when any is not or could not be listed.
     Audit {
-        /// `table` for people, `json` for machines.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        output: Format,
+        /// `table` for people, `json` for machines, `csv` for a spreadsheet (RFC 4180: account,
+        /// region, service, name, arn, outcome, key, reason).
+        #[arg(long, value_enum, default_value_t = AuditFormat::Table)]
+        output: AuditFormat,
         #[command(flatten)]
         scope: Scope,
     },
@@ -153,6 +154,11 @@ async fn main() -> ExitCode {
             invoke::invoke(app.handling_here(), &event, timeout).await
         }
         Command::Audit { output, scope } => {
+            let output = match output {
+                AuditFormat::Table => inventory::Print::Table,
+                AuditFormat::Json => inventory::Print::Json,
+                AuditFormat::Csv => inventory::Print::Csv,
+            };
             inventory::inventory(app.with_mode(Mode::Report), output, true, &scope).await
         }
         Command::Sweep {
@@ -183,7 +189,7 @@ async fn main() -> ExitCode {
             } else {
                 Mode::Enforce
             };
-            inventory::inventory(app.with_mode(mode), output, false, &scope).await
+            inventory::inventory(app.with_mode(mode), output.into(), false, &scope).await
         }
         Command::Replay {
             queue,
