@@ -105,6 +105,19 @@ pub(super) fn emf_line(namespace: &str, report: &Report, timestamp_ms: u64) -> S
         "Events": 1,
         "WriteCalls": report.attempts
     });
+    // A new resource put on the key from its own create event: how long after its creation it
+    // was compliant (what the dashboard shows as time to compliance). A sweep's remediation of an
+    // old resource is MissedByEvents instead.
+    if let Some(seconds) = seconds_to_compliance(report, timestamp_ms)
+        && let Some(directives) = line["_aws"]["CloudWatchMetrics"].as_array_mut()
+    {
+        directives.push(json!({
+            "Namespace": namespace,
+            "Dimensions": [["service"]],
+            "Metrics": [{"Name": "SecondsToCompliance", "Unit": "Seconds"}]
+        }));
+        line["SecondsToCompliance"] = json!(seconds);
+    }
     // The mandated alias now names another key: a second directive of the same line, without
     // dimensions, which MandatedKeyChangedAlarm watches.
     if report.key_changed_from.is_some()
@@ -120,6 +133,23 @@ pub(super) fn emf_line(namespace: &str, report: &Report, timestamp_ms: u64) -> S
     line.to_string()
 }
 
+/// Seconds from a resource's creation to its remediation, for a `remediated` report of the
+/// resource's own create event (`CreateStream`, `CreateDeliveryStream`) that knows when it was
+/// created.
+fn seconds_to_compliance(report: &Report, timestamp_ms: u64) -> Option<u64> {
+    let created = report.found.as_ref()?.created?;
+    let create_event = matches!(
+        report.event_name.as_deref(),
+        Some("CreateStream" | "CreateDeliveryStream")
+    );
+    if report.outcome != crate::model::outcome::Outcome::Remediated || !create_event {
+        return None;
+    }
+    u64::try_from(created)
+        .ok()
+        .map(|created| (timestamp_ms / 1000).saturating_sub(created))
+}
+
 /// Milliseconds since the Unix epoch, as EMF wants its timestamp.
 pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -132,6 +162,49 @@ mod tests {
     use super::*;
     use crate::model::outcome::Outcome;
     use crate::model::resource::Service;
+
+    #[test]
+    fn a_created_resource_remediated_from_its_create_event_counts_its_time_to_compliance() {
+        use crate::model::outcome::InitialState;
+        let found = InitialState {
+            status: "CREATING".into(),
+            encryption: "NONE".into(),
+            key: None,
+            created: Some(1_796_302_500),
+        };
+        let report = |outcome, event: &str| Report {
+            service: Some(Service::Kinesis),
+            event_name: Some(event.into()),
+            found: Some(found.clone()),
+            ..Report::new(outcome)
+        };
+        let now_ms = 1_796_302_541_900;
+        let v: serde_json::Value = serde_json::from_str(&emf_line(
+            "NS",
+            &report(Outcome::Remediated, "CreateStream"),
+            now_ms,
+        ))
+        .unwrap();
+        assert_eq!(v["SecondsToCompliance"], 41, "{v}");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][1]["Dimensions"],
+            json!([["service"]])
+        );
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][1]["Metrics"][0]["Unit"],
+            "Seconds"
+        );
+        // Not for a change of an old stream's encryption, a sweep, or an outcome without a write.
+        for (outcome, event) in [
+            (Outcome::Remediated, "StopStreamEncryption"),
+            (Outcome::Remediated, "Sweep"),
+            (Outcome::AlreadyCompliant, "CreateStream"),
+        ] {
+            let v: serde_json::Value =
+                serde_json::from_str(&emf_line("NS", &report(outcome, event), now_ms)).unwrap();
+            assert!(v.get("SecondsToCompliance").is_none(), "{event}: {v}");
+        }
+    }
 
     #[test]
     fn a_re_pointed_alias_is_counted_without_dimensions_beside_the_outcome() {

@@ -430,6 +430,45 @@ class Outputs(unittest.TestCase):
         self.assertFalse(cfn.conditions_of(doc, {"ExemptTag": ""})["HasExemptTag"])
 
 
+class Dashboard(unittest.TestCase):
+    def test_the_dashboard_shows_what_the_code_emits_and_all_of_it(self):
+        """Every metric of the enforcer's namespace the dashboard names, with its dimensions, is
+        one src/lambda/metrics.rs emits, and every metric it emits is on the dashboard."""
+        doc = template()
+        values = {"MetricsNamespace": "StreamEncryptionEnforcer"}
+        resolver = cfn.Resolver(doc, cfn.conditions_of(doc, values), values)
+        body = json.loads(resolver.resolve(doc["Resources"]["Dashboard"]["Properties"]["DashboardBody"]))
+        shown = {}
+        for widget in body["widgets"]:
+            for row in widget["properties"]["metrics"]:
+                names = [x for x in row if isinstance(x, str)]
+                if names[0] != "StreamEncryptionEnforcer":
+                    continue
+                dimensions = tuple(sorted(names[2::2]))
+                shown.setdefault(names[1], set()).add(dimensions)
+                if "outcome" in names[2::2]:
+                    outcome = names[names.index("outcome") + 1]
+                    self.assertIn(f'"{outcome}"', OUTCOMES_SOURCE, outcome)
+        # The code, not its tests.
+        source = (ROOT / "src" / "lambda" / "metrics.rs").read_text().split("#[cfg(test)]")[0]
+        emitted = set(re.findall(r'"Name": "([A-Z][A-Za-z]+)"', source)) | set(
+            re.findall(r'\("([A-Z][A-Za-z]+)", ', source)
+        )
+        self.assertEqual(set(shown), emitted)
+        # The dimension sets the code emits each metric with (EMF "Dimensions").
+        emitted_dimensions = {
+            "Events": {("outcome",), ("outcome", "service")},
+            "WriteCalls": {("outcome",), ("outcome", "service")},
+            "SecondsToCompliance": {("service",)},
+            "MissedByEvents": {(), ("service",)},
+        }
+        for name, dimensions in shown.items():
+            self.assertLessEqual(dimensions, emitted_dimensions.get(name, {()}), name)
+
+
+OUTCOMES_SOURCE = (ROOT / "src" / "model" / "outcome.rs").read_text()
+
+
 class Ledger(unittest.TestCase):
     """The ledger table and its alarm are what src/aws/ledger.rs and the flapping outcome expect."""
 
