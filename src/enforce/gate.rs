@@ -5,7 +5,7 @@ use super::{Enforcer, EventRun, Halt, Verdict};
 use crate::aws::Aws;
 use crate::aws::error::AwsError;
 use crate::config::Mode;
-use crate::model::exemption::Tags;
+use crate::model::exemption::{Exemption, Tags};
 use crate::model::outcome::Outcome;
 use crate::model::resource::{Resource, Service};
 use crate::policy::ratelimit::Operation;
@@ -85,12 +85,27 @@ impl<A: Aws> Enforcer<A> {
         Fut: Future<Output = Result<Tags, AwsError>>,
     {
         if let Some(tag) = &self.rules.exempt_tag {
-            let exempt = match record_tags {
-                Some(tags) if tag.matches(tags) => true,
-                _ => tag.matches(&self.read(run, list_operation, list_tags).await?),
+            // The create call's own tags when they name the exemption, else the resource's.
+            let today = crate::model::exemption::today();
+            let judged = match record_tags.map(|tags| tag.judge(tags, today)) {
+                Some(judged) if judged != Exemption::None => judged,
+                _ => tag.judge(&self.read(run, list_operation, list_tags).await?, today),
             };
-            if exempt {
-                return Ok(Gate::Exempt(tag.to_string()));
+            match &judged {
+                Exemption::Exempt { until, reason } => {
+                    let mut said = tag.to_string();
+                    if let Some(until) = until {
+                        said.push_str(&format!(" until {until}"));
+                    }
+                    if let Some(reason) = reason {
+                        said.push_str(&format!(" ({reason})"));
+                    }
+                    return Ok(Gate::Exempt(said));
+                }
+                Exemption::None => {}
+                Exemption::Expired { .. } | Exemption::Malformed { .. } => {
+                    run.note = judged.why_enforced(tag);
+                }
             }
         }
         if self.rules.mode == Mode::Report {
@@ -139,10 +154,14 @@ impl<A: Aws> Enforcer<A> {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the re-application ledger could not be read; the key is applied without the flapping check");
-                run.note = Some(format!(
+                let skipped = format!(
                     "the re-application ledger could not be read ({}), so the flapping check was skipped",
                     e.aws()
-                ));
+                );
+                run.note = Some(match run.note.take() {
+                    Some(note) => format!("{note}; {skipped}"),
+                    None => skipped,
+                });
                 return Ok(None);
             }
         };

@@ -408,6 +408,81 @@ async fn run_with<A: Aws + Clone>(aws: A, config: &Config, event: serde_json::Va
         .expect("a usable event")
 }
 
+/// Exemptions that expire (`EXEMPT_TAG` a key alone, the tag's value `until=YYYY-MM-DD;reason=`):
+/// in force through their day, enforced after it with the report saying so, and a value whose
+/// `until` is not a date exempts nothing. On the resource or in the create call's record, in
+/// either mode. (Far past and far future dates: the cases hold on any day this runs.)
+#[tokio::test(start_paused = true)]
+async fn an_exemption_holds_until_its_day_and_a_bad_date_exempts_nothing() {
+    let mut failures = Vec::new();
+    let cases = [
+        (
+            "until=2999-12-31;reason=migration",
+            Some("until 2999-12-31 (migration)"),
+        ),
+        ("until=2000-01-01;reason=migration", None),
+        ("until=31/12/2999", None),
+        ("ticket-42", Some("compliance")),
+    ];
+    for (value, exempt_says) in cases {
+        for in_record in [false, true] {
+            for mode in [Mode::Enforce, Mode::Report] {
+                let model = Model::default().with_keys();
+                let tags: Tags = vec![("compliance".into(), Some(value.into()))];
+                model.world().streams.insert(
+                    "orders".into(),
+                    Stream {
+                        status: StreamStatus::Active,
+                        reads_to_ready: 0,
+                        key: None,
+                        tags: if in_record { Tags::new() } else { tags },
+                    },
+                );
+                let mut event = event("kinesis-create-stream", "streamName", "orders");
+                if in_record {
+                    event["detail"]["requestParameters"]["tags"] =
+                        serde_json::json!({"compliance": value});
+                }
+                let mode_name = match mode {
+                    Mode::Enforce => "enforce",
+                    Mode::Report => "report",
+                };
+                let config = Config::from_lookup(|name| match name {
+                    "MANDATED_KMS_KEY" => Some("alias/org-streams".to_owned()),
+                    "ENFORCEMENT_MODE" => Some(mode_name.to_owned()),
+                    "EXEMPT_TAG" => Some("compliance".to_owned()),
+                    _ => None,
+                })
+                .expect("configuration");
+                let report = run_with(model.clone(), &config, event).await;
+                let reason = report.reason.clone().unwrap_or_default();
+                let (want, says) = match (exempt_says, mode) {
+                    (Some(says), _) => (Outcome::Exempt, says),
+                    (None, Mode::Enforce) => (Outcome::Remediated, ""),
+                    (None, Mode::Report) => (Outcome::Noncompliant, ""),
+                };
+                let enforced_says = if value.contains("2000-01-01") {
+                    "expired"
+                } else {
+                    "not a date"
+                };
+                let ok = report.outcome == want
+                    && reason.contains(says)
+                    && (exempt_says.is_some() || reason.contains(enforced_says))
+                    && model.calls("StartStreamEncryption")
+                        == u32::from(want == Outcome::Remediated);
+                if !ok {
+                    failures.push(format!(
+                        "{value:?}, in record {in_record}, {mode_name}: {} ({reason})",
+                        report.outcome
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// Whether, and how, a resource carries the exemption tag.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Exempt {
