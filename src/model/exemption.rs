@@ -38,7 +38,7 @@ impl ExemptTag {
     }
 
     /// What these tags say, on `today` (days since 1970-01-01). With a key alone, the tag's value
-    /// may carry an expiry and a reason, `until=YYYY-MM-DD;reason=...`: the exemption holds
+    /// may carry an expiry and a reason, `until=YYYY-MM-DD reason=...`: the exemption holds
     /// through that day (UTC). Any other value exempts as it always did; with `key=value`, only
     /// that value does.
     pub fn judge(&self, tags: &Tags, today: i64) -> Exemption {
@@ -56,19 +56,13 @@ impl ExemptTag {
                 Exemption::None
             };
         }
-        let fields: Vec<(&str, &str)> = value
-            .split(';')
-            .filter_map(|part| part.split_once('='))
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .collect();
-        let field = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-        let Some(until) = field("until") else {
+        let Some(until) = field(value, "until", false) else {
             return Exemption::Exempt {
                 until: None,
                 reason: None,
             };
         };
-        let reason = field("reason").map(str::to_owned);
+        let reason = field(value, "reason", true).map(str::to_owned);
         match days_of(until) {
             None => Exemption::Malformed {
                 value: value.to_owned(),
@@ -123,6 +117,26 @@ impl Exemption {
             Self::None | Self::Exempt { .. } => None,
         }
     }
+}
+
+/// The value of `name=` in an exemption tag's value: up to the next space (or, with `rest`, to
+/// the end), and in either case up to a `;`. Kinesis and Firehose allow letters, digits, spaces
+/// and `_ . / = + - % @` in a tag value (`:` too for Firehose), not `;`
+/// (<https://docs.aws.amazon.com/kinesis/latest/APIReference/API_Tag.html>), so the fields are
+/// written `until=2027-03-31 reason=CHG-1234 migration`; `;` is taken too.
+fn field<'v>(value: &'v str, name: &str, rest: bool) -> Option<&'v str> {
+    let start = value
+        .match_indices(&format!("{name}="))
+        .find(|(at, _)| *at == 0 || value[..*at].ends_with([' ', ';']))?
+        .0
+        + name.len()
+        + 1;
+    let tail = &value[start..];
+    let end = tail
+        .find(|c: char| c == ';' || (!rest && c.is_whitespace()))
+        .unwrap_or(tail.len());
+    let found = tail[..end].trim();
+    (!found.is_empty() || !rest).then_some(found)
 }
 
 /// Today, in days since 1970-01-01 (UTC).
@@ -213,7 +227,12 @@ mod tests {
         assert_eq!(day("2026-12-03"), 20_790);
         let on =
             |value: &str, today| tag.judge(&tags(&[("encryption-exempt", Some(value))]), today);
-        let until = "until=2026-12-31;reason=migration ticket 42";
+        // As AWS allows a tag value to be written (no `;`), and with `;` too.
+        let until = "until=2026-12-31 reason=migration ticket 42";
+        assert_eq!(
+            on("until=2026-12-31;reason=migration ticket 42", 0),
+            on(until, 0)
+        );
         assert_eq!(
             on(until, day("2026-12-31")),
             Exemption::Exempt {

@@ -408,7 +408,7 @@ async fn run_with<A: Aws + Clone>(aws: A, config: &Config, event: serde_json::Va
         .expect("a usable event")
 }
 
-/// Exemptions that expire (`EXEMPT_TAG` a key alone, the tag's value `until=YYYY-MM-DD;reason=`):
+/// Exemptions that expire (`EXEMPT_TAG` a key alone, the tag's value `until=YYYY-MM-DD reason=`):
 /// in force through their day, enforced after it with the report saying so, and a value whose
 /// `until` is not a date exempts nothing. On the resource or in the create call's record, in
 /// either mode. (Far past and far future dates: the cases hold on any day this runs.)
