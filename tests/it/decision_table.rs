@@ -429,15 +429,7 @@ async fn an_exemption_holds_until_its_day_and_a_bad_date_exempts_nothing() {
             for mode in [Mode::Enforce, Mode::Report] {
                 let model = Model::default().with_keys();
                 let tags: Tags = vec![("compliance".into(), Some(value.into()))];
-                model.world().streams.insert(
-                    "orders".into(),
-                    Stream {
-                        status: StreamStatus::Active,
-                        reads_to_ready: 0,
-                        key: None,
-                        tags: if in_record { Tags::new() } else { tags },
-                    },
-                );
+                unencrypted_orders_tagged(&model, if in_record { Tags::new() } else { tags });
                 let mut event = event("kinesis-create-stream", "streamName", "orders");
                 if in_record {
                     event["detail"]["requestParameters"]["tags"] =
@@ -1069,13 +1061,18 @@ impl LedgerApi for Twisted {
 }
 
 fn unencrypted_orders(model: &Model) {
+    unencrypted_orders_tagged(model, tags(false));
+}
+
+/// An ACTIVE, unencrypted stream `orders` with these tags.
+fn unencrypted_orders_tagged(model: &Model, tags: Tags) {
     model.world().streams.insert(
         "orders".into(),
         Stream {
             status: StreamStatus::Active,
             reads_to_ready: 0,
             key: None,
-            tags: tags(false),
+            tags,
         },
     );
 }
